@@ -232,14 +232,15 @@ int cta_read_file(const char *path, size_t max, char **ret, size_t *ret_len,
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", path);
-        size_t cap = 4096, len = 0;
+        /* One byte beyond max is read to tell "exactly max" from "too large". */
+        size_t cap = max < 4096 ? max + 1 : 4096, len = 0;
         _cleanup_free_ char *data = cta_xmalloc(cap + 1);
         for (;;) {
                 if (len == cap) {
-                        if (cap >= max)
+                        if (cap > max)
                                 return cta_error_set(err, CTA_E_TOO_LARGE, 0,
                                                      "'%s' is larger than %zu bytes", path, max);
-                        cap = cap * 2 > max ? max : cap * 2;
+                        cap = cap * 2 > max ? max + 1 : cap * 2;
                         data = cta_xrealloc(data, cap + 1);
                 }
                 ssize_t n = read(fd, data + len, cap - len);
@@ -252,6 +253,9 @@ int cta_read_file(const char *path, size_t max, char **ret, size_t *ret_len,
                         break;
                 len += (size_t)n;
         }
+        if (len > max)
+                return cta_error_set(err, CTA_E_TOO_LARGE, 0, "'%s' is larger than %zu bytes",
+                                     path, max);
         data[len] = '\0';
         if (ret_len)
                 *ret_len = len;
