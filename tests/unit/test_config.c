@@ -1,0 +1,104 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/config.h"
+#include "tap.h"
+#include "util/error.h"
+#include "util/util.h"
+
+static char *write_tmp(const char *text)
+{
+        char *path = cta_xstrdup("/tmp/cta-conf-XXXXXX");
+        int fd = mkstemp(path);
+        if (fd < 0)
+                abort();
+        if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+                abort();
+        close(fd);
+        return path;
+}
+
+TEST(config__defaults_validate)
+{
+        struct cta_config c;
+        cta_config_defaults(&c);
+        ASSERT_OK(cta_config_validate(&c, NULL));
+        ASSERT_STR_EQ(c.listen, "0.0.0.0:4434");
+        ASSERT_STR_EQ(c.plain_listen, "127.0.0.1:4433");
+        ASSERT_INT_EQ(c.one_time_pass_ttl_s, 600);
+        cta_config_done(&c);
+        return 0;
+}
+
+TEST(config__file)
+{
+        _cleanup_free_ char *p = write_tmp("# comment\n\nlisten = 127.0.0.11:0\n"
+                                           "plain_listen=none\n"
+                                           "idle_timeout_prelogin = 2  # short\n"
+                                           "admin_group = wheel\nlog_level = debug\n");
+        struct cta_config c;
+        cta_config_defaults(&c);
+        ASSERT_OK(cta_config_load(&c, p, true, NULL));
+        ASSERT_STR_EQ(c.listen, "127.0.0.11:0");
+        ASSERT_NULL(c.plain_listen);
+        ASSERT_INT_EQ(c.idle_timeout_prelogin_s, 2);
+        ASSERT_STR_EQ(c.admin_group, "wheel");
+        ASSERT_OK(cta_config_validate(&c, NULL));
+        cta_config_done(&c);
+        unlink(p);
+        return 0;
+}
+
+TEST(config__errors_name_the_line)
+{
+        static const char *bad[] = { "listen\n", "bogus = 1\n", "frame_max = 12\n",
+                                     "plain_open = perhaps\n", "log_level = loud\n" };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(bad); i++) {
+                _cleanup_free_ char *p = write_tmp(bad[i]);
+                _cleanup_(cta_error_freep) struct cta_error *e = NULL;
+                struct cta_config c;
+                cta_config_defaults(&c);
+                ASSERT_INT_EQ(cta_config_load(&c, p, true, &e), -CTA_E_CONFIG);
+                ASSERT_TRUE(strstr(cta_error_msg(e), ":1:") != NULL);
+                cta_config_done(&c);
+                unlink(p);
+        }
+        return 0;
+}
+
+TEST(config__plain_listener_needs_opt_in)
+{
+        struct cta_config c;
+        cta_config_defaults(&c);
+        ASSERT_OK(cta_config_set(&c, "plain_listen", "0.0.0.0:4433", NULL));
+        ASSERT_INT_EQ(cta_config_validate(&c, NULL), -CTA_E_CONFIG);
+        ASSERT_OK(cta_config_set(&c, "plain_open", "yes", NULL));
+        ASSERT_OK(cta_config_validate(&c, NULL));
+        ASSERT_OK(cta_config_set(&c, "plain_listen", "[::1]:0", NULL));
+        ASSERT_OK(cta_config_set(&c, "plain_open", "no", NULL));
+        ASSERT_OK(cta_config_validate(&c, NULL));
+        ASSERT_TRUE(cta_addr_is_loopback("127.0.0.12:1"));
+        ASSERT_TRUE(!cta_addr_is_loopback("10.0.0.1:1"));
+        cta_config_done(&c);
+        return 0;
+}
+
+TEST(config__missing_file)
+{
+        struct cta_config c;
+        cta_config_defaults(&c);
+        ASSERT_OK(cta_config_load(&c, "/nonexistent/ctagentd.conf", false, NULL));
+        ASSERT_INT_EQ(cta_config_load(&c, "/nonexistent/ctagentd.conf", true, NULL),
+                      -CTA_E_CONFIG);
+        cta_config_done(&c);
+        return 0;
+}
+
+int main(void)
+{
+        return tap_run(TESTS(T(config__defaults_validate), T(config__file),
+                             T(config__errors_name_the_line), T(config__plain_listener_needs_opt_in),
+                             T(config__missing_file)));
+}
