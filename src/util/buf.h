@@ -27,7 +27,8 @@ int cta_buf_append(struct cta_buf *b, const void *data, size_t len);
 int cta_buf_puts(struct cta_buf *b, const char *s);
 int cta_buf_putc(struct cta_buf *b, char c);
 int cta_buf_printf(struct cta_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int cta_buf_vprintf(struct cta_buf *b, const char *fmt, va_list ap);
+int cta_buf_vprintf(struct cta_buf *b, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
 /* Drop n bytes from the front. */
 void cta_buf_consume(struct cta_buf *b, size_t n);
 /* Take the data (NUL-terminated, caller frees); the buffer becomes empty. */

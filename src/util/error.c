@@ -71,8 +71,9 @@ const char *cta_errcode_name(int code)
         return "unknown";
 }
 
-static int error_vset(struct cta_error **err, int code, int sys_errno, const char *fmt,
-                      va_list ap)
+__attribute__((format(printf, 4, 0))) static int error_vset(struct cta_error **err, int code,
+                                                             int sys_errno, const char *fmt,
+                                                             va_list ap)
 {
         if (code <= 0)
                 code = CTA_E_INTERNAL;
