@@ -38,6 +38,7 @@ static const struct key_def keys[] = {
         STR_OPT(template_dir),
         STR_OPT(bridge),
         STR_OPT(bridge_cidr),
+        STR_OPT(ct_backend),
         { "log_level", K_LEVEL, offsetof(struct cta_config, log_level), 0, 0 },
         U64(one_time_pass_ttl_s, 1, 86400),
         U64(max_connections, 1, 65536),
@@ -237,6 +238,9 @@ int cta_config_validate(const struct cta_config *c, struct cta_error **err)
         if ((c->tls_cert == NULL) != (c->tls_key == NULL))
                 return cta_error_set(err, CTA_E_CONFIG, 0,
                                      "tls_cert and tls_key must be set together");
+        if (c->ct_backend && !streq(c->ct_backend, "lxc") && !streq(c->ct_backend, "fake"))
+                return cta_error_set(err, CTA_E_CONFIG, 0,
+                                     "ct_backend: '%s' is not lxc or fake", c->ct_backend);
         if (c->frame_max < c->frame_max_prelogin)
                 return cta_error_set(err, CTA_E_CONFIG, 0,
                                      "frame_max must be at least frame_max_prelogin");

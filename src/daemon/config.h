@@ -19,6 +19,7 @@ struct cta_config {
         char *pam_service;
         char *template_dir;
         char *bridge, *bridge_cidr;
+        char *ct_backend; /* "lxc" (default) or "fake" (tests without root) */
         char *ready_file;
         int log_level;
         uint64_t one_time_pass_ttl_s;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cta_config.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "net/conn.h"
