@@ -15,8 +15,12 @@ deps:
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)
 
+# Meson puts binaries beside their sources; scripts and docs use build/ctagentd
+# and build/ctagent.
 build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
+	@ln -sf src/daemon/ctagentd $(BUILD)/ctagentd
+	@ln -sf src/cli/ctagent $(BUILD)/ctagent
 
 # Every test: unit, XSD validation, fuzz-corpus replay, integration against real
 # daemons, and (as root) real LXC containers.
