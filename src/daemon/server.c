@@ -458,6 +458,8 @@ int cta_server_start(struct cta_daemon *d, char ret_tls[80], char ret_plain[80],
                            err);
         if (r < 0)
                 return cta_error_wrap(err, "TLS listener on '%s'", d->cfg->listen);
+        cta_listener_set_handshake_timeout(d->tls_ls, d->cfg->handshake_timeout_s * 1000);
+        cta_listener_set_max_conns(d->tls_ls, (unsigned)d->cfg->max_connections);
         ret_plain[0] = '\0';
         if (d->cfg->plain_listen) {
                 r = cta_listen(d->loop, d->cfg->plain_listen, NULL, &server_ops, d, ret_plain,
@@ -465,6 +467,7 @@ int cta_server_start(struct cta_daemon *d, char ret_tls[80], char ret_plain[80],
                 if (r < 0)
                         return cta_error_wrap(err, "plain listener on '%s'",
                                               d->cfg->plain_listen);
+                cta_listener_set_max_conns(d->plain_ls, (unsigned)d->cfg->max_connections);
                 if (!cta_addr_is_loopback(d->cfg->plain_listen))
                         log_warning("plain listener on %s is reachable from the network: "
                                     "passwords cross it unencrypted (plain_open = yes)",

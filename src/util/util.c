@@ -196,7 +196,11 @@ int cta_write_file_atomic(const char *path, const void *data, size_t len, mode_t
                           struct cta_error **err)
 {
         _cleanup_free_ char *tmp = cta_xasprintf("%s.tmp.%d", path, (int)getpid());
-        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        /* O_EXCL|O_NOFOLLOW: never write through a planted file or symlink
+         * (the TLS key goes through here); a stale temp file of ours goes. */
+        (void)unlink(tmp);
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                      mode);
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "create '%s'", tmp);
         const char *p = data;
