@@ -148,6 +148,13 @@ static int check_ips(struct cta_daemon *d, const char *self_eid, const struct ct
 {
         struct cta_ct_row *rows = NULL;
         size_t n = 0;
+        const char *bridge = d->cfg->bridge_cidr;
+
+        for (size_t i = 0; bridge && i < x->n_ips; i++)
+                if (same_ip(x->ips[i], bridge))
+                        return cta_error_set(err, CTA_E_IP_IN_USE, 0,
+                                             "address %.*s is the node's bridge address",
+                                             (int)strcspn(x->ips[i], "/"), x->ips[i]);
         int r = cta_store_ct_list(d->store, &rows, &n, err);
         if (r < 0)
                 return r;

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,7 +196,11 @@ char *cta_sanitize(const char *s, size_t max)
 int cta_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
                           struct cta_error **err)
 {
-        _cleanup_free_ char *tmp = cta_xasprintf("%s.tmp.%d", path, (int)getpid());
+        /* Unique per process, thread and call: two writers of one path never
+         * share a temp file. */
+        static atomic_uint seq;
+        _cleanup_free_ char *tmp = cta_xasprintf("%s.tmp.%d.%d.%u", path, (int)getpid(),
+                                                 (int)gettid(), atomic_fetch_add(&seq, 1));
         /* O_EXCL|O_NOFOLLOW: never write through a planted file or symlink
          * (the TLS key goes through here); a stale temp file of ours goes. */
         (void)unlink(tmp);
