@@ -31,6 +31,8 @@ static const struct key_def keys[] = {
         STR(listen),
         STR_OPT(plain_listen),
         { "plain_open", K_BOOL, offsetof(struct cta_config, plain_open), 0, 0 },
+        { "vendor_forms", K_BOOL, offsetof(struct cta_config, vendor_forms), 0, 0 },
+        { "keep_staging", K_BOOL, offsetof(struct cta_config, keep_staging), 0, 0 },
         STR_OPT(tls_cert),
         STR_OPT(tls_key),
         STR(admin_group),

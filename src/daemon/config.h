@@ -14,6 +14,8 @@ struct cta_config {
         char *listen;       /* TLS listener "ADDR:PORT" */
         char *plain_listen; /* plain listener, NULL = disabled */
         bool plain_open;    /* allow a non-loopback plain listener */
+        bool vendor_forms;  /* progress/events in the vendor's (non-XSD-valid) shapes */
+        bool keep_staging;  /* keep a failed migration's staging area for a faster retry */
         char *tls_cert, *tls_key;
         char *admin_group;
         char *pam_service;

@@ -16,6 +16,7 @@
 #include "daemon/envm.h"
 #include "net/loop.h"
 #include "net/tls.h"
+#include "proto/writer.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -257,6 +258,7 @@ int main(int argc, char **argv)
                 return 0;
         }
         cta_log_set_level(cfg.log_level);
+        cta_reply_set_vendor_forms(cfg.vendor_forms);
 
         int r = run(&d, &err);
         if (r < 0)

@@ -290,6 +290,16 @@ static void handle_frame(struct cta_session *s, const char *frame, size_t len)
                 goto out;
         }
         const char *cop = canonical_op(op);
+        /* Before login only the pre-auth calls exist: an anonymous client
+         * learns nothing about which operators and calls this node has. */
+        const struct cta_handler *pre = req->call ? handler_find(cop, req->call) : NULL;
+        if (!s->logged_in && !(pre && (pre->flags & CTA_H_PREAUTH))) {
+                _cleanup_free_ char *o = cta_sanitize(op, 64);
+                _cleanup_free_ char *m = cta_xasprintf("%s/%s requires login (system/login)", o,
+                                                       req->call ? req->call : "?");
+                send_error(s, req, op_known(cop) ? op : "system", CTA_E_NOT_LOGGED_IN, m);
+                goto out;
+        }
         if (!op_known(cop)) {
                 _cleanup_free_ char *o = cta_sanitize(op, 64);
                 _cleanup_free_ char *m = cta_xasprintf("unknown operator '%s'", o);
