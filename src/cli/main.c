@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cmd_ct.h"
 #include "cli/conn.h"
 #include "cta_config.h"
 #include "util/util.h"
@@ -13,6 +14,7 @@
 /* Command groups; a new group (cmd_ct.c, cmd_migrate.c) adds one line. */
 static const struct cli_command *const cli_groups[] = {
         cli_cmds_system,
+        cli_cmds_ct,
         NULL,
 };
 

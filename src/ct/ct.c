@@ -21,7 +21,7 @@
 
 /* cgroup v1 CPU period: quota = percent * 1000 µs per 100 ms */
 #define CT_CPU_PERIOD_US 100000u
-#define CT_CPU_PERCENT_MAX 100000u /* 1000 CPUs */
+#define CT_CPU_PERCENT_MAX 102400u /* 1024 CPUs, as the protocol layer accepts */
 
 static const char *const state_names[] = {
         [CTA_CT_UNKNOWN] = "unknown",     [CTA_CT_NONEXISTENT] = "nonexistent",
