@@ -29,6 +29,7 @@ struct cta_ratelimit;
 struct cta_call;
 struct cta_session;
 struct cta_envm;
+struct cta_chanq;
 
 struct cta_daemon {
         struct cta_config *cfg;
@@ -51,6 +52,7 @@ enum cta_handler_flags {
         CTA_H_ANYUSER = 1u << 1,    /* any logged-in user; default is admin only */
         CTA_H_SERIAL = 1u << 2,     /* runs on a job thread; later frames wait for it */
         CTA_H_BACKGROUND = 1u << 3, /* runs on a job thread; the connection keeps serving */
+        CTA_H_DETACHED = 1u << 4,   /* keeps running when the client disconnects */
 };
 
 /*
@@ -58,7 +60,9 @@ enum cta_handler_flags {
  * frame into call->out (cta_call_begin_result()…cta_call_end_result(), or a
  * proto *_frame builder), or nothing, in which case the reply is <ok/>.
  * For job handlers, `prepare` (optional) runs on the loop thread first,
- * `fn` on the job thread and `finish` (optional) on the loop thread after.
+ * `fn` on the job thread and `finish` (optional) on the loop thread after,
+ * whether fn succeeded or not: it sees fn's result in call->result (and
+ * call->err) and returns the final result.
  */
 typedef int (*cta_handler_fn)(struct cta_call *call, struct cta_error **err);
 
@@ -84,6 +88,7 @@ struct cta_session {
         uid_t uid;
         bool serial_busy;
         struct cta_call *inflight; /* job calls, for system/cancel */
+        struct cta_chanq *binsink; /* where binary frames go (an open migration stream) */
         char **subs;
         size_t nsubs;
 };
@@ -107,6 +112,8 @@ struct cta_call {
 /* Handler tables of the operators (NULL-terminated). */
 extern const struct cta_handler cta_system_handlers[];
 extern const struct cta_handler cta_envm_handlers[];
+extern const struct cta_handler cta_mig_dst_handlers[];
+extern const struct cta_handler cta_relocator_handlers[];
 
 /* Start a result reply body in the operator element; returns the writer. */
 struct cta_xw *cta_call_begin_result(struct cta_call *call);

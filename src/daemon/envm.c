@@ -225,8 +225,8 @@ void cta_envm_emit(struct cta_daemon *d, const char *eid, int new_state, int new
 }
 
 /* Record a state change in the registry and announce it. */
-static int set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, int tr,
-                     struct cta_error **err)
+int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, int tr,
+                       struct cta_error **err)
 {
         int r = cta_store_ct_set_state(d->store, row->eid, state, tr, err);
         if (r < 0)
@@ -433,7 +433,7 @@ static int envm_create(struct cta_call *call, struct cta_error **err)
         if (r >= 0)
                 r = cta_ct_define(d->envm->ct, &spec, err);
         if (r >= 0)
-                r = set_state(d, &row, CTA_CT_DOWN, CTA_TR_NONE, err);
+                r = cta_envm_set_state(d, &row, CTA_CT_DOWN, CTA_TR_NONE, err);
         if (r < 0) {
                 create_rollback(d, &row, made_private);
                 cta_envm_emit(d, row.eid, CTA_CT_NONEXISTENT, 0, CTA_CT_CONFIG, CTA_TR_CREATING);
@@ -462,7 +462,7 @@ static int eid_prepare(struct cta_call *call, struct cta_error **err)
         return cta_envm_parse_eid_req(call->req->call_node, &c->req, err);
 }
 
-static int do_start(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err)
+int cta_envm_start_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err)
 {
         struct ct_extra x;
         struct cta_ct_spec spec;
@@ -471,13 +471,18 @@ static int do_start(struct cta_daemon *d, struct cta_ct_row *row, struct cta_err
         if (row->state == CTA_CT_RUNNING)
                 return cta_error_set(err, CTA_E_BAD_STATE, 0, "container %s is already running",
                                      row->eid);
+        if (row->transition == CTA_TR_MIGRATING)
+                return cta_error_set(err, CTA_E_BUSY, 0,
+                                     "container %s is being migrated; it starts again when the "
+                                     "migration is rolled back",
+                                     row->eid);
         if (row->state != CTA_CT_DOWN && row->state != CTA_CT_MOUNTED)
                 return cta_error_set(err, CTA_E_BAD_STATE, 0,
                                      "container %s cannot start in state %s", row->eid,
                                      cta_ct_state_name(row->state));
         extra_parse(row->config_json, &x);
         spec_from_row(row, &x, &spec);
-        r = set_state(d, row, row->state, CTA_TR_STARTING, err);
+        r = cta_envm_set_state(d, row, row->state, CTA_TR_STARTING, err);
         if (r < 0)
                 return r;
         /* Rewrite the LXC config from the registry: it is the source of truth. */
@@ -485,32 +490,32 @@ static int do_start(struct cta_daemon *d, struct cta_ct_row *row, struct cta_err
         if (r >= 0)
                 r = cta_ct_start(d->envm->ct, row->veid, err);
         if (r < 0) {
-                (void)set_state(d, row, CTA_CT_DOWN, CTA_TR_NONE, NULL);
+                (void)cta_envm_set_state(d, row, CTA_CT_DOWN, CTA_TR_NONE, NULL);
                 return cta_error_wrap(err, "start container %s", row->eid);
         }
-        r = set_state(d, row, CTA_CT_RUNNING, CTA_TR_NONE, err);
+        r = cta_envm_set_state(d, row, CTA_CT_RUNNING, CTA_TR_NONE, err);
         if (r >= 0)
                 log_notice("started container %s (veid %" PRIu64 ")", row->eid, row->veid);
         return r;
 }
 
-static int do_stop(struct cta_daemon *d, struct cta_ct_row *row, bool force,
-                   struct cta_error **err)
+int cta_envm_stop_row(struct cta_daemon *d, struct cta_ct_row *row, bool force,
+                      struct cta_error **err)
 {
         int r;
 
         if (row->state != CTA_CT_RUNNING)
                 return cta_error_set(err, CTA_E_BAD_STATE, 0, "container %s is not running",
                                      row->eid);
-        r = set_state(d, row, row->state, CTA_TR_STOPPING, err);
+        r = cta_envm_set_state(d, row, row->state, CTA_TR_STOPPING, err);
         if (r < 0)
                 return r;
         r = cta_ct_stop(d->envm->ct, row->veid, force, CTA_STOP_TIMEOUT_S, err);
         if (r < 0) {
-                (void)set_state(d, row, CTA_CT_RUNNING, CTA_TR_NONE, NULL);
+                (void)cta_envm_set_state(d, row, CTA_CT_RUNNING, CTA_TR_NONE, NULL);
                 return cta_error_wrap(err, "stop container %s", row->eid);
         }
-        r = set_state(d, row, CTA_CT_DOWN, CTA_TR_NONE, err);
+        r = cta_envm_set_state(d, row, CTA_CT_DOWN, CTA_TR_NONE, err);
         if (r >= 0)
                 log_notice("stopped container %s (veid %" PRIu64 ")%s", row->eid, row->veid,
                            force ? " (forced)" : "");
@@ -525,14 +530,14 @@ static int do_destroy(struct cta_daemon *d, struct cta_ct_row *row, struct cta_e
                 return cta_error_set(err, CTA_E_BAD_STATE, 0,
                                      "container %s is running: stop it before destroying it",
                                      row->eid);
-        r = set_state(d, row, row->state, CTA_TR_DESTROYING, err);
+        r = cta_envm_set_state(d, row, row->state, CTA_TR_DESTROYING, err);
         if (r < 0)
                 return r;
         r = cta_ct_undefine(d->envm->ct, row->veid, err);
         if (r >= 0)
                 r = cta_ct_private_remove(d->envm->ct, row->private_path, err);
         if (r < 0) {
-                (void)set_state(d, row, CTA_CT_DOWN, CTA_TR_NONE, NULL);
+                (void)cta_envm_set_state(d, row, CTA_CT_DOWN, CTA_TR_NONE, NULL);
                 return cta_error_wrap(err, "destroy container %s", row->eid);
         }
         r = cta_store_ct_delete(d->store, row->eid, err);
@@ -562,15 +567,15 @@ static int envm_lifecycle(struct cta_call *call, struct cta_error **err)
         }
         progress(call, row.eid, 1);
         if (streq(what, "start")) {
-                r = do_start(d, &row, err);
+                r = cta_envm_start_row(d, &row, err);
         } else if (streq(what, "stop")) {
-                r = do_stop(d, &row, c->req.force, err);
+                r = cta_envm_stop_row(d, &row, c->req.force, err);
         } else if (streq(what, "restart")) {
                 r = 0;
                 if (row.state == CTA_CT_RUNNING)
-                        r = do_stop(d, &row, false, err);
+                        r = cta_envm_stop_row(d, &row, false, err);
                 if (r >= 0)
-                        r = do_start(d, &row, err);
+                        r = cta_envm_start_row(d, &row, err);
         } else {
                 r = do_destroy(d, &row, err);
         }
@@ -823,7 +828,7 @@ static int reconcile(struct cta_daemon *d, struct cta_error **err)
                                    row->eid, row->veid, cta_ct_state_name(want),
                                    cta_ct_state_name(row->state),
                                    row->transition ? " (in transition)" : "");
-                        (void)set_state(d, row, want, CTA_TR_NONE, NULL);
+                        (void)cta_envm_set_state(d, row, want, CTA_TR_NONE, NULL);
                 }
         }
         /* Private areas nobody owns: report, never delete. */
@@ -894,7 +899,7 @@ static void boot_work(void *p)
                         continue;
                 if (cta_envm_lock(d, rows[i].eid, &err) < 0)
                         continue;
-                if (do_start(d, &rows[i], &err) < 0)
+                if (cta_envm_start_row(d, &rows[i], &err) < 0)
                         log_error("on_boot start of %s failed: %s", rows[i].eid,
                                   cta_error_msg(err));
                 cta_envm_unlock(d, rows[i].eid);
@@ -927,4 +932,64 @@ void cta_envm_free(struct cta_daemon *d)
                 free(e);
                 d->envm = NULL;
         }
+}
+
+struct cta_ct_backend *cta_envm_backend(struct cta_daemon *d)
+{
+        return d->envm->ct;
+}
+
+const char *cta_envm_private_root(struct cta_daemon *d)
+{
+        return d->envm->private_root;
+}
+
+int cta_envm_check_ips(struct cta_daemon *d, const char *self_eid, const char *const *ips,
+                       size_t n, struct cta_error **err)
+{
+        struct ct_extra x = { 0 };
+        for (size_t i = 0; i < n && i < CTA_ENV_MAX_IPS; i++)
+                snprintf(x.ips[x.n_ips++], sizeof(x.ips[0]), "%s", ips[i]);
+        return check_ips(d, self_eid, &x, err);
+}
+
+void cta_envm_row_extra(const struct cta_ct_row *row, char ips[][19], size_t *n_ips,
+                        uint64_t *mem, unsigned *cpu)
+{
+        struct ct_extra x;
+        extra_parse(row->config_json, &x);
+        for (size_t i = 0; i < x.n_ips; i++)
+                memcpy(ips[i], x.ips[i], sizeof(x.ips[i]));
+        *n_ips = x.n_ips;
+        *mem = x.mem_bytes;
+        *cpu = x.cpu_percent;
+}
+
+int cta_envm_adopt(struct cta_daemon *d, struct cta_ct_row *row, const char *const *ips,
+                   size_t n_ips, uint64_t mem, unsigned cpu, struct cta_error **err)
+{
+        struct ct_extra x = { .mem_bytes = mem, .cpu_percent = cpu };
+        struct cta_ct_spec spec;
+        int r;
+
+        for (size_t i = 0; i < n_ips && i < CTA_ENV_MAX_IPS; i++)
+                snprintf(x.ips[x.n_ips++], sizeof(x.ips[0]), "%s", ips[i]);
+        free(row->config_json);
+        row->config_json = extra_format(&x);
+        row->state = CTA_CT_DOWN;
+        row->transition = CTA_TR_NONE;
+        spec_from_row(row, &x, &spec);
+        r = cta_ct_spec_validate(&spec, err);
+        if (r < 0)
+                return r;
+        r = cta_store_ct_insert(d->store, row, err);
+        if (r < 0)
+                return r;
+        r = cta_ct_define(d->envm->ct, &spec, err);
+        if (r < 0) {
+                (void)cta_store_ct_delete(d->store, row->eid, NULL);
+                return r;
+        }
+        cta_envm_emit(d, row->eid, CTA_CT_DOWN, CTA_TR_NONE, CTA_CT_NONEXISTENT, CTA_TR_NONE);
+        return 0;
 }

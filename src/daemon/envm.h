@@ -1,6 +1,10 @@
 /* The vzaenvm operator: containers on this node (envm.c). */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 struct cta_daemon;
 struct cta_error;
 
@@ -16,3 +20,26 @@ void cta_envm_unlock(struct cta_daemon *d, const char *eid);
 /* Announce a status change to env_status_subscription subscribers (thread-safe). */
 void cta_envm_emit(struct cta_daemon *d, const char *eid, int new_state, int new_tr,
                    int old_state, int old_tr);
+
+struct cta_ct_row;
+/* Record a state change in the registry and announce it. */
+int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, int tr,
+                       struct cta_error **err);
+/* Start / stop a registered container (caller holds its lock). */
+int cta_envm_start_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);
+int cta_envm_stop_row(struct cta_daemon *d, struct cta_ct_row *row, bool force,
+                      struct cta_error **err);
+/* The container backend and the private root, for migration. */
+struct cta_ct_backend *cta_envm_backend(struct cta_daemon *d);
+const char *cta_envm_private_root(struct cta_daemon *d);
+/* Refuse addresses used by another container of this node or the bridge. */
+int cta_envm_check_ips(struct cta_daemon *d, const char *self_eid, const char *const *ips,
+                       size_t n, struct cta_error **err);
+/* The addresses and limits kept in a row's extra config (ips: 8 slots). */
+void cta_envm_row_extra(const struct cta_ct_row *row, char ips[][19], size_t *n_ips,
+                        uint64_t *mem, unsigned *cpu);
+/* Register a container whose private area is already in place (a migrated
+ * one): insert the row (state down) and define it. The row's config_json is
+ * replaced; other strings stay the caller's. */
+int cta_envm_adopt(struct cta_daemon *d, struct cta_ct_row *row, const char *const *ips,
+                   size_t n_ips, uint64_t mem, unsigned cpu, struct cta_error **err);

@@ -14,6 +14,7 @@
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/envm.h"
+#include "daemon/mig.h"
 #include "net/loop.h"
 #include "net/tls.h"
 #include "proto/writer.h"
@@ -219,6 +220,9 @@ static int run(struct cta_daemon *d, struct cta_error **err)
                 return cta_error_set(err, CTA_E_IO, 0, "watch signals");
 
         r = cta_envm_init(d, err);
+        if (r < 0)
+                return r;
+        r = cta_mig_recover(d, err);
         if (r < 0)
                 return r;
         r = cta_server_start(d, tls_addr, plain_addr, err);

@@ -14,6 +14,7 @@
 #include "cta_config.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/mig.h"
 #include "net/conn.h"
 #include "net/loop.h"
 #include "proto/frame.h"
@@ -25,6 +26,8 @@
 static const struct cta_handler *const handler_tables[] = {
         cta_system_handlers,
         cta_envm_handlers,
+        cta_relocator_handlers,
+        cta_mig_dst_handlers,
 };
 
 /* Operators that answer under another element name share a table. */
@@ -32,6 +35,7 @@ static const struct {
         const char *alias, *op;
 } op_aliases[] = {
         { "envm", "vzaenvm" },
+        { "vzarelocator", "relocator" },
 };
 
 static const char *canonical_op(const char *op)
@@ -149,6 +153,8 @@ int cta_call_end_result(struct cta_call *call, struct cta_error **err)
 
 bool cta_call_cancelled(struct cta_call *call)
 {
+        if (call->h->flags & CTA_H_DETACHED)
+                return atomic_load(&call->cancelled);
         return atomic_load(&call->cancelled) || cta_conn_is_closed(call->s->conn);
 }
 
@@ -213,7 +219,7 @@ static void job_done(void *arg)
         struct cta_session *s = call->s;
         int r = call->result;
 
-        if (r >= 0 && call->h->finish)
+        if (call->h->finish)
                 r = call->h->finish(call, &call->err);
         if (!s->closed)
                 call_reply(call, r, call->err);
@@ -351,16 +357,30 @@ out:
 static void session_pump(struct cta_session *s)
 {
         while (!s->serial_busy && !s->closed && !cta_conn_is_closed(s->conn)) {
+                enum cta_frame_kind kind;
                 const char *frame;
                 size_t len;
-                int r = cta_framer_next(s->fr, &frame, &len);
+                int r = cta_framer_next_any(s->fr, &kind, &frame, &len);
                 if (r == 0)
                         break;
                 if (r < 0) {
-                        send_error(s, NULL, "system", CTA_E_FRAME_TOO_LARGE,
-                                   "packet is larger than the limit for this connection");
+                        send_error(s, NULL, "system", -r == CTA_E_PROTO ? CTA_E_PROTO
+                                                                         : CTA_E_FRAME_TOO_LARGE,
+                                   -r == CTA_E_PROTO
+                                           ? "binary frame outside a migration stream"
+                                           : "packet is larger than the limit for this connection");
                         cta_conn_close_after_flush(s->conn);
                         break;
+                }
+                if (kind == CTA_FRAME_BINARY) {
+                        /* Bulk data of an open migration stream (docs/migration-protocol.md). */
+                        if (cta_mig_dst_binary(s, frame, len) < 0) {
+                                send_error(s, NULL, "ctamig", CTA_E_MIG_STREAM,
+                                           "binary frame outside an open migration stream");
+                                cta_conn_close_after_flush(s->conn);
+                                break;
+                        }
+                        continue;
                 }
                 handle_frame(s, frame, len);
         }
@@ -427,7 +447,9 @@ static void on_close(struct cta_conn *c)
         /* Requests still running see the closed connection through
          * cta_call_cancelled() and stop; their replies are dropped. */
         for (struct cta_call *call = s->inflight; call; call = call->next_inflight)
-                atomic_store(&call->cancelled, true);
+                if (!(call->h->flags & CTA_H_DETACHED))
+                        atomic_store(&call->cancelled, true);
+        cta_mig_dst_session_closed(s);
         cta_conn_set_data(c, NULL);
         log_debug("client %s (%s) disconnected", cta_conn_peer(c), s->client);
         session_unref(s);
@@ -458,6 +480,8 @@ void cta_server_session_logged_in(struct cta_session *s);
 void cta_server_session_logged_in(struct cta_session *s)
 {
         cta_framer_set_max(s->fr, s->d->cfg->frame_max);
+        /* Binary frames carry migration streams between logged-in agents. */
+        s->fr->binary_ok = s->is_admin;
         cta_conn_set_idle_timeout(s->conn, s->d->cfg->idle_timeout_s * 1000);
 }
 

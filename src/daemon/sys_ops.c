@@ -124,6 +124,8 @@ static int sys_login_finish(struct cta_call *call, struct cta_error **err)
         struct login_ctx *l = call->ctx;
         int r;
 
+        if (call->result < 0)
+                return call->result;
         cta_ratelimit_success(s->d->rl, l->peer_addr);
         s->logged_in = true;
         s->one_time = l->one_time;

@@ -1,0 +1,59 @@
+/*
+ * Migration between agents (docs/migration-protocol.md): the source side
+ * (relocator/migrate_v2v, mig_src.c), the destination side (operator
+ * ctamig, mig_dst.c) and what they share (mig_common.c).
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+struct cta_conn;
+struct cta_daemon;
+struct cta_error;
+struct cta_session;
+
+#define CTA_MIG_PROTO_MIN 1
+#define CTA_MIG_PROTO_MAX 1
+#define CTA_MIG_QUEUE_MAX (16u << 20) /* bytes buffered per incoming stream */
+
+/* A bounded byte queue between the loop thread (which receives binary
+ * frames) and the job thread running the stream receiver. When it holds
+ * more than max bytes the connection stops reading: TCP backpressure
+ * reaches the source. */
+struct cta_chanq {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        struct cta_buf data;
+        size_t max;
+        bool closed;
+        int close_code; /* 0 = clean end, else -CTA_E_* */
+        bool paused;
+        struct cta_conn *conn; /* referenced */
+};
+struct cta_chanq *cta_chanq_new(struct cta_conn *conn, size_t max);
+void cta_chanq_free(struct cta_chanq *q);
+/* Loop thread: queue bytes; -CTA_E_TOO_LARGE if the queue is closed or full. */
+int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len);
+/* Any thread: no more data; code 0 = end of stream, else the reason. */
+void cta_chanq_close(struct cta_chanq *q, int code);
+/* Job thread: up to cap bytes; 0 at a clean end, -code after close(code). */
+long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap);
+
+/* Journal details are "key=base64(value)" lines. */
+void cta_kv_add(struct cta_buf *b, const char *key, const char *value);
+/* A copy of the value of key (caller frees), or NULL. */
+char *cta_kv_get(const char *detail, const char *key);
+
+/* Destination side (mig_dst.c). */
+/* Binary frame received on a session: feed its open stream. Loop thread.
+ * -CTA_E_PROTO if the session has no stream open. */
+int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len);
+/* The session went away: abort what it left half done. Loop thread. */
+void cta_mig_dst_session_closed(struct cta_session *s);
+/* Start-up: finish or undo what a crash interrupted, both roles. */
+int cta_mig_recover(struct cta_daemon *d, struct cta_error **err);

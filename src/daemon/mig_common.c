@@ -1,0 +1,118 @@
+/* What both sides of a migration share: the stream queue, journal details. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/mig.h"
+#include "net/conn.h"
+#include "util/base64.h"
+#include "util/error.h"
+#include "util/util.h"
+
+/* Room for one more binary frame above the pause threshold. */
+#define CHANQ_SLACK (8u << 20)
+
+struct cta_chanq *cta_chanq_new(struct cta_conn *conn, size_t max)
+{
+        struct cta_chanq *q = cta_xcalloc(1, sizeof(*q));
+        pthread_mutex_init(&q->mu, NULL);
+        pthread_cond_init(&q->cv, NULL);
+        cta_buf_init(&q->data, max + CHANQ_SLACK);
+        q->max = max;
+        q->conn = conn ? cta_conn_ref(conn) : NULL;
+        return q;
+}
+
+void cta_chanq_free(struct cta_chanq *q)
+{
+        if (!q)
+                return;
+        if (q->paused && q->conn)
+                cta_conn_pause_read(q->conn, false);
+        cta_conn_unref(q->conn);
+        cta_buf_done(&q->data);
+        pthread_cond_destroy(&q->cv);
+        pthread_mutex_destroy(&q->mu);
+        free(q);
+}
+
+int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len)
+{
+        int r;
+        pthread_mutex_lock(&q->mu);
+        if (q->closed) {
+                pthread_mutex_unlock(&q->mu);
+                return -CTA_E_INVALID;
+        }
+        r = cta_buf_append(&q->data, data, len);
+        if (r == 0 && q->data.len > q->max && !q->paused && q->conn) {
+                q->paused = true;
+                cta_conn_pause_read(q->conn, true);
+        }
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+        return r;
+}
+
+void cta_chanq_close(struct cta_chanq *q, int code)
+{
+        pthread_mutex_lock(&q->mu);
+        if (!q->closed) {
+                q->closed = true;
+                q->close_code = code;
+        }
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+}
+
+long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap)
+{
+        long n;
+        pthread_mutex_lock(&q->mu);
+        while (q->data.len == 0 && !q->closed)
+                pthread_cond_wait(&q->cv, &q->mu);
+        if (q->data.len == 0) {
+                n = q->close_code;
+        } else {
+                n = (long)(q->data.len < cap ? q->data.len : cap);
+                memcpy(buf, q->data.data, (size_t)n);
+                cta_buf_consume(&q->data, (size_t)n);
+                if (q->paused && q->data.len < q->max / 2) {
+                        q->paused = false;
+                        cta_conn_pause_read(q->conn, false);
+                }
+        }
+        pthread_mutex_unlock(&q->mu);
+        return n;
+}
+
+void cta_kv_add(struct cta_buf *b, const char *key, const char *value)
+{
+        if (!value)
+                return;
+        (void)cta_buf_printf(b, "%s=", key);
+        (void)cta_b64_encode_buf(b, value, strlen(value));
+        (void)cta_buf_putc(b, '\n');
+}
+
+char *cta_kv_get(const char *detail, const char *key)
+{
+        size_t klen = strlen(key);
+        for (const char *p = detail; p && *p;) {
+                const char *eol = strchr(p, '\n');
+                size_t len = eol ? (size_t)(eol - p) : strlen(p);
+                if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
+                        size_t enc = len - klen - 1, n;
+                        char *out = cta_xmalloc(cta_b64_decoded_max(enc) + 1);
+                        if (cta_b64_decode(p + klen + 1, enc, (uint8_t *)out,
+                                           cta_b64_decoded_max(enc), &n) < 0) {
+                                free(out);
+                                return NULL;
+                        }
+                        out[n] = '\0';
+                        return out;
+                }
+                p = eol ? eol + 1 : p + len;
+        }
+        return NULL;
+}

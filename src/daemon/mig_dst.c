@@ -1,0 +1,763 @@
+/*
+ * The destination side of a migration: operator ctamig
+ * (docs/migration-protocol.md). The source drives; we check, receive into a
+ * staging area of our own, and commit only when told, journaling each step
+ * so a crash leaves a state that cta_mig_recover() can finish or undo.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "ct/ct.h"
+#include "daemon/config.h"
+#include "daemon/daemon.h"
+#include "daemon/envm.h"
+#include "daemon/mig.h"
+#include "migrate/stream.h"
+#include "net/conn.h"
+#include "proto/xml.h"
+#include "store/store.h"
+#include "util/base64.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define SPACE_MARGIN_BYTES (64ull << 20)
+#define SPACE_MARGIN_INODES 1000ull
+
+enum dst_state { D_CHECKED, D_STREAMING, D_STREAMED, D_DONE };
+
+/* One incoming migration. Owned by the list below; its session pointer is
+ * only touched on the loop thread. */
+struct mig_dst {
+        struct mig_dst *next;
+        struct cta_daemon *d;
+        struct cta_session *s;
+        char id[37], token[65], eid[37];
+        uint64_t veid;
+        char *private_path, *parent, *staging_name;
+        bool force_used;
+        enum dst_state state;
+        struct cta_chanq *q;
+        struct cta_mig_stats stats;
+};
+
+static pthread_mutex_t dst_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct mig_dst *dst_list;
+
+static struct mig_dst *dst_find(const char *id)
+{
+        struct mig_dst *m;
+        pthread_mutex_lock(&dst_mu);
+        for (m = dst_list; m; m = m->next)
+                if (strcasecmp(m->id, id) == 0)
+                        break;
+        pthread_mutex_unlock(&dst_mu);
+        return m;
+}
+
+static void dst_unlink_free(struct mig_dst *m)
+{
+        pthread_mutex_lock(&dst_mu);
+        for (struct mig_dst **pp = &dst_list; *pp; pp = &(*pp)->next)
+                if (*pp == m) {
+                        *pp = m->next;
+                        break;
+                }
+        pthread_mutex_unlock(&dst_mu);
+        cta_chanq_free(m->q);
+        free(m->private_path);
+        free(m->parent);
+        free(m->staging_name);
+        free(m);
+}
+
+static void journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
+                    const char *extra)
+{
+        _cleanup_(cta_buf_donep) struct cta_buf b = CTA_BUF_INIT(0);
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        char veid[24];
+
+        snprintf(veid, sizeof(veid), "%" PRIu64, m->veid);
+        cta_kv_add(&b, "token", m->token);
+        cta_kv_add(&b, "veid", veid);
+        cta_kv_add(&b, "private", m->private_path);
+        cta_kv_add(&b, "parent", m->parent);
+        cta_kv_add(&b, "staging", m->staging_name);
+        if (extra)
+                (void)cta_buf_puts(&b, extra);
+        if (cta_store_mig_put(d->store, m->id, CTA_MIG_ROLE_DST, m->eid, NULL, state, b.data,
+                              &err) < 0)
+                log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(err));
+}
+
+/* Remove the staging area (or keep it when configured). */
+static void drop_staging(struct cta_daemon *d, const char *parent, const char *name, bool keep)
+{
+        if (!parent || !name)
+                return;
+        _cleanup_free_ char *path = cta_xasprintf("%s/%s", parent, name);
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return;
+        if (keep) {
+                log_notice("keeping staging area %s for a retry", path);
+                return;
+        }
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        if (cta_ct_private_remove(cta_envm_backend(d), path, &err) < 0)
+                log_error("remove staging area %s: %s", path, cta_error_msg(err));
+}
+
+/* ---- small XML helpers for our own calls ------------------------------- */
+
+static const char *arg(const struct cta_call *call, const char *name)
+{
+        return cta_xnode_ctext(call->req->call_node, name);
+}
+
+static int arg_u64(const struct cta_call *call, const char *name, uint64_t max, uint64_t *ret,
+                   bool required, struct cta_error **err)
+{
+        const char *v = arg(call, name);
+        if (!v || !*v) {
+                if (required)
+                        return cta_error_set(err, CTA_E_BAD_PARAM, 0, "ctamig: %s is missing",
+                                             name);
+                *ret = 0;
+                return 0;
+        }
+        if (cta_parse_u64(v, max, ret) < 0)
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0, "ctamig: %s is not a number",
+                                     name);
+        return 0;
+}
+
+static int arg_uuid(const struct cta_call *call, const char *name, char out[37],
+                    struct cta_error **err)
+{
+        const char *v = arg(call, name);
+        if (!v || !cta_uuid_valid(v))
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0, "ctamig: %s is not a uuid", name);
+        for (size_t i = 0; i <= 36; i++)
+                out[i] = (char)tolower((unsigned char)v[i]);
+        return 0;
+}
+
+/* A base64 text argument, bounded; NULL when absent. */
+static char *arg_b64(const struct cta_call *call, const char *name, size_t max)
+{
+        const char *v = arg(call, name);
+        if (!v)
+                return NULL;
+        char *out = cta_xmalloc(max + 1);
+        if (cta_b64_decode_str(v, strlen(v), out, max + 1) < 0) {
+                free(out);
+                return NULL;
+        }
+        return out;
+}
+
+/* ---- hello: every check at once ----------------------------------------- */
+
+static bool path_ok(const char *p)
+{
+        if (!p || p[0] != '/' || strlen(p) > 4000 || streq(p, "/"))
+                return false;
+        for (const char *c = p; *c; c++)
+                if ((unsigned char)*c < 0x20)
+                        return false;
+        return !strstr(p, "/../") && !strstr(p, "/./") &&
+               !(strlen(p) >= 3 && streq(p + strlen(p) - 3, "/.."));
+}
+
+/* The file system must keep user xattrs and POSIX ACLs: try both on a
+ * scratch file next to where the private area will live. */
+static const char *fs_check(const char *dir)
+{
+        _cleanup_free_ char *path = cta_xasprintf("%s/.cta-fscheck-%d", dir, (int)gettid());
+        _cleanup_close_ int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+                                      0600);
+        const char *problem = NULL;
+        /* An ACL with user::rw- group::r-- other::r-- (version 2 xattr format). */
+        static const uint8_t acl[] = { 2, 0, 0, 0,  1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+                                       4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+                                       0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff };
+        if (fd < 0)
+                return "cannot create files in the private area's directory";
+        if (fsetxattr(fd, "user.ctagent.check", "1", 1, 0) < 0)
+                problem = "the file system does not support user extended attributes";
+        else if (fsetxattr(fd, "system.posix_acl_access", acl, sizeof(acl), 0) < 0)
+                problem = "the file system does not support POSIX ACLs";
+        (void)unlink(path);
+        return problem;
+}
+
+struct hello_ctx {
+        struct mig_dst *m;
+        struct cta_buf problems;   /* never overridable */
+        struct cta_buf warnings;   /* overridable by force */
+        bool space_only;
+};
+
+static void hello_ctx_free(void *p)
+{
+        struct hello_ctx *h = p;
+        if (!h)
+                return;
+        if (h->m)
+                free(h->m->private_path), free(h->m->parent), free(h->m->staging_name),
+                        free(h->m);
+        cta_buf_done(&h->problems);
+        cta_buf_done(&h->warnings);
+        free(h);
+}
+
+static int mig_hello(struct cta_call *call, struct cta_error **err)
+{
+        struct cta_daemon *d = call->s->d;
+        struct hello_ctx *h = cta_xcalloc(1, sizeof(*h));
+        struct cta_ct_row row = { 0 };
+        uint64_t vmin, vmax, bytes, inodes, veid, force;
+        int r;
+
+        call->ctx = h;
+        call->ctx_free = hello_ctx_free;
+        cta_buf_init(&h->problems, 1 << 16);
+        cta_buf_init(&h->warnings, 1 << 16);
+        struct mig_dst *m = h->m = cta_xcalloc(1, sizeof(*m));
+        m->d = d;
+        if ((r = arg_uuid(call, "id", m->id, err)) < 0 ||
+            (r = arg_uuid(call, "eid", m->eid, err)) < 0 ||
+            (r = arg_u64(call, "version_min", 1000, &vmin, true, err)) < 0 ||
+            (r = arg_u64(call, "version_max", 1000, &vmax, true, err)) < 0 ||
+            (r = arg_u64(call, "veid", INT32_MAX, &veid, true, err)) < 0 ||
+            (r = arg_u64(call, "bytes", UINT64_MAX / 4, &bytes, true, err)) < 0 ||
+            (r = arg_u64(call, "inodes", UINT64_MAX / 4, &inodes, true, err)) < 0 ||
+            (r = arg_u64(call, "force", 1, &force, false, err)) < 0)
+                return r;
+        if (vmin > CTA_MIG_PROTO_MAX || vmax < CTA_MIG_PROTO_MIN)
+                return cta_error_set(err, CTA_E_MIG_VERSION, 0,
+                                     "no common migration protocol version (source %" PRIu64
+                                     "..%" PRIu64 ", destination %d..%d)",
+                                     vmin, vmax, CTA_MIG_PROTO_MIN, CTA_MIG_PROTO_MAX);
+        if (dst_find(m->id))
+                return cta_error_set(err, CTA_E_BUSY, 0, "migration %s is already open", m->id);
+        m->veid = veid;
+        _cleanup_free_ char *name = arg_b64(call, "name", 255);
+        _cleanup_free_ char *priv = arg_b64(call, "private", 4000);
+        if (priv && !path_ok(priv))
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0,
+                                     "ctamig: the destination private path must be absolute, "
+                                     "without '..'");
+        char veid_s[24];
+        snprintf(veid_s, sizeof(veid_s), "%" PRIu64, veid);
+        m->private_path = priv ? TAKE_PTR(priv)
+                               : cta_xasprintf("%s/%s", cta_envm_private_root(d), veid_s);
+        _cleanup_free_ char *pcopy = cta_xstrdup(m->private_path);
+        m->parent = cta_xstrdup(dirname(pcopy));
+        m->staging_name = cta_xasprintf(".cta-staging-%s", m->id);
+
+        /* Never overridable: what would make two containers one. */
+        if (cta_store_ct_get(d->store, m->eid, &row, NULL) == 0) {
+                (void)cta_buf_printf(&h->problems, "container %s already exists on this node\n",
+                                     m->eid);
+                cta_ct_row_done(&row);
+        }
+        if (cta_store_ct_get_by_veid(d->store, veid, &row, NULL) == 0) {
+                (void)cta_buf_printf(&h->problems, "veid %" PRIu64 " is used by container %s\n",
+                                     veid, row.eid);
+                cta_ct_row_done(&row);
+        }
+        if (name && *name && cta_store_ct_get_by_name(d->store, name, &row, NULL) == 0) {
+                _cleanup_free_ char *n = cta_sanitize(name, 64);
+                (void)cta_buf_printf(&h->problems, "name '%s' is used by container %s\n", n,
+                                     row.eid);
+                cta_ct_row_done(&row);
+        }
+        struct stat st;
+        if (lstat(m->private_path, &st) == 0)
+                (void)cta_buf_printf(&h->problems, "private area %s already exists\n",
+                                     m->private_path);
+        if (cta_mkdir_p(m->parent, 0700, NULL) < 0)
+                (void)cta_buf_printf(&h->problems, "cannot create %s\n", m->parent);
+
+        /* Overridable with force. */
+        struct statvfs vfs;
+        if (statvfs(m->parent, &vfs) == 0) {
+                uint64_t need_b = bytes + bytes / 10 + SPACE_MARGIN_BYTES;
+                uint64_t need_i = inodes + inodes / 10 + SPACE_MARGIN_INODES;
+                uint64_t free_b = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+                if (free_b < need_b)
+                        (void)cta_buf_printf(&h->warnings,
+                                             "not enough free space: %" PRIu64 " bytes free, %" PRIu64
+                                             " needed (with margin)\n",
+                                             free_b, need_b);
+                if (vfs.f_files && vfs.f_favail < need_i)
+                        (void)cta_buf_printf(&h->warnings,
+                                             "not enough free inodes: %" PRIu64 " free, %" PRIu64
+                                             " needed (with margin)\n",
+                                             (uint64_t)vfs.f_favail, need_i);
+                h->space_only = h->warnings.len > 0;
+        }
+        for (const struct cta_xnode *ip = cta_xnode_child(call->req->call_node, "ip"); ip;
+             ip = cta_xnode_next_named(ip)) {
+                _cleanup_(cta_error_freep) struct cta_error *e = NULL;
+                const char *one[1] = { cta_xnode_ttext(ip) };
+                if (cta_envm_check_ips(d, NULL, one, 1, &e) < 0) {
+                        (void)cta_buf_printf(&h->warnings, "%s\n", cta_error_msg(e));
+                        h->space_only = false;
+                }
+        }
+        const char *fsp = fs_check(m->parent);
+        if (fsp) {
+                (void)cta_buf_printf(&h->warnings, "%s\n", fsp);
+                h->space_only = false;
+        }
+
+        if (h->problems.len || (h->warnings.len && !force)) {
+                int code = !h->problems.len && h->space_only ? CTA_E_MIG_NO_SPACE
+                                                               : CTA_E_MIG_CHECK;
+                return cta_error_set(err, code, 0, "destination checks failed: %s%s",
+                                     h->problems.len ? h->problems.data : "",
+                                     h->warnings.len ? h->warnings.data : "");
+        }
+        if (h->warnings.len) {
+                log_warning("migration %s: forced past: %s", m->id, h->warnings.data);
+                m->force_used = true;
+        }
+        r = cta_envm_lock(d, m->eid, err);
+        if (r < 0)
+                return r;
+        /* 122 random bits: the secret that lets the source ask status() later. */
+        cta_uuid_new(m->token);
+        m->s = call->s;
+        m->state = D_CHECKED;
+        journal(d, m, "checked", NULL);
+        pthread_mutex_lock(&dst_mu);
+        m->next = dst_list;
+        dst_list = m;
+        pthread_mutex_unlock(&dst_mu);
+        h->m = NULL;
+        log_notice("migration %s: container %s (veid %" PRIu64 ") checked, will land in %s",
+                   m->id, m->eid, m->veid, m->private_path);
+
+        struct cta_xw *w = cta_call_begin_result(call);
+        const char *p = cta_reply_op_prefix(w);
+        char qn[80];
+        cta_xw_int(w, cta_xw_qname(qn, p, "version"), CTA_MIG_PROTO_MAX);
+        cta_xw_text(w, cta_xw_qname(qn, p, "token"), m->token);
+        cta_xw_int(w, cta_xw_qname(qn, p, "veid"), (long long)m->veid);
+        cta_xw_b64(w, cta_xw_qname(qn, p, "private"), m->private_path,
+                   strlen(m->private_path));
+        cta_xw_int(w, cta_xw_qname(qn, p, "forced"), m->force_used);
+        return cta_call_end_result(call, err);
+}
+
+/* The migration a call names: it must exist, belong to this connection and
+ * be in the expected state. */
+static int dst_get(struct cta_call *call, enum dst_state want, struct mig_dst **ret,
+                   struct cta_error **err)
+{
+        char id[37];
+        int r = arg_uuid(call, "id", id, err);
+        if (r < 0)
+                return r;
+        struct mig_dst *m = dst_find(id);
+        if (!m || m->s != call->s)
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0,
+                                     "ctamig: no open migration %s on this connection", id);
+        if (m->state != want)
+                return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                     "ctamig: migration %s is not ready for %s", id,
+                                     call->req->call);
+        *ret = m;
+        return 0;
+}
+
+/* Undo everything of an incoming migration that did not commit. */
+static void dst_abort(struct mig_dst *m, const char *why)
+{
+        struct cta_daemon *d = m->d;
+        drop_staging(d, m->parent, m->staging_name, d->cfg->keep_staging);
+        journal(d, m, "failed", NULL);
+        cta_envm_unlock(d, m->eid);
+        log_notice("migration %s: container %s not taken: %s", m->id, m->eid, why);
+        dst_unlink_free(m);
+}
+
+/* ---- stream ---------------------------------------------------------------- */
+
+static ssize_t q_read(void *ctx, void *buf, size_t len)
+{
+        return cta_chanq_pop(ctx, buf, len);
+}
+
+static void q_abort(void *ctx)
+{
+        cta_chanq_close(ctx, -CTA_E_CANCELLED);
+}
+
+static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m;
+        int r = dst_get(call, D_CHECKED, &m, err);
+        if (r < 0)
+                return r;
+        if (call->s->binsink)
+                return cta_error_set(err, CTA_E_BUSY, 0, "ctamig: a stream is already open");
+        m->q = cta_chanq_new(call->s->conn, CTA_MIG_QUEUE_MAX);
+        call->s->binsink = m->q;
+        m->state = D_STREAMING;
+        call->ctx = m;
+        journal(m->d, m, "receiving", NULL);
+        return 0;
+}
+
+static int mig_stream(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m = call->ctx;
+        struct cta_daemon *d = m->d;
+        struct cta_mig_io io = { .read = q_read, .abort = q_abort, .ctx = m->q };
+        struct cta_mig_recv_opts o = {
+                .keep_on_failure = d->cfg->keep_staging,
+                .allow_existing = d->cfg->keep_staging,
+                .cancel = &call->cancelled,
+        };
+        _cleanup_close_ int pfd = open(m->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pfd < 0)
+                return cta_error_errno(err, CTA_E_IO, "open '%s'", m->parent);
+        int r = cta_mig_recv(pfd, m->staging_name, &io, &o, &m->stats, err);
+        if (r < 0)
+                return cta_error_wrap(err, "receive container %s", m->eid);
+        log_notice("migration %s: received %" PRIu64 " entries, %" PRIu64 " data bytes", m->id,
+                   m->stats.entries, m->stats.data_bytes);
+        return 0;
+}
+
+/* Loop thread, after the receiver: success or not. */
+static int mig_stream_finish(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m = call->ctx;
+        if (call->s->binsink == m->q)
+                call->s->binsink = NULL;
+        cta_chanq_close(m->q, -CTA_E_MIG_STREAM);
+        if (call->result < 0) {
+                /* The receiver already removed (or kept) the staging area. */
+                dst_abort(m, cta_error_msg(call->err));
+                return call->result;
+        }
+        m->state = D_STREAMED;
+        journal(m->d, m, "streamed", NULL);
+        return 0;
+}
+
+int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len)
+{
+        if (!s->binsink)
+                return -CTA_E_PROTO;
+        return cta_chanq_push(s->binsink, data, len);
+}
+
+/* ---- commit: the point of no return ---------------------------------------- */
+
+static int mig_commit(struct cta_call *call, struct cta_error **err)
+{
+        struct cta_daemon *d = call->s->d;
+        struct mig_dst *m = call->ctx;
+        struct cta_ct_row row = { 0 };
+        const char *ips[8];
+        size_t n_ips = 0;
+        uint64_t mem, cpu, on_boot, start;
+        int r;
+
+        if ((r = arg_u64(call, "memory", UINT64_MAX, &mem, false, err)) < 0 ||
+            (r = arg_u64(call, "cpu", 102400, &cpu, false, err)) < 0 ||
+            (r = arg_u64(call, "on_boot", 1, &on_boot, false, err)) < 0 ||
+            (r = arg_u64(call, "start", 1, &start, false, err)) < 0)
+                return r;
+        for (const struct cta_xnode *ip = cta_xnode_child(call->req->call_node, "ip");
+             ip && n_ips < 8; ip = cta_xnode_next_named(ip))
+                ips[n_ips++] = cta_xnode_ttext(ip);
+        _cleanup_free_ char *name = arg_b64(call, "name", 255);
+        _cleanup_free_ char *hostname = arg_b64(call, "hostname", 255);
+        _cleanup_free_ char *desc = arg_b64(call, "description", 4096);
+        _cleanup_free_ char *tpl = arg_b64(call, "template", 255);
+
+        /* Journal the row before the rename, so recovery can finish it. */
+        _cleanup_(cta_buf_donep) struct cta_buf b = CTA_BUF_INIT(0);
+        char num[24];
+        cta_kv_add(&b, "name", name);
+        cta_kv_add(&b, "hostname", hostname);
+        cta_kv_add(&b, "description", desc);
+        cta_kv_add(&b, "template", tpl);
+        snprintf(num, sizeof(num), "%" PRIu64, mem);
+        cta_kv_add(&b, "memory", num);
+        snprintf(num, sizeof(num), "%" PRIu64, cpu);
+        cta_kv_add(&b, "cpu", num);
+        cta_kv_add(&b, "on_boot", on_boot ? "1" : "0");
+        _cleanup_(cta_buf_donep) struct cta_buf iplist = CTA_BUF_INIT(0);
+        for (size_t i = 0; i < n_ips; i++)
+                (void)cta_buf_printf(&iplist, "%s%s", i ? "," : "", ips[i]);
+        cta_kv_add(&b, "ips", iplist.data ? iplist.data : "");
+        journal(d, m, "committing", b.data);
+
+        _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
+        if (rename(staging, m->private_path) < 0) {
+                r = cta_error_errno(err, CTA_E_IO, "move %s into place", staging);
+                journal(d, m, "streamed", NULL);
+                return r;
+        }
+        snprintf(row.eid, sizeof(row.eid), "%s", m->eid);
+        row.veid = m->veid;
+        row.name = name && *name ? name : NULL;
+        row.hostname = hostname;
+        row.description = desc;
+        row.private_path = m->private_path;
+        row.os_template = tpl;
+        row.on_boot = on_boot;
+        r = cta_envm_adopt(d, &row, ips, n_ips, mem, (unsigned)cpu, err);
+        if (r < 0) {
+                /* Not committed: put the staging area back so abort removes it. */
+                if (rename(m->private_path, staging) < 0)
+                        log_error("migration %s: cannot move %s back: %m", m->id,
+                                  m->private_path);
+                journal(d, m, "streamed", NULL);
+                free(row.config_json);
+                return cta_error_wrap(err, "register container %s", m->eid);
+        }
+        free(row.config_json);
+        row.config_json = NULL;
+        journal(d, m, "done", b.data);
+        /* From here this node owns the container. */
+        log_notice("migration %s: container %s committed at %s", m->id, m->eid,
+                   m->private_path);
+
+        bool started = false;
+        _cleanup_(cta_error_freep) struct cta_error *serr = NULL;
+        if (start && !m->force_used) {
+                struct cta_ct_row cur = { 0 };
+                if (cta_store_ct_get(d->store, m->eid, &cur, &serr) == 0) {
+                        started = cta_envm_start_row(d, &cur, &serr) == 0;
+                        cta_ct_row_done(&cur);
+                }
+                if (!started)
+                        log_error("migration %s: container %s did not start: %s", m->id,
+                                  m->eid, cta_error_msg(serr));
+        }
+        m->state = D_DONE;
+        struct cta_xw *w = cta_call_begin_result(call);
+        const char *p = cta_reply_op_prefix(w);
+        char qn[80];
+        cta_xw_int(w, cta_xw_qname(qn, p, "started"), started);
+        if (serr)
+                cta_xw_text(w, cta_xw_qname(qn, p, "start_error"), cta_error_msg(serr));
+        return cta_call_end_result(call, err);
+}
+
+static int mig_commit_prepare(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m;
+        int r = dst_get(call, D_STREAMED, &m, err);
+        if (r < 0)
+                return r;
+        call->ctx = m;
+        return 0;
+}
+
+static int mig_commit_finish(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m = call->ctx;
+        if (m->state == D_DONE) {
+                cta_envm_unlock(m->d, m->eid);
+                dst_unlink_free(m);
+        }
+        return call->result;
+}
+
+/* ---- abort, status ---------------------------------------------------------- */
+
+static int mig_abort(struct cta_call *call, struct cta_error **err)
+{
+        char id[37];
+        int r = arg_uuid(call, "id", id, err);
+        if (r < 0)
+                return r;
+        struct mig_dst *m = dst_find(id);
+        if (!m || m->s != call->s)
+                return 0; /* nothing of it here: aborting is idempotent */
+        if (m->state == D_STREAMING) {
+                /* The receiver fails, removes the staging area and finishes. */
+                cta_chanq_close(m->q, -CTA_E_CANCELLED);
+                return 0;
+        }
+        if (m->state == D_DONE)
+                return cta_error_set(err, CTA_E_BAD_STATE, 0,
+                                     "ctamig: migration %s is already committed", id);
+        dst_abort(m, "aborted by the source");
+        return 0;
+}
+
+static bool token_eq(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b);
+        unsigned char diff = (unsigned char)(la != lb);
+        for (size_t i = 0; i < la && i < lb; i++)
+                diff |= (unsigned char)(a[i] ^ b[i]);
+        return diff == 0;
+}
+
+/* Pre-auth with the migration's token: the source may have lost its
+ * credentials (a one-time pass is gone) when it needs to ask. */
+static int mig_status(struct cta_call *call, struct cta_error **err)
+{
+        struct cta_daemon *d = call->s->d;
+        struct cta_mig_row row = { 0 };
+        char id[37];
+        int r = arg_uuid(call, "id", id, err);
+        if (r < 0)
+                return r;
+        const char *token = arg(call, "token");
+        if (cta_store_mig_get(d->store, id, &row, NULL) < 0)
+                return cta_error_set(err, CTA_E_AUTH_FAILED, 0, "ctamig: unknown migration or token");
+        _cleanup_free_ char *want = cta_kv_get(row.detail, "token");
+        bool ok = token && want && token_eq(token, want) && streq(row.role, CTA_MIG_ROLE_DST);
+        const char *state = streq(row.state, "done") ? "committed"
+                            : streq(row.state, "committing") ? "committing"
+                            : streq(row.state, "failed") ? "aborted"
+                                                          : "open";
+        cta_mig_row_done(&row);
+        if (!ok)
+                return cta_error_set(err, CTA_E_AUTH_FAILED, 0, "ctamig: unknown migration or token");
+        struct cta_xw *w = cta_call_begin_result(call);
+        char qn[80];
+        cta_xw_text(w, cta_xw_qname(qn, cta_reply_op_prefix(w), "state"), state);
+        return cta_call_end_result(call, err);
+}
+
+void cta_mig_dst_session_closed(struct cta_session *s)
+{
+        for (;;) {
+                struct mig_dst *m = NULL;
+                pthread_mutex_lock(&dst_mu);
+                for (struct mig_dst *i = dst_list; i; i = i->next)
+                        if (i->s == s && i->state != D_STREAMING && i->state != D_DONE) {
+                                m = i;
+                                break;
+                        }
+                for (struct mig_dst *i = dst_list; i; i = i->next)
+                        if (i->s == s && i->state == D_STREAMING)
+                                cta_chanq_close(i->q, -CTA_E_MIG_LINK_LOST);
+                pthread_mutex_unlock(&dst_mu);
+                if (!m)
+                        break;
+                dst_abort(m, "the source went away");
+        }
+        s->binsink = NULL;
+}
+
+const struct cta_handler cta_mig_dst_handlers[] = {
+        { "ctamig", "hello", CTA_H_SERIAL, mig_hello, NULL, NULL },
+        { "ctamig", "stream", CTA_H_BACKGROUND, mig_stream, mig_stream_finish,
+          mig_stream_prepare },
+        { "ctamig", "commit", CTA_H_SERIAL, mig_commit, mig_commit_finish, mig_commit_prepare },
+        { "ctamig", "abort", CTA_H_SERIAL, mig_abort, NULL, NULL },
+        { "ctamig", "status", CTA_H_PREAUTH, mig_status, NULL, NULL },
+        { NULL, NULL, 0, NULL, NULL, NULL },
+};
+
+/* ---- recovery after a crash (destination role) --------------------------- */
+
+static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
+{
+        _cleanup_free_ char *parent = cta_kv_get(row->detail, "parent");
+        _cleanup_free_ char *staging = cta_kv_get(row->detail, "staging");
+        _cleanup_free_ char *priv = cta_kv_get(row->detail, "private");
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        struct cta_ct_row ct = { 0 };
+        struct stat st;
+
+        if (streq(row->state, "committing") && priv && lstat(priv, &st) == 0 &&
+            cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) < 0) {
+                /* Moved into place but not registered yet: finish the commit. */
+                _cleanup_free_ char *veid_s = cta_kv_get(row->detail, "veid");
+                _cleanup_free_ char *name = cta_kv_get(row->detail, "name");
+                _cleanup_free_ char *host = cta_kv_get(row->detail, "hostname");
+                _cleanup_free_ char *desc = cta_kv_get(row->detail, "description");
+                _cleanup_free_ char *tpl = cta_kv_get(row->detail, "template");
+                _cleanup_free_ char *mem_s = cta_kv_get(row->detail, "memory");
+                _cleanup_free_ char *cpu_s = cta_kv_get(row->detail, "cpu");
+                _cleanup_free_ char *boot = cta_kv_get(row->detail, "on_boot");
+                uint64_t veid = 0, mem = 0, cpu = 0;
+                (void)cta_parse_u64(veid_s ? veid_s : "", INT32_MAX, &veid);
+                (void)cta_parse_u64(mem_s ? mem_s : "0", UINT64_MAX, &mem);
+                (void)cta_parse_u64(cpu_s ? cpu_s : "0", 102400, &cpu);
+                snprintf(ct.eid, sizeof(ct.eid), "%s", row->ct_eid);
+                ct.veid = veid;
+                ct.name = name && *name ? name : NULL;
+                ct.hostname = host;
+                ct.description = desc;
+                ct.private_path = priv;
+                ct.os_template = tpl;
+                ct.on_boot = boot && streq(boot, "1");
+                _cleanup_free_ char *iplist = cta_kv_get(row->detail, "ips");
+                const char *ips[8];
+                size_t n_ips = 0;
+                char *save = NULL;
+                for (char *t = iplist ? strtok_r(iplist, ",", &save) : NULL; t && n_ips < 8;
+                     t = strtok_r(NULL, ",", &save))
+                        ips[n_ips++] = t;
+                if (cta_envm_adopt(d, &ct, ips, n_ips, mem, (unsigned)cpu, &err) == 0) {
+                        free(ct.config_json);
+                        (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST,
+                                                row->ct_eid, NULL, "done", row->detail, NULL);
+                        log_warning("recover: migration %s: finished committing container %s",
+                                    row->id, row->ct_eid);
+                        return;
+                }
+                free(ct.config_json);
+                log_error("recover: migration %s: %s", row->id, cta_error_msg(err));
+                return;
+        }
+        if (streq(row->state, "committing") &&
+            cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) == 0) {
+                cta_ct_row_done(&ct);
+                (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
+                                        "done", row->detail, NULL);
+                return;
+        }
+        drop_staging(d, parent, staging, d->cfg->keep_staging);
+        (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
+                                "failed", row->detail, NULL);
+        log_warning("recover: incoming migration %s of %s was interrupted (%s); staging "
+                    "removed",
+                    row->id, row->ct_eid, row->state);
+}
+
+void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *row);
+
+int cta_mig_recover(struct cta_daemon *d, struct cta_error **err)
+{
+        struct cta_mig_row *rows = NULL;
+        size_t n = 0;
+        int r = cta_store_mig_list_unfinished(d->store, &rows, &n, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (streq(rows[i].role, CTA_MIG_ROLE_DST))
+                        recover_dst(d, &rows[i]);
+                else
+                        cta_mig_recover_src(d, &rows[i]);
+        }
+        cta_mig_rows_free(rows, n);
+        return 0;
+}

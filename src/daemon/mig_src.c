@@ -1,0 +1,817 @@
+/*
+ * The source side of a migration: relocator/migrate_v2v (also vzarelocator).
+ *
+ * The container stays whole here until the destination has committed it.
+ * Each step is journaled before it is taken; a failure before the commit
+ * rolls both sides back, a failure after it only means retiring our copy,
+ * and a lost reply to the commit itself leaves the container stopped and
+ * marked "migrating" here until the destination tells us (status) who owns
+ * it — never zero owners, never two.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ct/ct.h"
+#include "daemon/config.h"
+#include "daemon/daemon.h"
+#include "daemon/envm.h"
+#include "daemon/mig.h"
+#include "migrate/stream.h"
+#include "net/client.h"
+#include "proto/frame.h"
+#include "proto/xml.h"
+#include "store/store.h"
+#include "util/base64.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define PEER_TIMEOUT_MS 60000
+#define STATUS_RETRIES 10
+#define STATUS_RETRY_MS 3000
+#define PROGRESS_EVERY_MS 500
+
+/* ---- a connection to the destination agent ------------------------------- */
+
+struct peer {
+        struct cta_client *c;
+        struct cta_framer fr;
+        unsigned next_id;
+        char host[256];
+        uint16_t port;
+        bool tls;
+};
+
+static void peer_close(struct peer *p)
+{
+        p->c = cta_client_free(p->c);
+        cta_framer_done(&p->fr);
+}
+
+/* A pin for host:port from STATE_DIR/known_nodes ("host:port SHA256:…"), or NULL. */
+static char *peer_pin(struct cta_daemon *d, const char *host, uint16_t port)
+{
+        _cleanup_free_ char *path = cta_xasprintf("%s/known_nodes", d->cfg->state_dir);
+        _cleanup_free_ char *data = NULL;
+        char key[300];
+        if (cta_read_file(path, 1 << 20, &data, NULL, NULL) < 0)
+                return NULL;
+        snprintf(key, sizeof(key), "%s:%u ", host, port);
+        for (char *line = data; line && *line;) {
+                char *eol = strchr(line, '\n');
+                if (eol)
+                        *eol = '\0';
+                if (strncmp(line, key, strlen(key)) == 0)
+                        return cta_xstrdup(line + strlen(key));
+                line = eol ? eol + 1 : NULL;
+        }
+        return NULL;
+}
+
+static int peer_recv(struct peer *p, struct cta_resp **ret, struct cta_error **err)
+{
+        for (;;) {
+                const char *frame;
+                size_t len;
+                int r = cta_framer_next(&p->fr, &frame, &len);
+                if (r < 0)
+                        return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                             "the destination sent an oversized packet");
+                if (r == 1)
+                        return cta_resp_parse(frame, len, ret, err);
+                char buf[65536];
+                ssize_t n = cta_client_read(p->c, buf, sizeof(buf), PEER_TIMEOUT_MS, err);
+                if (n < 0)
+                        return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
+                                             "connection to the destination lost: %s",
+                                             cta_error_msg(*err));
+                if (n == 0)
+                        return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
+                                             "the destination closed the connection");
+                if (cta_framer_feed(&p->fr, buf, (size_t)n) < 0)
+                        return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                             "the destination sent an oversized packet");
+        }
+}
+
+static int peer_connect(struct cta_daemon *d, const char *host, uint16_t port, bool tls,
+                        struct peer *p, struct cta_error **err)
+{
+        _cleanup_free_ char *pin = peer_pin(d, host, port);
+        struct cta_client_opts o = { .tls = tls, .pin_fingerprint = pin,
+                                     .timeout_ms = PEER_TIMEOUT_MS };
+        _cleanup_(cta_resp_freep) struct cta_resp *greet = NULL;
+        int r;
+
+        memset(p, 0, sizeof(*p));
+        snprintf(p->host, sizeof(p->host), "%s", host);
+        p->port = port;
+        p->tls = tls;
+        cta_framer_init(&p->fr, 16u << 20);
+        r = cta_client_connect(host, port, &o, &p->c, err);
+        if (r < 0) {
+                int code = cta_error_code(*err) == CTA_E_PEER_CHANGED ? CTA_E_PEER_CHANGED
+                                                                      : CTA_E_MIG_DST_CONNECT;
+                _cleanup_free_ char *m = cta_xstrdup(cta_error_msg(*err));
+                cta_error_free(*err);
+                *err = NULL;
+                return cta_error_set(err, code, 0, "cannot connect to the destination %s:%u: %s",
+                                     host, port, m);
+        }
+        if (tls && !pin)
+                log_notice("destination %s:%u presents certificate %s (not pinned: add it to "
+                           "%s/known_nodes to pin it)",
+                           host, port, cta_client_fingerprint(p->c), d->cfg->state_dir);
+        r = peer_recv(p, &greet, err);
+        if (r < 0)
+                return r;
+        if (greet->has_error)
+                return cta_error_set(err, CTA_E_MIG_DST_CONNECT, 0,
+                                     "the destination refused the connection: %s",
+                                     greet->error_message);
+        return 0;
+}
+
+/* Request builder: <packet version id><target>op</target><data><op><call>… */
+struct req {
+        struct cta_buf b;
+        struct cta_xw w;
+        char id[32];
+};
+
+static void req_begin(struct req *q, struct peer *p, const char *op, const char *call)
+{
+        cta_buf_init(&q->b, 16u << 20);
+        cta_xw_init(&q->w, &q->b);
+        snprintf(q->id, sizeof(q->id), "ctamig-%u", ++p->next_id);
+        cta_xw_open(&q->w, "packet");
+        cta_xw_attr(&q->w, "version", "4.0.0");
+        cta_xw_attr(&q->w, "id", q->id);
+        if (!streq(op, "system"))
+                cta_xw_text(&q->w, "target", op);
+        cta_xw_open(&q->w, "data");
+        cta_xw_open(&q->w, op);
+        cta_xw_open(&q->w, call);
+}
+
+/* Send the request and wait for its final reply; an <error> becomes *err
+ * with the peer's code (wrapped with `what`). */
+static int peer_call(struct peer *p, struct req *q, const char *what, struct cta_resp **ret,
+                     struct cta_error **err)
+{
+        int r;
+        for (int i = 0; i < 4; i++)
+                cta_xw_close(&q->w);
+        (void)cta_buf_putc(&q->b, '\0');
+        if (cta_xw_error(&q->w) < 0) {
+                cta_buf_done(&q->b);
+                return cta_error_set(err, CTA_E_INTERNAL, 0, "%s: cannot build the request",
+                                     what);
+        }
+        r = cta_client_write(p->c, q->b.data, q->b.len, err);
+        cta_buf_done(&q->b);
+        if (r < 0)
+                return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
+                                     "%s: connection to the destination lost", what);
+        for (;;) {
+                struct cta_resp *resp = NULL;
+                r = peer_recv(p, &resp, err);
+                if (r < 0)
+                        return cta_error_wrap(err, "%s", what);
+                if (resp->is_progress || resp->is_event || !resp->id ||
+                    !streq(resp->id, q->id)) {
+                        cta_resp_free(resp);
+                        continue;
+                }
+                if (resp->has_error) {
+                        int code = resp->error_code > 0 ? resp->error_code : CTA_E_MIG_STREAM;
+                        r = cta_error_set(err, code, 0, "%s: the destination says: %s", what,
+                                          resp->error_message);
+                        cta_resp_free(resp);
+                        return r;
+                }
+                if (ret)
+                        *ret = resp;
+                else
+                        cta_resp_free(resp);
+                return 0;
+        }
+}
+
+static void req_b64(struct req *q, const char *name, const char *value)
+{
+        if (value)
+                cta_xw_b64(&q->w, name, value, strlen(value));
+}
+
+static int peer_login(struct peer *p, const struct cta_conn_info *dst, struct cta_error **err)
+{
+        struct req q;
+        req_begin(&q, p, "system", "login");
+        req_b64(&q, "name", dst->login.name);
+        if (dst->login.domain[0])
+                req_b64(&q, "domain", dst->login.domain);
+        cta_xw_text(&q.w, "realm",
+                    dst->login.realm[0] ? dst->login.realm : CTA_REALM_SYSTEM);
+        req_b64(&q, "password", dst->has_password ? dst->password : "");
+        int r = peer_call(p, &q, "log in to the destination", NULL, err);
+        if (r < 0 && cta_error_code(*err) != CTA_E_MIG_LINK_LOST) {
+                _cleanup_free_ char *m = cta_xstrdup(cta_error_msg(*err));
+                cta_error_free(*err);
+                *err = NULL;
+                return cta_error_set(err, CTA_E_MIG_DST_LOGIN, 0, "%s", m);
+        }
+        return r;
+}
+
+/* ---- one container ---------------------------------------------------------- */
+
+struct mig_src {
+        struct cta_daemon *d;
+        struct cta_call *call;
+        const struct cta_migrate_req *req;
+        struct cta_ct_row row;
+        char id[37];
+        char token[64];
+        char dst_veid[24];
+        char *dst_private;
+        bool was_running, stopped, forced;
+        struct peer peer;
+        bool connected;
+        struct cta_mig_totals totals;
+        uint64_t last_progress_ms;
+        char dst_label[300];
+};
+
+static void src_journal(struct mig_src *m, const char *state)
+{
+        _cleanup_(cta_buf_donep) struct cta_buf b = CTA_BUF_INIT(0);
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        char port[8];
+        snprintf(port, sizeof(port), "%u", m->req->dst.port);
+        cta_kv_add(&b, "host", m->req->dst.address);
+        cta_kv_add(&b, "port", port);
+        cta_kv_add(&b, "tls", m->req->dst.protocol == CTA_DST_SSL ? "1" : "0");
+        cta_kv_add(&b, "token", m->token[0] ? m->token : NULL);
+        cta_kv_add(&b, "was_running", m->was_running ? "1" : "0");
+        cta_kv_add(&b, "remove", m->req->remove ? "1" : "0");
+        if (cta_store_mig_put(m->d->store, m->id, CTA_MIG_ROLE_SRC, m->row.eid, m->dst_label,
+                              state, b.data, &err) < 0)
+                log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(err));
+}
+
+static void progress(struct mig_src *m, int status, const char *phase, int percent)
+{
+        const char *eids[1] = { m->row.eid };
+        struct cta_info_param params[3] = {
+                { "eid", m->row.eid },
+                { "dst", m->dst_label },
+                { "phase", phase },
+        };
+        struct cta_progress p = {
+                .template_text = "Migrating container %eid% to %dst%: %phase%",
+                .params = params,
+                .nparams = 3,
+                .percent = percent,
+                .eids = eids,
+                .neids = 1,
+                .op = "relocator.migrate_v2v",
+                .status = status,
+                .req_id = m->call->req->id,
+        };
+        cta_call_progress(m->call, &p);
+}
+
+static void on_copy_progress(void *ud, uint64_t done, uint64_t total, uint64_t files_done,
+                             uint64_t files_total)
+{
+        struct mig_src *m = ud;
+        uint64_t now = cta_now_ms();
+        if (now - m->last_progress_ms < PROGRESS_EVERY_MS && done < total)
+                return;
+        m->last_progress_ms = now;
+        char phase[160];
+        snprintf(phase, sizeof(phase), "copying data, %" PRIu64 " of %" PRIu64 " bytes",
+                 done, total);
+        progress(m, 2, phase, total ? (int)(done * 100 / total) : 100);
+}
+
+/* Binary frames to the destination: the tree stream's transport. */
+static ssize_t peer_stream_write(void *ctx, const void *buf, size_t len)
+{
+        struct peer *p = ctx;
+        const char *b = buf;
+        while (len) {
+                size_t n = len > CTA_BINFRAME_MAX ? CTA_BINFRAME_MAX : len;
+                uint8_t hdr[CTA_BINFRAME_HDR];
+                cta_binframe_header(hdr, (uint32_t)n);
+                if (cta_client_write(p->c, hdr, sizeof(hdr), NULL) < 0 ||
+                    cta_client_write(p->c, b, n, NULL) < 0)
+                        return -CTA_E_MIG_LINK_LOST;
+                b += n;
+                len -= n;
+        }
+        return 0;
+}
+
+static int src_hello(struct mig_src *m, struct cta_error **err)
+{
+        const struct cta_migrate_req *rq = m->req;
+        _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
+        char ips[8][19];
+        size_t n_ips = 0;
+        uint64_t mem;
+        unsigned cpu;
+        struct req q;
+        int r;
+
+        cta_envm_row_extra(&m->row, ips, &n_ips, &mem, &cpu);
+        req_begin(&q, &m->peer, "ctamig", "hello");
+        cta_xw_text(&q.w, "id", m->id);
+        cta_xw_int(&q.w, "version_min", CTA_MIG_PROTO_MIN);
+        cta_xw_int(&q.w, "version_max", CTA_MIG_PROTO_MAX);
+        cta_xw_text(&q.w, "eid", m->row.eid);
+        cta_xw_int(&q.w, "veid", (long long)(rq->has_new_veid ? rq->new_veid : m->row.veid));
+        const char *name = rq->new_name[0] ? rq->new_name : m->row.name;
+        req_b64(&q, "name", name);
+        if (rq->new_private[0])
+                req_b64(&q, "private", rq->new_private);
+        for (size_t i = 0; i < n_ips; i++)
+                cta_xw_text(&q.w, "ip", ips[i]);
+        cta_xw_int(&q.w, "bytes", (long long)m->totals.data_bytes);
+        cta_xw_int(&q.w, "inodes", (long long)m->totals.entries);
+        cta_xw_int(&q.w, "force", rq->force);
+        r = peer_call(&m->peer, &q, "destination checks", &resp, err);
+        if (r < 0)
+                return r;
+        const char *token = resp->op_node ? cta_xnode_ctext(resp->op_node, "token") : NULL;
+        const char *forced = resp->op_node ? cta_xnode_ctext(resp->op_node, "forced") : NULL;
+        if (!token || strlen(token) >= sizeof(m->token))
+                return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                     "the destination's hello reply has no token");
+        snprintf(m->token, sizeof(m->token), "%s", token);
+        m->forced = forced && streq(forced, "1");
+        return 0;
+}
+
+static int src_stream(struct mig_src *m, struct cta_error **err)
+{
+        struct cta_mig_io io = { .write = peer_stream_write, .ctx = &m->peer };
+        struct cta_mig_send_opts o = {
+                .totals = &m->totals,
+                .progress = { on_copy_progress, m },
+                .cancel = &m->call->cancelled,
+        };
+        struct cta_mig_stats st = { 0 };
+        struct req q;
+        int r;
+
+        /* The stream call's reply comes after the data: send it first, then
+         * the binary frames, then wait. */
+        req_begin(&q, &m->peer, "ctamig", "stream");
+        cta_xw_text(&q.w, "id", m->id);
+        for (int i = 0; i < 4; i++)
+                cta_xw_close(&q.w);
+        (void)cta_buf_putc(&q.b, '\0');
+        r = cta_client_write(m->peer.c, q.b.data, q.b.len, err);
+        cta_buf_done(&q.b);
+        if (r < 0)
+                return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0, "open the stream: link lost");
+        _cleanup_close_ int fd = open(m->row.private_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return cta_error_errno(err, CTA_E_IO, "open '%s'", m->row.private_path);
+        r = cta_mig_send(fd, &io, &o, &st, err);
+        if (r < 0 && cta_error_code(*err) == CTA_E_MIG_LINK_LOST) {
+                /* The destination may have stopped reading because it refused
+                 * the data: its reply, if it came, says why. */
+                struct cta_resp *resp = NULL;
+                struct cta_error *e2 = NULL;
+                while (peer_recv(&m->peer, &resp, &e2) == 0) {
+                        bool mine = resp->id && streq(resp->id, q.id) && !resp->is_progress;
+                        if (mine && resp->has_error) {
+                                cta_error_free(*err);
+                                *err = NULL;
+                                r = cta_error_set(err, resp->error_code > 0 ? resp->error_code
+                                                                            : CTA_E_MIG_STREAM,
+                                                  0, "the destination refused the data: %s",
+                                                  resp->error_message);
+                        }
+                        cta_resp_free(resp);
+                        resp = NULL;
+                        if (mine)
+                                break;
+                }
+                cta_error_free(e2);
+        }
+        if (r < 0)
+                return cta_error_wrap(err, "send the private area");
+        /* Wait for the destination's verdict on the stream. */
+        for (;;) {
+                _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
+                r = peer_recv(&m->peer, &resp, err);
+                if (r < 0)
+                        return cta_error_wrap(err, "stream");
+                if (resp->is_progress || resp->is_event || !resp->id || !streq(resp->id, q.id))
+                        continue;
+                if (resp->has_error)
+                        return cta_error_set(err, resp->error_code > 0 ? resp->error_code
+                                                                       : CTA_E_MIG_STREAM,
+                                             0, "the destination refused the data: %s",
+                                             resp->error_message);
+                break;
+        }
+        log_notice("migration %s: sent %" PRIu64 " entries, %" PRIu64 " data bytes (%" PRIu64
+                   " on the wire)",
+                   m->id, st.entries, st.data_bytes, st.wire_bytes);
+        return 0;
+}
+
+/* Send commit. Returns 0 (committed; *started says whether it runs there),
+ * or < 0 with *in_doubt telling whether the destination may have committed
+ * (the reply was lost) or certainly did not (it answered with an error). */
+static int src_commit(struct mig_src *m, bool *started, bool *in_doubt, struct cta_error **err)
+{
+        const struct cta_migrate_req *rq = m->req;
+        _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
+        char ips[8][19];
+        size_t n_ips = 0;
+        uint64_t mem;
+        unsigned cpu;
+        struct req q;
+
+        cta_envm_row_extra(&m->row, ips, &n_ips, &mem, &cpu);
+        req_begin(&q, &m->peer, "ctamig", "commit");
+        cta_xw_text(&q.w, "id", m->id);
+        req_b64(&q, "name", rq->new_name[0] ? rq->new_name : m->row.name);
+        req_b64(&q, "hostname", m->row.hostname);
+        req_b64(&q, "description", m->row.description);
+        req_b64(&q, "template", m->row.os_template);
+        cta_xw_int(&q.w, "on_boot", m->row.on_boot);
+        cta_xw_int(&q.w, "memory", (long long)mem);
+        cta_xw_int(&q.w, "cpu", cpu);
+        for (size_t i = 0; i < n_ips; i++)
+                cta_xw_text(&q.w, "ip", ips[i]);
+        cta_xw_int(&q.w, "start", m->was_running && !rq->nostart && !m->forced);
+        int r = peer_call(&m->peer, &q, "commit", &resp, err);
+        if (r < 0) {
+                *in_doubt = cta_error_code(*err) == CTA_E_MIG_LINK_LOST;
+                return r;
+        }
+        const char *s = resp->op_node ? cta_xnode_ctext(resp->op_node, "started") : NULL;
+        *started = s && streq(s, "1");
+        const char *se = resp->op_node ? cta_xnode_ctext(resp->op_node, "start_error") : NULL;
+        if (se)
+                log_error("migration %s: the container did not start on the destination: %s",
+                          m->id, se);
+        return 0;
+}
+
+/* After the commit: the destination owns the container; retire ours. */
+static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, const char *mid,
+                  struct cta_error **err)
+{
+        struct cta_ct_backend *ct = cta_envm_backend(d);
+        int r;
+
+        (void)cta_ct_stop(ct, row->veid, true, 0, NULL);
+        r = cta_ct_undefine(ct, row->veid, err);
+        if (r < 0)
+                return r;
+        struct stat st;
+        if (lstat(row->private_path, &st) == 0) {
+                if (remove) {
+                        r = cta_ct_private_remove(ct, row->private_path, err);
+                        if (r < 0)
+                                return r;
+                } else {
+                        /* Keep the data, renamed, as vzmigrate does. */
+                        _cleanup_free_ char *to = cta_xasprintf("%s.migrated", row->private_path);
+                        for (int i = 1; lstat(to, &st) == 0 && i < 1000; i++) {
+                                free(to);
+                                to = cta_xasprintf("%s.migrated.%d", row->private_path, i);
+                        }
+                        if (rename(row->private_path, to) < 0)
+                                return cta_error_errno(err, CTA_E_IO, "rename '%s'",
+                                                       row->private_path);
+                        log_notice("migration %s: kept the old private area as %s", mid, to);
+                }
+        }
+        r = cta_store_ct_delete(d->store, row->eid, err);
+        if (r < 0 && r != -CTA_E_ENV_NOT_FOUND)
+                return r;
+        cta_envm_emit(d, row->eid, CTA_CT_NONEXISTENT, CTA_TR_NONE, row->state, row->transition);
+        return 0;
+}
+
+/* Before the commit: the container is ours; make it as it was. */
+static void restore(struct cta_daemon *d, struct cta_ct_row *row, bool was_running)
+{
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        if (row->transition == CTA_TR_MIGRATING)
+                (void)cta_envm_set_state(d, row, row->state, CTA_TR_NONE, NULL);
+        if (was_running && row->state != CTA_CT_RUNNING &&
+            cta_envm_start_row(d, row, &err) < 0)
+                log_error("could not start container %s again after a failed migration: %s",
+                          row->eid, cta_error_msg(err));
+}
+
+/* Ask the destination whether migration id committed: 1 yes, 0 no, < 0 unknown. */
+static int ask_status(struct cta_daemon *d, const char *host, uint16_t port, bool tls,
+                      const char *id, const char *token)
+{
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
+        struct peer p;
+        struct req q;
+        int r = peer_connect(d, host, port, tls, &p, &err);
+        if (r >= 0) {
+                req_begin(&q, &p, "ctamig", "status");
+                cta_xw_text(&q.w, "id", id);
+                cta_xw_text(&q.w, "token", token);
+                r = peer_call(&p, &q, "status", &resp, &err);
+        }
+        peer_close(&p);
+        if (r < 0) {
+                log_warning("migration %s: status from %s:%u: %s", id, host, port,
+                            cta_error_msg(err));
+                return cta_error_code(err) == CTA_E_AUTH_FAILED ? 0 : -1;
+        }
+        const char *state = resp->op_node ? cta_xnode_ctext(resp->op_node, "state") : NULL;
+        if (state && streq(state, "committed"))
+                return 1;
+        if (state && (streq(state, "aborted") || streq(state, "open")))
+                return 0;
+        return -1; /* "committing": ask again */
+}
+
+static int migrate_one(struct mig_src *m, struct cta_error **err)
+{
+        struct cta_daemon *d = m->d;
+        bool started = false, in_doubt = false;
+        int r;
+
+        cta_uuid_new(m->id);
+        snprintf(m->dst_label, sizeof(m->dst_label), "%s:%u", m->req->dst.address,
+                 m->req->dst.port);
+        r = cta_envm_lock(d, m->row.eid, err);
+        if (r < 0)
+                return r;
+        m->was_running = m->row.state == CTA_CT_RUNNING;
+        src_journal(m, "locked");
+        progress(m, 1, "checking", 0);
+
+        _cleanup_close_ int fd = open(m->row.private_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+                r = cta_error_errno(err, CTA_E_IO, "open '%s'", m->row.private_path);
+                goto fail;
+        }
+        r = cta_mig_scan(fd, &m->totals, err);
+        if (r < 0)
+                goto fail;
+        r = peer_connect(d, m->req->dst.address, m->req->dst.port,
+                         m->req->dst.protocol == CTA_DST_SSL, &m->peer, err);
+        if (r < 0)
+                goto fail;
+        m->connected = true;
+        r = peer_login(&m->peer, &m->req->dst, err);
+        if (r < 0)
+                goto fail;
+        r = src_hello(m, err);
+        if (r < 0)
+                goto fail;
+        src_journal(m, "checked");
+        if (cta_call_cancelled(m->call)) {
+                r = cta_error_set(err, CTA_E_CANCELLED, 0, "migration cancelled");
+                goto fail;
+        }
+
+        /* Offline migration: the container is stopped for the copy. */
+        if (m->was_running) {
+                progress(m, 2, "stopping the container", 0);
+                r = cta_envm_stop_row(d, &m->row, false, err);
+                if (r < 0)
+                        goto fail;
+        }
+        (void)cta_envm_set_state(d, &m->row, m->row.state, CTA_TR_MIGRATING, NULL);
+        src_journal(m, "stopped");
+        progress(m, 2, "copying data", 0);
+        r = src_stream(m, err);
+        if (r < 0)
+                goto fail;
+        src_journal(m, "streamed");
+        if (cta_call_cancelled(m->call)) {
+                r = cta_error_set(err, CTA_E_CANCELLED, 0, "migration cancelled");
+                goto fail;
+        }
+
+        /* The point of no return. */
+        src_journal(m, "committing");
+        progress(m, 2, "committing on the destination", 100);
+        r = src_commit(m, &started, &in_doubt, err);
+        if (r < 0 && in_doubt) {
+                /* We do not know who owns it: ask until the destination tells. */
+                int st = -1;
+                for (int i = 0; i < STATUS_RETRIES && st < 0; i++) {
+                        usleep(STATUS_RETRY_MS * 1000);
+                        st = ask_status(d, m->req->dst.address, m->req->dst.port,
+                                        m->req->dst.protocol == CTA_DST_SSL, m->id, m->token);
+                }
+                if (st < 0) {
+                        log_error("migration %s: outcome unknown; container %s stays stopped "
+                                  "and marked migrating here until the destination answers "
+                                  "(the agent asks again at start-up)",
+                                  m->id, m->row.eid);
+                        peer_close(&m->peer);
+                        cta_envm_unlock(d, m->row.eid);
+                        return cta_error_wrap(err, "migration outcome unknown");
+                }
+                if (st == 1) {
+                        cta_error_free(*err);
+                        *err = NULL;
+                        r = 0;
+                }
+        }
+        if (r < 0)
+                goto fail;
+        src_journal(m, "committed");
+        peer_close(&m->peer);
+        r = retire(d, &m->row, m->req->remove, m->id, err);
+        if (r < 0) {
+                /* The destination owns it; our leftovers are cleaned at start-up. */
+                log_error("migration %s: retiring the source copy of %s failed: %s", m->id,
+                          m->row.eid, cta_error_msg(*err));
+                cta_error_free(*err);
+                *err = NULL;
+        } else {
+                src_journal(m, "done");
+        }
+        cta_envm_unlock(d, m->row.eid);
+        log_notice("migration %s: container %s moved to %s%s", m->id, m->row.eid, m->dst_label,
+                   started ? " and started there" : "");
+        progress(m, 3, "done", 100);
+        if (m->was_running && !m->req->nostart && !m->forced && !started)
+                return cta_error_set(err, CTA_E_CT_BACKEND, 0,
+                                     "container %s moved to %s but did not start there (see "
+                                     "the destination's log)",
+                                     m->row.eid, m->dst_label);
+        return 0;
+
+fail:
+        log_warning("migration %s of %s to %s failed: %s", m->id, m->row.eid, m->dst_label,
+                    cta_error_msg(*err));
+        if (m->connected && m->peer.c) {
+                struct req q;
+                _cleanup_(cta_error_freep) struct cta_error *e2 = NULL;
+                req_begin(&q, &m->peer, "ctamig", "abort");
+                cta_xw_text(&q.w, "id", m->id);
+                (void)peer_call(&m->peer, &q, "abort", NULL, &e2);
+        }
+        peer_close(&m->peer);
+        restore(d, &m->row, m->was_running);
+        src_journal(m, "failed");
+        cta_envm_unlock(d, m->row.eid);
+        progress(m, 4, "failed", -1);
+        return r;
+}
+
+/* ---- the call ----------------------------------------------------------------- */
+
+struct v2v_ctx {
+        struct cta_migrate_req req;
+};
+
+static void v2v_ctx_free(void *p)
+{
+        struct v2v_ctx *c = p;
+        if (c)
+                explicit_bzero(c->req.dst.password, sizeof(c->req.dst.password));
+        free(c);
+}
+
+static int v2v_prepare(struct cta_call *call, struct cta_error **err)
+{
+        struct cta_daemon *d = call->s->d;
+        struct v2v_ctx *c = cta_xcalloc(1, sizeof(*c));
+        int r;
+
+        call->ctx = c;
+        call->ctx_free = v2v_ctx_free;
+        r = cta_req_parse_migrate_v2v(call->req->call_node, &c->req, err);
+        if (r < 0)
+                return r;
+        if (c->req.type != 0)
+                return cta_error_set(err, CTA_E_MIG_UNSUPPORTED_TYPE, 0,
+                                     "unsupported migration type %ld: ctagent implements type 0 "
+                                     "(offline migration)",
+                                     c->req.type);
+        if (c->req.n_eids > 1 && (c->req.has_new_veid || c->req.new_private[0] ||
+                                  c->req.new_name[0]))
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0,
+                                     "options/config (new veid, private path or name) applies "
+                                     "to one container; several eids were given");
+        /* Every container must exist before anything moves. */
+        for (size_t i = 0; i < c->req.n_eids; i++) {
+                struct cta_ct_row row = { 0 };
+                if (cta_store_ct_get(d->store, c->req.eids[i], &row, NULL) < 0)
+                        return cta_error_set(err, CTA_E_ENV_NOT_FOUND, 0,
+                                             "no container with eid %s on this node",
+                                             c->req.eids[i]);
+                cta_ct_row_done(&row);
+        }
+        return 0;
+}
+
+static int v2v_run(struct cta_call *call, struct cta_error **err)
+{
+        struct cta_daemon *d = call->s->d;
+        struct v2v_ctx *c = call->ctx;
+
+        /* Containers move in order; the first failure stops the list (the
+         * ones before it have moved, the rest have not been touched). */
+        for (size_t i = 0; i < c->req.n_eids; i++) {
+                struct mig_src m = { .d = d, .call = call, .req = &c->req };
+                int r = cta_store_ct_get(d->store, c->req.eids[i], &m.row, err);
+                if (r < 0)
+                        return r;
+                r = migrate_one(&m, err);
+                cta_ct_row_done(&m.row);
+                if (r < 0)
+                        return c->req.n_eids > 1 ? cta_error_wrap(err, "container %zu of %zu",
+                                                                   i + 1, c->req.n_eids)
+                                                 : r;
+        }
+        return 0;
+}
+
+const struct cta_handler cta_relocator_handlers[] = {
+        { "relocator", "migrate_v2v", CTA_H_BACKGROUND | CTA_H_DETACHED, v2v_run, NULL,
+          v2v_prepare },
+        { NULL, NULL, 0, NULL, NULL, NULL },
+};
+
+/* ---- recovery after a crash (source role) ------------------------------------ */
+
+void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *jr);
+void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *jr)
+{
+        _cleanup_free_ char *was = cta_kv_get(jr->detail, "was_running");
+        _cleanup_free_ char *rm = cta_kv_get(jr->detail, "remove");
+        _cleanup_free_ char *host = cta_kv_get(jr->detail, "host");
+        _cleanup_free_ char *port_s = cta_kv_get(jr->detail, "port");
+        _cleanup_free_ char *tls = cta_kv_get(jr->detail, "tls");
+        _cleanup_free_ char *token = cta_kv_get(jr->detail, "token");
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        struct cta_ct_row row = { 0 };
+        bool was_running = was && streq(was, "1");
+        uint64_t port = 0;
+        int owner; /* 1 = the destination, 0 = us */
+
+        if (cta_store_ct_get(d->store, jr->ct_eid, &row, NULL) < 0) {
+                /* Already retired. */
+                (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer,
+                                        "done", jr->detail, NULL);
+                return;
+        }
+        if (streq(jr->state, "committed")) {
+                owner = 1;
+        } else if (streq(jr->state, "committing")) {
+                (void)cta_parse_u64(port_s ? port_s : "", 65535, &port);
+                owner = host && token ? ask_status(d, host, (uint16_t)port, tls && streq(tls, "1"),
+                                                   jr->id, token)
+                                      : 0;
+                if (owner < 0) {
+                        log_error("recover: migration %s of %s: the destination %s cannot tell "
+                                  "whether it committed; the container stays stopped here "
+                                  "(restart the agent to ask again)",
+                                  jr->id, jr->ct_eid, jr->peer ? jr->peer : "?");
+                        (void)cta_envm_set_state(d, &row, row.state, CTA_TR_MIGRATING, NULL);
+                        cta_ct_row_done(&row);
+                        return;
+                }
+        } else {
+                owner = 0;
+        }
+        if (owner == 1) {
+                if (retire(d, &row, rm && streq(rm, "1"), jr->id, &err) < 0)
+                        log_error("recover: migration %s: retire %s: %s", jr->id, jr->ct_eid,
+                                  cta_error_msg(err));
+                else
+                        (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid,
+                                                jr->peer, "done", jr->detail, NULL);
+                log_warning("recover: migration %s: %s belongs to %s now; source copy retired",
+                            jr->id, jr->ct_eid, jr->peer ? jr->peer : "the destination");
+        } else {
+                restore(d, &row, was_running);
+                (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer,
+                                        "failed", jr->detail, NULL);
+                log_warning("recover: migration %s of %s was interrupted (%s); the container "
+                            "stays here%s",
+                            jr->id, jr->ct_eid, jr->state, was_running ? " and was restarted" : "");
+        }
+        cta_ct_row_done(&row);
+}

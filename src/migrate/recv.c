@@ -1,0 +1,1194 @@
+/*
+ * The destination side: cta_mig_recv. It trusts nothing in the stream.
+ *
+ * A reader thread fills a ring buffer from the io with large reads (it follows the record
+ * lengths to stop after the trailer); this thread checks and applies the records. Every
+ * path is validated, then its parent is resolved beneath the pinned staging directory with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+ * and the last component is only used with *at() calls that do not follow it. Regular
+ * files are written under a temporary name (O_CREAT | O_EXCL | O_NOFOLLOW) and renamed into
+ * place only once their checksum matched. Directory modes, times and default ACLs are
+ * applied at the end (a default ACL would otherwise be inherited by what we create).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "migrate/internal.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define RING_MIN (8u << 20)
+#define READ_MAX (2u << 20)
+#define ACL_DEFAULT "system.posix_acl_default"
+#define ACL_ACCESS "system.posix_acl_access"
+
+struct ring {
+        const struct cta_mig_io *io;
+        uint8_t *buf;
+        size_t cap;
+        uint64_t head, tail;      /* absolute stream offsets */
+        uint64_t next_hdr, stop_at;
+        uint32_t max_record;
+        bool done, stop;
+        int rerr;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        uint8_t *asm_buf; /* a record that wraps around the ring end is copied here */
+        size_t asm_cap;
+};
+
+static void ring_copy_out(const struct ring *r, uint64_t at, void *dst, size_t n)
+{
+        size_t off = (size_t)(at % r->cap), first = r->cap - off < n ? r->cap - off : n;
+        memcpy(dst, r->buf + off, first);
+        memcpy((uint8_t *)dst + first, r->buf, n - first);
+}
+
+static void *reader_main(void *arg)
+{
+        struct ring *r = arg;
+        pthread_mutex_lock(&r->mu);
+        for (;;) {
+                while (!r->stop && r->tail - r->head == r->cap)
+                        pthread_cond_wait(&r->cv, &r->mu);
+                if (r->stop || r->tail >= r->stop_at)
+                        break;
+                size_t off = (size_t)(r->tail % r->cap);
+                size_t n = r->cap - off;
+                if (n > r->cap - (size_t)(r->tail - r->head))
+                        n = r->cap - (size_t)(r->tail - r->head);
+                if (n > READ_MAX)
+                        n = READ_MAX;
+                pthread_mutex_unlock(&r->mu);
+                ssize_t got = r->io->read(r->io->ctx, r->buf + off, n);
+                pthread_mutex_lock(&r->mu);
+                if (got <= 0) {
+                        r->rerr = got < 0 ? (int)-got : 0;
+                        break;
+                }
+                r->tail += (uint64_t)got;
+                /* follow the record lengths so we stop reading after the trailer */
+                while (r->stop_at == UINT64_MAX && r->next_hdr + CTA_MIG_REC_HDR <= r->tail) {
+                        uint8_t h[CTA_MIG_REC_HDR];
+                        ring_copy_out(r, r->next_hdr, h, sizeof(h));
+                        uint32_t len = cta_mig_get32(h + 4);
+                        if (len > r->max_record) {
+                                r->stop_at = r->next_hdr + CTA_MIG_REC_HDR;
+                                break;
+                        }
+                        if (h[0] == CTA_MIG_R_TRAILER)
+                                r->stop_at = r->next_hdr + CTA_MIG_REC_HDR + len;
+                        r->next_hdr += CTA_MIG_REC_HDR + len;
+                }
+                pthread_cond_broadcast(&r->cv);
+        }
+        r->done = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        return NULL;
+}
+
+/* n contiguous bytes at the head, waiting for the reader. */
+static int ring_get(struct ring *r, size_t n, const uint8_t **ret, struct cta_error **err)
+{
+        pthread_mutex_lock(&r->mu);
+        while (r->tail - r->head < n && !r->done)
+                pthread_cond_wait(&r->cv, &r->mu);
+        bool have = r->tail - r->head >= n;
+        int rerr = r->rerr;
+        pthread_mutex_unlock(&r->mu);
+        if (!have) {
+                if (rerr)
+                        return cta_error_set(err, CTA_E_MIG_LINK_LOST, rerr, "read stream: %s",
+                                             strerror(rerr));
+                return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                     "stream truncated at byte %llu",
+                                     (unsigned long long)r->tail);
+        }
+        size_t off = (size_t)(r->head % r->cap);
+        if (off + n <= r->cap) {
+                *ret = r->buf + off;
+                return 0;
+        }
+        if (r->asm_cap < n) {
+                r->asm_cap = n;
+                r->asm_buf = cta_xrealloc(r->asm_buf, n);
+        }
+        ring_copy_out(r, r->head, r->asm_buf, n);
+        *ret = r->asm_buf;
+        return 0;
+}
+
+static void ring_consume(struct ring *r, size_t n)
+{
+        pthread_mutex_lock(&r->mu);
+        bool was_full = r->tail - r->head == r->cap;
+        r->head += n;
+        if (was_full)
+                pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+}
+
+/* ------------------------------------------------------------------ receiver state */
+
+struct dir_meta {
+        char *path; /* "" for the root */
+        uint32_t mode;
+        struct timespec ts[2];
+        uint8_t *dacl; /* default ACL to set at the end, or NULL */
+        uint32_t dacl_len;
+};
+
+struct link_rec {
+        uint64_t id;
+        char *path;
+        uint64_t dev, ino;
+};
+
+enum { ST_HEADER, ST_ROOT, ST_ENTRIES, ST_FILE, ST_DONE };
+
+struct receiver {
+        const struct cta_mig_recv_opts *o;
+        struct cta_mig_limits lim;
+        int parent_fd;
+        const char *staging_name;
+        int sfd;
+        bool created, existed;
+        bool incr_stream; /* the header says incremental: deletions, unchanged files */
+        bool replace;     /* entries may already exist (existing staging or incremental) */
+        struct ring ring;
+
+        int state;
+        uint64_t next_id, entries, data_bytes, deletes;
+        uint64_t decl_entries, decl_bytes;
+        char prev[PATH_MAX];
+        size_t prev_len;
+
+        char pc_path[PATH_MAX]; /* the cached parent directory */
+        size_t pc_len;
+        int pc_fd;
+        char name[NAME_MAX + 1]; /* last component of the current path */
+
+        /* the regular file being received */
+        int ffd, fpfd;
+        char tmpname[64], fname[NAME_MAX + 1], fpath[PATH_MAX];
+        uint16_t fpath_len;
+        struct cta_mig_entry fe;
+        uint8_t *fx;
+        size_t fx_cap;
+        uint64_t fpos, frecv;
+        XXH3_state_t *hash;
+
+        struct dir_meta *dirs;
+        size_t ndirs, dirs_cap;
+        struct link_rec *links;
+        size_t nlinks, links_cap;
+
+        struct cta_mig_stats st;
+        uint64_t last_progress_ms;
+};
+
+#define FAIL(r, code, ...) cta_error_set(err, code, 0, __VA_ARGS__)
+
+static int sys_fail(struct cta_error **err, int code_or_0, const char *what, const char *path,
+                    size_t len)
+{
+        int e = errno;
+        _cleanup_free_ char *p = cta_mig_path_fmt(path, len);
+        int code = code_or_0 ? code_or_0 : cta_mig_errno_code(e);
+        errno = e;
+        return cta_error_errno(err, code, "%s '%s'", what, p);
+}
+
+static void pcache_drop(struct receiver *r)
+{
+        if (r->pc_fd >= 0)
+                close(r->pc_fd);
+        r->pc_fd = -1;
+        r->pc_len = 0;
+}
+
+/* Something at path was removed: forget the cached parent if it was inside. */
+static void pcache_invalidate(struct receiver *r, const char *path, size_t len)
+{
+        if (r->pc_fd >= 0 && ((r->pc_len == len && memcmp(r->pc_path, path, len) == 0) ||
+                              cta_mig_path_under(path, len, r->pc_path, r->pc_len)))
+                pcache_drop(r);
+}
+
+/*
+ * The parent directory of a validated path, confined beneath the staging directory; the
+ * last component goes to r->name. ENOENT → *ret_fd = -1 when missing_ok.
+ */
+static int get_parent(struct receiver *r, const char *path, size_t len, bool missing_ok,
+                      int *ret_fd, struct cta_error **err)
+{
+        size_t dl = len;
+        while (dl > 0 && path[dl - 1] != '/')
+                dl--;
+        memcpy(r->name, path + dl, len - dl);
+        r->name[len - dl] = 0;
+        if (dl == 0) {
+                *ret_fd = r->sfd;
+                return 0;
+        }
+        dl--; /* without the slash */
+        if (r->pc_fd >= 0 && r->pc_len == dl && memcmp(r->pc_path, path, dl) == 0) {
+                *ret_fd = r->pc_fd;
+                return 0;
+        }
+        pcache_drop(r);
+        memcpy(r->pc_path, path, dl);
+        r->pc_path[dl] = 0;
+        int fd = cta_openat_beneath(r->sfd, r->pc_path, O_PATH | O_DIRECTORY);
+        if (fd < 0) {
+                if (errno == ENOENT && missing_ok) {
+                        *ret_fd = -1;
+                        return 0;
+                }
+                int code = errno == ENOENT ? CTA_E_MIG_STREAM
+                           : (errno == ELOOP || errno == EXDEV || errno == ENOTDIR ||
+                              errno == EAGAIN)
+                                   ? CTA_E_MIG_PATH
+                                   : CTA_E_IO;
+                return sys_fail(err, code, "resolve the parent of", path, len);
+        }
+        r->pc_fd = fd;
+        r->pc_len = dl;
+        *ret_fd = fd;
+        return 0;
+}
+
+/* Strictly increasing canonical order: no duplicates, parents before children. */
+static int check_order(struct receiver *r, const char *path, size_t len, struct cta_error **err)
+{
+        if (r->prev_len && cta_mig_path_cmp(r->prev, r->prev_len, path, len) >= 0) {
+                _cleanup_free_ char *p = cta_mig_path_fmt(path, len);
+                return FAIL(r, CTA_E_MIG_STREAM, "path '%s' out of order or repeated", p);
+        }
+        memcpy(r->prev, path, len);
+        r->prev_len = len;
+        return 0;
+}
+
+static int check_path(struct receiver *r, const char *path, size_t len, struct cta_error **err)
+{
+        if (cta_mig_path_check(path, len, r->lim.max_path, r->lim.max_depth) < 0) {
+                _cleanup_free_ char *p = cta_mig_path_fmt(path, len);
+                return FAIL(r, CTA_E_MIG_PATH, "refused path '%s'", p);
+        }
+        return check_order(r, path, len, err);
+}
+
+static void progress(struct receiver *r, bool force)
+{
+        if (!r->o->progress.fn)
+                return;
+        uint64_t now = cta_now_ms();
+        if (!force && now - r->last_progress_ms < 100)
+                return;
+        r->last_progress_ms = now;
+        r->o->progress.fn(r->o->progress.ud, r->data_bytes, r->decl_bytes, r->entries,
+                          r->decl_entries);
+}
+
+/* ------------------------------------------------------------------ metadata */
+
+static int set_one_xattr(int fd, const char *proc, const char *nm, const void *v, size_t vl)
+{
+        return fd >= 0 ? fsetxattr(fd, nm, v, vl, 0) : lsetxattr(proc, nm, v, vl, 0);
+}
+
+static bool entry_has_xattr(const struct cta_mig_entry *e, const char *nm)
+{
+        size_t pos = 0, nl = strlen(nm);
+        struct cta_mig_xattr x;
+        while (cta_mig_xattr_next(e, &pos, &x) > 0)
+                if (x.name_len == nl && memcmp(x.name, nm, nl) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * Set the entry's xattrs on fd (or on pfd/name when fd < 0, never following it). With
+ * sync, xattrs the entry does not have are removed (existing or inherited ones).
+ * A directory's default ACL is left to the end (skip_dacl).
+ */
+static int apply_xattrs(struct receiver *r, int fd, int pfd, const char *name,
+                        const struct cta_mig_entry *e, bool skip_dacl, bool sync,
+                        struct cta_error **err)
+{
+        char proc[64 + NAME_MAX];
+        if (fd < 0)
+                snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", pfd, name);
+        if (sync) {
+                char names[65536];
+                ssize_t n = fd >= 0 ? flistxattr(fd, names, sizeof(names))
+                                    : llistxattr(proc, names, sizeof(names));
+                for (ssize_t off = 0; n > 0 && off < n;) {
+                        const char *nm = names + off;
+                        size_t nl = strnlen(nm, (size_t)(n - off));
+                        off += (ssize_t)nl + 1;
+                        if (!cta_xattr_name_ok(nm, nl) || (skip_dacl && streq(nm, ACL_DEFAULT)))
+                                continue;
+                        if (entry_has_xattr(e, nm))
+                                continue;
+                        int rr = fd >= 0 ? fremovexattr(fd, nm) : lremovexattr(proc, nm);
+                        if (rr < 0 && errno != ENODATA)
+                                return sys_fail(err, 0, "remove an xattr of", e->path, e->path_len);
+                }
+        }
+        size_t pos = 0;
+        struct cta_mig_xattr x;
+        while (cta_mig_xattr_next(e, &pos, &x) > 0) {
+                char nm[256];
+                memcpy(nm, x.name, x.name_len);
+                nm[x.name_len] = 0;
+                if (skip_dacl && streq(nm, ACL_DEFAULT))
+                        continue;
+                if (set_one_xattr(fd, proc, nm, x.value, x.value_len) < 0) {
+                        int e2 = errno;
+                        _cleanup_free_ char *p = cta_mig_path_fmt(e->path, e->path_len);
+                        int code = e2 == ENOTSUP || e2 == EPERM ? CTA_E_MIG_FS
+                                   : e2 == EINVAL || e2 == E2BIG ? CTA_E_MIG_STREAM
+                                                                : cta_mig_errno_code(e2);
+                        errno = e2;
+                        return cta_error_errno(err, code, "set xattr %s on '%s'", nm, p);
+                }
+        }
+        return 0;
+}
+
+static void entry_times(const struct cta_mig_entry *e, struct timespec ts[2])
+{
+        ts[0] = (struct timespec){ .tv_sec = e->atime_sec, .tv_nsec = e->atime_nsec };
+        ts[1] = (struct timespec){ .tv_sec = e->mtime_sec, .tv_nsec = e->mtime_nsec };
+}
+
+/* Owner, xattrs, mode (after chown, which clears setuid), times of an open file. */
+static int apply_meta_fd(struct receiver *r, int fd, const struct cta_mig_entry *e, bool sync,
+                         struct cta_error **err)
+{
+        if (fchown(fd, e->uid, e->gid) < 0)
+                return sys_fail(err, 0, "chown", e->path, e->path_len);
+        int rr = apply_xattrs(r, fd, -1, NULL, e, false, sync, err);
+        if (rr < 0)
+                return rr;
+        if (fchmod(fd, e->mode) < 0)
+                return sys_fail(err, 0, "chmod", e->path, e->path_len);
+        struct timespec ts[2];
+        entry_times(e, ts);
+        if (futimens(fd, ts) < 0)
+                return sys_fail(err, 0, "set times of", e->path, e->path_len);
+        return 0;
+}
+
+/* The same for a symlink or special file by name (never opened, never followed). */
+static int apply_meta_at(struct receiver *r, int pfd, const char *name,
+                         const struct cta_mig_entry *e, bool sync, struct cta_error **err)
+{
+        if (fchownat(pfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) < 0)
+                return sys_fail(err, 0, "chown", e->path, e->path_len);
+        int rr = apply_xattrs(r, -1, pfd, name, e, false, sync, err);
+        if (rr < 0)
+                return rr;
+        if (e->kind != CTA_MIG_K_LNK && fchmodat(pfd, name, e->mode, AT_SYMLINK_NOFOLLOW) < 0)
+                return sys_fail(err, 0, "chmod", e->path, e->path_len);
+        struct timespec ts[2];
+        entry_times(e, ts);
+        if (utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+                return sys_fail(err, 0, "set times of", e->path, e->path_len);
+        return 0;
+}
+
+static int push_dir(struct receiver *r, const struct cta_mig_entry *e)
+{
+        if (r->ndirs == r->dirs_cap) {
+                r->dirs_cap = r->dirs_cap ? r->dirs_cap * 2 : 256;
+                r->dirs = cta_xrealloc(r->dirs, r->dirs_cap * sizeof(*r->dirs));
+        }
+        struct dir_meta *d = &r->dirs[r->ndirs++];
+        *d = (struct dir_meta){ .path = cta_xstrndup(e->path, e->path_len), .mode = e->mode };
+        entry_times(e, d->ts);
+        size_t pos = 0;
+        struct cta_mig_xattr x;
+        while (cta_mig_xattr_next(e, &pos, &x) > 0)
+                if (x.name_len == sizeof(ACL_DEFAULT) - 1 &&
+                    memcmp(x.name, ACL_DEFAULT, x.name_len) == 0) {
+                        d->dacl = cta_xmalloc(x.value_len ? x.value_len : 1);
+                        memcpy(d->dacl, x.value, x.value_len);
+                        d->dacl_len = x.value_len;
+                }
+        return 0;
+}
+
+static int finish_dirs(struct receiver *r, struct cta_error **err)
+{
+        for (size_t i = r->ndirs; i-- > 0;) {
+                struct dir_meta *d = &r->dirs[i];
+                int fd = d->path[0] ? cta_openat_beneath(r->sfd, d->path, O_RDONLY | O_DIRECTORY)
+                                    : r->sfd;
+                if (fd < 0)
+                        return sys_fail(err, 0, "open directory", d->path, strlen(d->path));
+                int rr = 0;
+                if (d->dacl) {
+                        if (fsetxattr(fd, ACL_DEFAULT, d->dacl, d->dacl_len, 0) < 0)
+                                rr = sys_fail(err, errno == ENOTSUP ? CTA_E_MIG_FS : 0,
+                                              "set the default ACL of", d->path, strlen(d->path));
+                } else if (r->replace || !d->path[0]) {
+                        if (fremovexattr(fd, ACL_DEFAULT) < 0 && errno != ENODATA &&
+                            errno != ENOTSUP)
+                                rr = sys_fail(err, 0, "remove the default ACL of", d->path,
+                                              strlen(d->path));
+                }
+                if (!rr && fchmod(fd, d->mode) < 0)
+                        rr = sys_fail(err, 0, "chmod", d->path, strlen(d->path));
+                if (!rr && futimens(fd, d->ts) < 0)
+                        rr = sys_fail(err, 0, "set times of", d->path, strlen(d->path));
+                if (fd != r->sfd)
+                        close(fd);
+                if (rr < 0)
+                        return rr;
+        }
+        return 0;
+}
+
+/* ------------------------------------------------------------------ records */
+
+static int check_entry(struct receiver *r, const struct cta_mig_entry *e, struct cta_error **err)
+{
+        if (e->flags & ~CTA_MIG_EF_KNOWN)
+                return FAIL(r, CTA_E_MIG_STREAM, "entry %llu: unknown flags 0x%x",
+                            (unsigned long long)e->id, e->flags);
+        if (e->id != r->next_id)
+                return FAIL(r, CTA_E_MIG_STREAM, "entry id %llu, expected %llu",
+                            (unsigned long long)e->id, (unsigned long long)r->next_id);
+        if (++r->entries > r->lim.max_entries)
+                return FAIL(r, CTA_E_TOO_LARGE, "more than %llu entries",
+                            (unsigned long long)r->lim.max_entries);
+        bool root = e->flags & CTA_MIG_EF_ROOT;
+        if (root != (e->id == 0) || (root && (e->kind != CTA_MIG_K_DIR || e->path_len)))
+                return FAIL(r, CTA_E_MIG_STREAM, "entry %llu: bad root flag",
+                            (unsigned long long)e->id);
+        if (e->mode & ~07777u || e->mtime_nsec >= 1000000000u || e->atime_nsec >= 1000000000u)
+                return FAIL(r, CTA_E_MIG_STREAM, "entry %llu: bad mode or time",
+                            (unsigned long long)e->id);
+        if (!root) {
+                int rr = check_path(r, e->path, e->path_len, err);
+                if (rr < 0)
+                        return rr;
+        }
+        if (e->nxattr > r->lim.max_xattrs)
+                return FAIL(r, CTA_E_TOO_LARGE, "entry %llu: %u xattrs",
+                            (unsigned long long)e->id, e->nxattr);
+        size_t pos = 0, n = 0;
+        struct cta_mig_xattr x;
+        int xr;
+        while ((xr = cta_mig_xattr_next(e, &pos, &x)) > 0) {
+                n++;
+                if (!cta_xattr_name_ok(x.name, x.name_len))
+                        return FAIL(r, CTA_E_MIG_STREAM, "entry %llu: bad xattr name",
+                                    (unsigned long long)e->id);
+                if (x.value_len > r->lim.max_xattr_value)
+                        return FAIL(r, CTA_E_TOO_LARGE, "entry %llu: xattr value of %u bytes",
+                                    (unsigned long long)e->id, x.value_len);
+        }
+        if (xr < 0 || n != e->nxattr)
+                return FAIL(r, CTA_E_MIG_STREAM, "entry %llu: malformed xattrs",
+                            (unsigned long long)e->id);
+        uint8_t other = e->flags & ~CTA_MIG_EF_ROOT;
+        switch (e->kind) {
+        case CTA_MIG_K_REG:
+                if (e->target_len)
+                        break;
+                if ((e->flags & CTA_MIG_EF_UNCHANGED) && !r->incr_stream)
+                        break;
+                if (e->size > r->lim.max_file_size)
+                        return FAIL(r, CTA_E_TOO_LARGE, "entry %llu: file of %llu bytes",
+                                    (unsigned long long)e->id, (unsigned long long)e->size);
+                return 0;
+        case CTA_MIG_K_LNK:
+                if (other || !e->target_len || memchr(e->target, 0, e->target_len))
+                        break;
+                return 0;
+        case CTA_MIG_K_HARDLINK:
+                if (other || e->target_len || e->nxattr || e->link_id >= e->id)
+                        break;
+                return 0;
+        case CTA_MIG_K_DIR:
+        case CTA_MIG_K_CHR:
+        case CTA_MIG_K_BLK:
+        case CTA_MIG_K_FIFO:
+        case CTA_MIG_K_SOCK:
+                if (other || e->target_len)
+                        break;
+                return 0;
+        default:
+                break;
+        }
+        return FAIL(r, CTA_E_MIG_STREAM, "entry %llu: bad kind %u or fields",
+                    (unsigned long long)e->id, e->kind);
+}
+
+static int do_root(struct receiver *r, const struct cta_mig_entry *e, struct cta_error **err)
+{
+        if (fchown(r->sfd, e->uid, e->gid) < 0)
+                return sys_fail(err, 0, "chown", "(root)", 6);
+        /* a default ACL inherited from above would be inherited by everything we create;
+         * the root's own one, if any, is set at the end */
+        if (fremovexattr(r->sfd, ACL_DEFAULT) < 0 && errno != ENODATA && errno != ENOTSUP)
+                return sys_fail(err, 0, "remove the default ACL of", "(root)", 6);
+        int rr = apply_xattrs(r, r->sfd, -1, NULL, e, true, true, err);
+        if (rr < 0)
+                return rr;
+        push_dir(r, e);
+        r->st.dirs++;
+        return 0;
+}
+
+static int do_dir(struct receiver *r, int pfd, const struct cta_mig_entry *e,
+                  struct cta_error **err)
+{
+        if (mkdirat(pfd, r->name, 0700) < 0) {
+                if (errno != EEXIST || !r->replace)
+                        return sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0, "mkdir",
+                                        e->path, e->path_len);
+                struct stat st;
+                if (fstatat(pfd, r->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return sys_fail(err, 0, "stat", e->path, e->path_len);
+                if (!S_ISDIR(st.st_mode)) {
+                        int rr = cta_rm_rf_at(pfd, r->name);
+                        if (rr < 0 || mkdirat(pfd, r->name, 0700) < 0) {
+                                if (rr < 0)
+                                        errno = -rr;
+                                return sys_fail(err, 0, "replace", e->path, e->path_len);
+                        }
+                }
+        }
+        int fd = openat(pfd, r->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return sys_fail(err, 0, "open directory", e->path, e->path_len);
+        int rr = 0;
+        if (fchown(fd, e->uid, e->gid) < 0)
+                rr = sys_fail(err, 0, "chown", e->path, e->path_len);
+        if (!rr)
+                rr = apply_xattrs(r, fd, -1, NULL, e, true, r->replace, err);
+        close(fd);
+        if (rr < 0)
+                return rr;
+        push_dir(r, e);
+        r->st.dirs++;
+        return 0;
+}
+
+/* Make room for a new non-directory at pfd/name in replace mode. Returns 1 if what is
+ * there can stay (same kind, same target or device), 0 if the name is now free. */
+static int clear_name(struct receiver *r, int pfd, const struct cta_mig_entry *e,
+                      struct cta_error **err)
+{
+        struct stat st;
+        if (fstatat(pfd, r->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                return sys_fail(err, 0, "stat", e->path, e->path_len);
+        }
+        if (cta_mig_kind_of(st.st_mode) == e->kind) {
+                if (e->kind == CTA_MIG_K_LNK) {
+                        char t[PATH_MAX];
+                        ssize_t n = readlinkat(pfd, r->name, t, sizeof(t));
+                        if (n == e->target_len && memcmp(t, e->target, (size_t)n) == 0)
+                                return 1;
+                } else if (e->kind == CTA_MIG_K_CHR || e->kind == CTA_MIG_K_BLK) {
+                        if (major(st.st_rdev) == e->rdev_major && minor(st.st_rdev) == e->rdev_minor)
+                                return 1;
+                } else {
+                        return 1;
+                }
+        }
+        if (S_ISDIR(st.st_mode))
+                pcache_invalidate(r, e->path, e->path_len);
+        int rr = cta_rm_rf_at(pfd, r->name);
+        if (rr < 0) {
+                errno = -rr;
+                return sys_fail(err, 0, "replace", e->path, e->path_len);
+        }
+        return 0;
+}
+
+static int do_special(struct receiver *r, int pfd, const struct cta_mig_entry *e,
+                      struct cta_error **err)
+{
+        char target[PATH_MAX];
+        mode_t type = 0;
+        dev_t dev = 0;
+        switch (e->kind) {
+        case CTA_MIG_K_LNK:
+                memcpy(target, e->target, e->target_len);
+                target[e->target_len] = 0;
+                break;
+        case CTA_MIG_K_CHR:
+        case CTA_MIG_K_BLK:
+                if (r->o->deny_devices || geteuid() != 0) {
+                        _cleanup_free_ char *p = cta_mig_path_fmt(e->path, e->path_len);
+                        return FAIL(r, CTA_E_MIG_STREAM, "device node '%s' not allowed here", p);
+                }
+                type = e->kind == CTA_MIG_K_CHR ? S_IFCHR : S_IFBLK;
+                dev = makedev(e->rdev_major, e->rdev_minor);
+                break;
+        case CTA_MIG_K_FIFO:
+                type = S_IFIFO;
+                break;
+        default:
+                type = S_IFSOCK;
+                break;
+        }
+        for (int attempt = 0;; attempt++) {
+                int rr = e->kind == CTA_MIG_K_LNK ? symlinkat(target, pfd, r->name)
+                                                   : mknodat(pfd, r->name, type | 0600, dev);
+                if (rr == 0)
+                        break;
+                if (errno != EEXIST || !r->replace || attempt)
+                        return sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0, "create",
+                                        e->path, e->path_len);
+                rr = clear_name(r, pfd, e, err);
+                if (rr < 0)
+                        return rr;
+                if (rr == 1)
+                        break;
+        }
+        if (e->kind == CTA_MIG_K_LNK)
+                r->st.symlinks++;
+        else
+                r->st.specials++;
+        return apply_meta_at(r, pfd, r->name, e, r->replace, err);
+}
+
+static struct link_rec *find_link(struct receiver *r, uint64_t id)
+{
+        size_t lo = 0, hi = r->nlinks;
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (r->links[mid].id == id)
+                        return &r->links[mid];
+                if (r->links[mid].id < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+static void add_link(struct receiver *r, uint64_t id, const char *path, size_t len,
+                     const struct stat *st)
+{
+        if (r->nlinks == r->links_cap) {
+                r->links_cap = r->links_cap ? r->links_cap * 2 : 64;
+                r->links = cta_xrealloc(r->links, r->links_cap * sizeof(*r->links));
+        }
+        r->links[r->nlinks++] = (struct link_rec){ .id = id, .path = cta_xstrndup(path, len),
+                                                   .dev = st->st_dev, .ino = st->st_ino };
+}
+
+static int do_hardlink(struct receiver *r, int pfd, const struct cta_mig_entry *e,
+                       struct cta_error **err)
+{
+        struct link_rec *l = find_link(r, e->link_id);
+        if (!l)
+                return FAIL(r, CTA_E_MIG_STREAM, "entry %llu: hard link to unknown id %llu",
+                            (unsigned long long)e->id, (unsigned long long)e->link_id);
+        const char *slash = strrchr(l->path, '/');
+        const char *tname = slash ? slash + 1 : l->path;
+        int tpfd = r->sfd;
+        if (slash) {
+                _cleanup_free_ char *dir = cta_xstrndup(l->path, (size_t)(slash - l->path));
+                tpfd = cta_openat_beneath(r->sfd, dir, O_PATH | O_DIRECTORY);
+                if (tpfd < 0)
+                        return sys_fail(err, CTA_E_MIG_STREAM, "hard link target", l->path,
+                                        strlen(l->path));
+        }
+        int rr = 0;
+        struct stat st;
+        if (fstatat(tpfd, tname, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_ino != l->ino || st.st_dev != l->dev) {
+                rr = FAIL(r, CTA_E_MIG_STREAM, "entry %llu: hard link target changed",
+                          (unsigned long long)e->id);
+                goto out;
+        }
+        if (linkat(tpfd, tname, pfd, r->name, 0) == 0)
+                goto out;
+        if (errno != EEXIST || !r->replace) {
+                rr = sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0, "link", e->path,
+                              e->path_len);
+                goto out;
+        }
+        struct stat cur;
+        if (fstatat(pfd, r->name, &cur, AT_SYMLINK_NOFOLLOW) == 0 && cur.st_ino == st.st_ino &&
+            cur.st_dev == st.st_dev)
+                goto out; /* already that file */
+        char tmp[64];
+        snprintf(tmp, sizeof(tmp), ".cta-mig.%llu.link", (unsigned long long)e->id);
+        (void)unlinkat(pfd, tmp, 0);
+        if (linkat(tpfd, tname, pfd, tmp, 0) < 0) {
+                rr = sys_fail(err, 0, "link", e->path, e->path_len);
+                goto out;
+        }
+        if (renameat(pfd, tmp, pfd, r->name) < 0) {
+                if (errno != EISDIR && errno != ENOTEMPTY && errno != EEXIST)
+                        rr = sys_fail(err, 0, "link", e->path, e->path_len);
+                else if ((rr = clear_name(r, pfd, e, err)) == 0 &&
+                         renameat(pfd, tmp, pfd, r->name) < 0)
+                        rr = sys_fail(err, 0, "link", e->path, e->path_len);
+                if (rr < 0) {
+                        (void)unlinkat(pfd, tmp, 0);
+                        goto out;
+                }
+        }
+out:
+        if (tpfd != r->sfd)
+                close(tpfd);
+        if (rr == 0)
+                r->st.hardlinks++;
+        return rr;
+}
+
+/* A regular file the destination already has (incremental): metadata only. */
+static int do_unchanged(struct receiver *r, int pfd, const struct cta_mig_entry *e,
+                        struct cta_error **err)
+{
+        int fd = openat(pfd, r->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return sys_fail(err, CTA_E_MIG_STREAM, "unchanged file", e->path, e->path_len);
+        struct stat st;
+        int rr = 0;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != e->size) {
+                _cleanup_free_ char *p = cta_mig_path_fmt(e->path, e->path_len);
+                rr = FAIL(r, CTA_E_MIG_STREAM, "'%s' is not the file the source expects", p);
+        }
+        if (!rr)
+                rr = apply_meta_fd(r, fd, e, true, err);
+        if (!rr && (e->flags & CTA_MIG_EF_LINKABLE))
+                add_link(r, e->id, e->path, e->path_len, &st);
+        close(fd);
+        if (!rr)
+                r->st.unchanged++;
+        return rr;
+}
+
+static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e,
+                      struct cta_error **err)
+{
+        for (unsigned attempt = 0;; attempt++) {
+                snprintf(r->tmpname, sizeof(r->tmpname), ".cta-mig.%llu.%u.tmp",
+                         (unsigned long long)e->id, attempt);
+                r->ffd = openat(pfd, r->tmpname,
+                                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (r->ffd >= 0)
+                        break;
+                if (errno != EEXIST || attempt >= 16)
+                        return sys_fail(err, 0, "create a temporary file for", e->path,
+                                        e->path_len);
+        }
+        r->fpfd = pfd;
+        memcpy(r->fname, r->name, sizeof(r->fname));
+        memcpy(r->fpath, e->path, e->path_len);
+        r->fpath_len = e->path_len;
+        if (r->fx_cap < e->xattrs_len) {
+                r->fx_cap = e->xattrs_len;
+                r->fx = cta_xrealloc(r->fx, r->fx_cap);
+        }
+        if (e->xattrs_len)
+                memcpy(r->fx, e->xattrs, e->xattrs_len);
+        r->fe = *e;
+        r->fe.path = r->fpath;
+        r->fe.xattrs = r->fx;
+        r->fe.target = NULL;
+        r->fpos = r->frecv = 0;
+        XXH3_128bits_reset(r->hash);
+        r->state = ST_FILE;
+        return 0;
+}
+
+static int file_data(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+{
+        if (len <= 8)
+                return FAIL(r, CTA_E_MIG_STREAM, "empty data record");
+        uint64_t off = cta_mig_get64(p), n = len - 8;
+        if (off < r->fpos || n > r->fe.size || off > r->fe.size - n) {
+                _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
+                return FAIL(r, CTA_E_MIG_STREAM,
+                            "'%s': data at %llu+%llu overlaps or exceeds the declared size %llu",
+                            ps, (unsigned long long)off, (unsigned long long)n,
+                            (unsigned long long)r->fe.size);
+        }
+        if (n > r->lim.max_total_bytes - r->data_bytes)
+                return FAIL(r, CTA_E_TOO_LARGE, "more than %llu data bytes",
+                            (unsigned long long)r->lim.max_total_bytes);
+        const uint8_t *d = p + 8;
+        for (uint64_t done = 0; done < n;) {
+                ssize_t w = pwrite(r->ffd, d + done, (size_t)(n - done), (off_t)(off + done));
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
+                done += (uint64_t)w;
+        }
+        cta_mig_hash_zeros(r->hash, off - r->fpos);
+        XXH3_128bits_update(r->hash, d, (size_t)n);
+        r->fpos = off + n;
+        r->frecv += n;
+        r->data_bytes += n;
+        return 0;
+}
+
+static int file_end(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+{
+        _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
+        if (len != CTA_MIG_FILE_END_LEN)
+                return FAIL(r, CTA_E_MIG_STREAM, "'%s': bad file end record", ps);
+        if (cta_mig_get64(p) != r->frecv)
+                return FAIL(r, CTA_E_MIG_STREAM, "'%s': %llu data bytes declared, %llu received",
+                            ps, (unsigned long long)cta_mig_get64(p),
+                            (unsigned long long)r->frecv);
+        if (r->fpos < r->fe.size && ftruncate(r->ffd, (off_t)r->fe.size) < 0)
+                return sys_fail(err, 0, "truncate", r->fpath, r->fpath_len);
+        cta_mig_hash_zeros(r->hash, r->fe.size - r->fpos);
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->hash));
+        if (memcmp(c.digest, p + 8, 16) != 0)
+                return FAIL(r, CTA_E_MIG_CHECKSUM, "'%s': checksum mismatch", ps);
+        int rr = apply_meta_fd(r, r->ffd, &r->fe, r->replace, err);
+        if (rr < 0)
+                return rr;
+        struct stat st = { 0 };
+        if ((r->fe.flags & CTA_MIG_EF_LINKABLE) && fstat(r->ffd, &st) < 0)
+                return sys_fail(err, 0, "stat", r->fpath, r->fpath_len);
+        if (!r->replace) {
+                if (renameat2(r->fpfd, r->tmpname, r->fpfd, r->fname, RENAME_NOREPLACE) < 0)
+                        return sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0,
+                                        "commit", r->fpath, r->fpath_len);
+        } else if (renameat(r->fpfd, r->tmpname, r->fpfd, r->fname) < 0) {
+                if (errno != EISDIR && errno != ENOTEMPTY && errno != EEXIST)
+                        return sys_fail(err, 0, "commit", r->fpath, r->fpath_len);
+                memcpy(r->name, r->fname, sizeof(r->name));
+                rr = clear_name(r, r->fpfd, &r->fe, err);
+                if (rr < 0)
+                        return rr;
+                if (renameat(r->fpfd, r->tmpname, r->fpfd, r->fname) < 0)
+                        return sys_fail(err, 0, "commit", r->fpath, r->fpath_len);
+        }
+        if (r->fe.flags & CTA_MIG_EF_LINKABLE)
+                add_link(r, r->fe.id, r->fpath, r->fpath_len, &st);
+        close(r->ffd);
+        r->ffd = -1;
+        r->st.files++;
+        r->state = ST_ENTRIES;
+        return 0;
+}
+
+static int do_entry(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+{
+        struct cta_mig_entry e;
+        if (cta_mig_dec_entry(p, len, &e) < 0)
+                return FAIL(r, CTA_E_MIG_STREAM, "malformed entry record");
+        int rr = check_entry(r, &e, err);
+        if (rr < 0)
+                return rr;
+        r->next_id++;
+        if (r->state == ST_ROOT) {
+                r->state = ST_ENTRIES;
+                return do_root(r, &e, err);
+        }
+        int pfd;
+        rr = get_parent(r, e.path, e.path_len, false, &pfd, err);
+        if (rr < 0)
+                return rr;
+        switch (e.kind) {
+        case CTA_MIG_K_DIR:
+                return do_dir(r, pfd, &e, err);
+        case CTA_MIG_K_REG:
+                if (e.flags & CTA_MIG_EF_UNCHANGED)
+                        return do_unchanged(r, pfd, &e, err);
+                return file_begin(r, pfd, &e, err);
+        case CTA_MIG_K_HARDLINK:
+                return do_hardlink(r, pfd, &e, err);
+        default:
+                return do_special(r, pfd, &e, err);
+        }
+}
+
+static int do_delete(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+{
+        if (!r->incr_stream)
+                return FAIL(r, CTA_E_MIG_STREAM, "delete record in a full stream");
+        if (len < 2 || (size_t)cta_mig_get16(p) + 2 != len)
+                return FAIL(r, CTA_E_MIG_STREAM, "malformed delete record");
+        const char *path = (const char *)p + 2;
+        size_t pl = len - 2;
+        int rr = check_path(r, path, pl, err);
+        if (rr < 0)
+                return rr;
+        int pfd;
+        rr = get_parent(r, path, pl, true, &pfd, err);
+        if (rr < 0)
+                return rr;
+        r->deletes++;
+        if (pfd < 0)
+                return 0;
+        pcache_invalidate(r, path, pl);
+        rr = cta_rm_rf_at(pfd, r->name);
+        if (rr < 0 && rr != -ENOENT) {
+                errno = -rr;
+                return sys_fail(err, 0, "delete", path, pl);
+        }
+        r->st.deleted++;
+        return 0;
+}
+
+static int do_header(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+{
+        if (len != CTA_MIG_HEADER_LEN || memcmp(p, CTA_MIG_MAGIC, 8) != 0)
+                return FAIL(r, CTA_E_MIG_STREAM, "not a migration stream");
+        uint16_t ver = cta_mig_get16(p + 8), minver = cta_mig_get16(p + 10);
+        if (minver > CTA_MIG_STREAM_VERSION || ver < CTA_MIG_STREAM_VERSION || minver > ver)
+                return FAIL(r, CTA_E_MIG_VERSION, "stream version %u (min %u), we speak %u", ver,
+                            minver, CTA_MIG_STREAM_VERSION);
+        uint32_t flags = cta_mig_get32(p + 12);
+        if (flags & ~(uint32_t)CTA_MIG_HF_KNOWN)
+                return FAIL(r, CTA_E_MIG_STREAM, "unknown stream flags 0x%x", flags);
+        r->incr_stream = flags & CTA_MIG_HF_INCREMENTAL;
+        if (r->incr_stream && !r->o->allow_existing)
+                return FAIL(r, CTA_E_MIG_STREAM, "incremental stream not allowed here");
+        r->replace = r->existed || r->incr_stream;
+        r->decl_entries = cta_mig_get64(p + 16);
+        r->decl_bytes = cta_mig_get64(p + 24);
+        if (r->decl_entries > r->lim.max_entries || r->decl_bytes > r->lim.max_total_bytes)
+                return FAIL(r, CTA_E_TOO_LARGE, "declared %llu entries, %llu bytes: over the limits",
+                            (unsigned long long)r->decl_entries,
+                            (unsigned long long)r->decl_bytes);
+        r->state = ST_ROOT;
+        return 0;
+}
+
+static int do_trailer(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+{
+        if (len != CTA_MIG_TRAILER_LEN)
+                return FAIL(r, CTA_E_MIG_STREAM, "bad trailer");
+        if (cta_mig_get64(p) != r->entries || cta_mig_get64(p + 8) != r->data_bytes ||
+            cta_mig_get64(p + 16) != r->deletes)
+                return FAIL(r, CTA_E_MIG_STREAM, "trailer counts differ from the stream");
+        int rr = finish_dirs(r, err);
+        if (rr < 0)
+                return rr;
+        r->state = ST_DONE;
+        return 0;
+}
+
+static int run(struct receiver *r, struct cta_error **err)
+{
+        unsigned n = 0;
+        while (r->state != ST_DONE) {
+                const uint8_t *h, *p;
+                int rr = ring_get(&r->ring, CTA_MIG_REC_HDR, &h, err);
+                if (rr < 0)
+                        return rr;
+                uint8_t type = h[0];
+                uint32_t len = cta_mig_get32(h + 4);
+                if (h[1] || cta_mig_get16(h + 2))
+                        return FAIL(r, CTA_E_MIG_STREAM, "record flags set");
+                if (len > r->lim.max_record)
+                        return FAIL(r, CTA_E_TOO_LARGE, "record of %u bytes", len);
+                ring_consume(&r->ring, CTA_MIG_REC_HDR);
+                rr = ring_get(&r->ring, len, &p, err);
+                if (rr < 0)
+                        return rr;
+                if (r->o->cancel && atomic_load(r->o->cancel))
+                        return FAIL(r, CTA_E_CANCELLED, "migration cancelled");
+                bool ok_type;
+                switch (r->state) {
+                case ST_HEADER:
+                        ok_type = type == CTA_MIG_R_HEADER;
+                        rr = ok_type ? do_header(r, p, len, err) : 0;
+                        break;
+                case ST_ROOT:
+                        ok_type = type == CTA_MIG_R_ENTRY;
+                        rr = ok_type ? do_entry(r, p, len, err) : 0;
+                        break;
+                case ST_FILE:
+                        ok_type = type == CTA_MIG_R_DATA || type == CTA_MIG_R_FILE_END;
+                        if (type == CTA_MIG_R_DATA)
+                                rr = file_data(r, p, len, err);
+                        else if (ok_type)
+                                rr = file_end(r, p, len, err);
+                        break;
+                default:
+                        ok_type = type == CTA_MIG_R_ENTRY || type == CTA_MIG_R_DELETE ||
+                                  type == CTA_MIG_R_TRAILER;
+                        if (type == CTA_MIG_R_ENTRY)
+                                rr = do_entry(r, p, len, err);
+                        else if (type == CTA_MIG_R_DELETE)
+                                rr = do_delete(r, p, len, err);
+                        else if (ok_type)
+                                rr = do_trailer(r, p, len, err);
+                        break;
+                }
+                if (!ok_type)
+                        return FAIL(r, CTA_E_MIG_STREAM, "unexpected record type %u", type);
+                if (rr < 0)
+                        return rr;
+                ring_consume(&r->ring, len);
+                if ((++n & 63) == 0)
+                        progress(r, false);
+        }
+        progress(r, true);
+        return 0;
+}
+
+static void limits_default(struct cta_mig_limits *l, const struct cta_mig_limits *in)
+{
+        *l = *in;
+        if (!l->max_entries)
+                l->max_entries = 16u << 20;
+        if (!l->max_total_bytes)
+                l->max_total_bytes = UINT64_MAX;
+        if (!l->max_file_size)
+                l->max_file_size = 16ull << 40;
+        if (!l->max_xattrs)
+                l->max_xattrs = 256;
+        if (!l->max_xattr_value)
+                l->max_xattr_value = 65536;
+        if (!l->max_path || l->max_path > PATH_MAX - 1)
+                l->max_path = PATH_MAX - 1;
+        if (!l->max_depth || l->max_depth > CTA_WALK_MAX_DEPTH)
+                l->max_depth = CTA_WALK_MAX_DEPTH;
+        if (!l->max_record)
+                l->max_record = 8u << 20;
+}
+
+/* Create (or open, when allowed) the staging directory. */
+static int open_staging(struct receiver *r, struct cta_error **err)
+{
+        const char *n = r->staging_name;
+        if (!n || !n[0] || strchr(n, '/') || streq(n, ".") || streq(n, "..") ||
+            strlen(n) > NAME_MAX)
+                return cta_error_set(err, CTA_E_INVALID, 0, "bad staging name");
+        if (mkdirat(r->parent_fd, n, 0700) == 0)
+                r->created = true;
+        else if (errno != EEXIST || !r->o->allow_existing)
+                return cta_error_errno(err, errno == EEXIST ? CTA_E_PRIVATE_EXISTS
+                                                            : cta_mig_errno_code(errno),
+                                       "create the staging directory %s", n);
+        r->sfd = openat(r->parent_fd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (r->sfd < 0) {
+                int e = errno;
+                if (r->created)
+                        (void)unlinkat(r->parent_fd, n, AT_REMOVEDIR);
+                errno = e;
+                return cta_error_errno(err, CTA_E_IO, "open the staging directory %s", n);
+        }
+        r->existed = !r->created;
+        return 0;
+}
+
+static void remove_staging(struct receiver *r)
+{
+        struct stat a, b;
+        if (fstat(r->sfd, &a) < 0 || fstatat(r->parent_fd, r->staging_name, &b,
+                                             AT_SYMLINK_NOFOLLOW) < 0 ||
+            a.st_ino != b.st_ino || a.st_dev != b.st_dev)
+                return; /* moved away by someone else: leave it */
+        int rr = cta_rm_rf_at(r->parent_fd, r->staging_name);
+        if (rr < 0)
+                log_warning("migrate: cannot remove the staging directory: %s", strerror(-rr));
+}
+
+int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mig_io *io,
+                 const struct cta_mig_recv_opts *o, struct cta_mig_stats *ret,
+                 struct cta_error **err)
+{
+        static const struct cta_mig_recv_opts no_opts;
+        struct receiver *r = cta_xcalloc(1, sizeof(*r));
+        struct cta_error *e = NULL;
+        int rr;
+        r->o = o ? o : &no_opts;
+        limits_default(&r->lim, &r->o->limits);
+        r->parent_fd = parent_dirfd;
+        r->staging_name = staging_name;
+        r->sfd = r->pc_fd = r->ffd = -1;
+        r->hash = XXH3_createState();
+        rr = open_staging(r, &e);
+        if (rr < 0)
+                goto out;
+
+        struct ring *g = &r->ring;
+        g->io = io;
+        g->max_record = r->lim.max_record;
+        g->cap = (size_t)r->lim.max_record + CTA_MIG_REC_HDR;
+        g->cap = g->cap * 2 < RING_MIN ? RING_MIN : g->cap * 2;
+        g->buf = cta_xmalloc(g->cap);
+        g->stop_at = UINT64_MAX;
+        pthread_mutex_init(&g->mu, NULL);
+        pthread_cond_init(&g->cv, NULL);
+        pthread_t th;
+        if ((rr = pthread_create(&th, NULL, reader_main, g)) != 0) {
+                rr = cta_error_set(&e, CTA_E_INTERNAL, rr, "start the reader thread");
+        } else {
+                rr = run(r, &e);
+                pthread_mutex_lock(&g->mu);
+                g->stop = true;
+                bool reading = !g->done;
+                pthread_cond_broadcast(&g->cv);
+                pthread_mutex_unlock(&g->mu);
+                if (reading && rr < 0 && io->abort)
+                        io->abort(io->ctx);
+                pthread_join(th, NULL);
+        }
+        r->st.wire_bytes = g->head;
+        r->st.entries = r->entries;
+        r->st.data_bytes = r->data_bytes;
+        pthread_mutex_destroy(&g->mu);
+        pthread_cond_destroy(&g->cv);
+        free(g->buf);
+        free(g->asm_buf);
+out:
+        if (r->ffd >= 0) {
+                close(r->ffd);
+                (void)unlinkat(r->fpfd, r->tmpname, 0);
+        }
+        pcache_drop(r);
+        if (rr < 0 && r->sfd >= 0 && !r->o->keep_on_failure)
+                remove_staging(r);
+        if (r->sfd >= 0)
+                close(r->sfd);
+        for (size_t i = 0; i < r->ndirs; i++) {
+                free(r->dirs[i].path);
+                free(r->dirs[i].dacl);
+        }
+        free(r->dirs);
+        for (size_t i = 0; i < r->nlinks; i++)
+                free(r->links[i].path);
+        free(r->links);
+        free(r->fx);
+        if (r->hash)
+                XXH3_freeState(r->hash);
+        if (rr >= 0 && ret)
+                *ret = r->st;
+        free(r);
+        if (rr < 0) {
+                if (err)
+                        *err = e;
+                else
+                        cta_error_free(e);
+                return rr;
+        }
+        return 0;
+}

@@ -1,0 +1,164 @@
+/*
+ * The tree-stream engine of migrate_v2v: a directory tree becomes a byte stream on the
+ * source node (cta_mig_send) and the stream becomes a tree again on the destination
+ * (cta_mig_recv), with full fidelity (types, hard links, sparse files, numeric owners,
+ * all mode bits, all xattrs, ns times), a per-file XXH3-128 checksum verified before each
+ * file is committed, and strict confinement of the receiver beneath a staging directory
+ * it creates itself. docs/migration-stream.md is the wire format.
+ *
+ * Everything works on abstract byte sources and sinks (struct cta_mig_io) so the
+ * orchestrator can plug in TLS frames and tests can use pipes or files.
+ *
+ * Incremental passes: the destination summarizes what it already has
+ * (cta_mig_have_build → a "have" stream), the source consumes it
+ * (cta_mig_send_opts.have) and sends only changed files, metadata-only records for
+ * unchanged ones, and deletions for entries the source no longer has.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct cta_error;
+
+/* The stream format version this build speaks (docs/migration-stream.md). */
+#define CTA_MIG_STREAM_VERSION 1
+
+/*
+ * The transport. write() writes all len bytes or fails (< 0); read() returns > 0 bytes,
+ * 0 at end of stream, < 0 on error. abort() is optional: the engine calls it (from any
+ * thread) when it gives up, so that a read() or write() blocked in another engine thread
+ * returns (e.g. shutdown(2) of a socket). Callbacks are called from engine threads, one
+ * at a time per direction. One io carries exactly one stream: the receiver stops reading
+ * after the trailer record but may have read (and ignores) bytes past it.
+ */
+struct cta_mig_io {
+        ssize_t (*write)(void *ctx, const void *buf, size_t len);
+        ssize_t (*read)(void *ctx, void *buf, size_t len);
+        void (*abort)(void *ctx);
+        void *ctx;
+};
+
+/* Progress: called from the sender's writer thread at most every ~100 ms and once at
+ * the end; and from the receiver's applying thread. Totals come from cta_mig_scan. */
+struct cta_mig_progress_cb {
+        void (*fn)(void *ud, uint64_t bytes_done, uint64_t bytes_total, uint64_t files_done,
+                   uint64_t files_total);
+        void *ud;
+};
+
+/* What cta_mig_scan measures on the source before a copy. */
+struct cta_mig_totals {
+        uint64_t entries;    /* every entry, the root directory included */
+        uint64_t data_bytes; /* file data without holes (estimate: min(size, st_blocks*512)) */
+        uint64_t files;      /* regular files */
+};
+
+/* Counters of one send, receive or have build. */
+struct cta_mig_stats {
+        uint64_t entries;         /* entry records (root included) */
+        uint64_t files;           /* regular files whose data moved */
+        uint64_t unchanged;       /* regular files skipped: metadata-only records */
+        uint64_t dirs, symlinks, specials, hardlinks;
+        uint64_t deleted;         /* delete records */
+        uint64_t data_bytes;      /* file data bytes sent/received (holes excluded) */
+        uint64_t wire_bytes;      /* stream bytes written/read */
+        uint64_t vanished;        /* sender: entries gone between readdir and open */
+        uint64_t changed;         /* sender: files that changed size while being read */
+};
+
+/* Receiver limits; a field left 0 takes the default in brackets. */
+struct cta_mig_limits {
+        uint64_t max_entries;        /* [16M] entry records */
+        uint64_t max_total_bytes;    /* [unlimited] file data bytes */
+        uint64_t max_file_size;      /* [16 TiB] declared (logical) size of one file */
+        uint32_t max_xattrs;         /* [256] xattrs per entry */
+        uint32_t max_xattr_value;    /* [65536] bytes of one xattr value */
+        uint32_t max_path;           /* [4095] bytes of a path (PATH_MAX - 1 at most) */
+        uint32_t max_depth;          /* [256] components of a path */
+        uint32_t max_record;         /* [8 MiB] bytes of one record's payload */
+};
+
+struct cta_mig_send_opts {
+        /* The destination's have stream (cta_mig_have_build) or NULL for a full copy.
+         * Read synchronously by the sender; the sender validates it. */
+        const struct cta_mig_io *have;
+        /* Declared totals for the header and progress; NULL: the sender scans first. */
+        const struct cta_mig_totals *totals;
+        struct cta_mig_progress_cb progress;
+        atomic_bool *cancel; /* set to true (any thread) to stop with CTA_E_CANCELLED */
+};
+
+struct cta_mig_recv_opts {
+        struct cta_mig_limits limits;
+        /* Keep the staging directory on failure (retry sends only the rest). Files are
+         * only ever present there once verified; temporary files are always removed. */
+        bool keep_on_failure;
+        /* Accept an existing staging directory (a kept failed attempt or an earlier
+         * copy) and incremental streams (metadata-only records, deletions). */
+        bool allow_existing;
+        /* Refuse device nodes (mknod is only tried as root anyway). */
+        bool deny_devices;
+        struct cta_mig_progress_cb progress;
+        atomic_bool *cancel;
+};
+
+/* Entries and data bytes of the tree at root_dirfd (nothing is read but metadata). */
+int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **err);
+
+/*
+ * Stream the tree at root_dirfd into io. Files that vanish while the tree is walked are
+ * skipped (counted in stats.vanished), a file that shrinks while read is sent with the
+ * missing tail as a hole (stats.changed): a later pass fixes both. Returns 0 or < 0.
+ */
+int cta_mig_send(int root_dirfd, const struct cta_mig_io *io, const struct cta_mig_send_opts *o,
+                 struct cta_mig_stats *ret, struct cta_error **err);
+
+/*
+ * Receive a stream from io into parent_dirfd/staging_name (a single path component),
+ * which is created (mode 0700 until the root's metadata is applied at the end) unless
+ * o->allow_existing and it exists. Every path is confined beneath it. On failure the
+ * staging directory is removed entirely unless o->keep_on_failure. Errors:
+ * CTA_E_MIG_STREAM (malformed/truncated), CTA_E_MIG_PATH (path escapes or goes through
+ * a symlink), CTA_E_MIG_CHECKSUM, CTA_E_TOO_LARGE (limits), CTA_E_MIG_VERSION,
+ * CTA_E_MIG_NO_SPACE, CTA_E_MIG_FS (xattr not supported), CTA_E_IO, CTA_E_CANCELLED.
+ */
+int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mig_io *io,
+                 const struct cta_mig_recv_opts *o, struct cta_mig_stats *ret,
+                 struct cta_error **err);
+
+/*
+ * The destination's summary of the tree at dirfd (type, size, mtime of every entry, in
+ * stream order) written to out as a have stream; give it to the sender as
+ * cta_mig_send_opts.have. Memory does not grow with the tree.
+ */
+int cta_mig_have_build(int dirfd, const struct cta_mig_io *out, struct cta_mig_stats *ret,
+                       struct cta_error **err);
+
+enum {
+        CTA_MIG_CMP_ATIME = 1 << 0,     /* compare atimes too */
+        CTA_MIG_CMP_NO_SPARSE = 1 << 1, /* do not compare allocated blocks */
+        CTA_MIG_CMP_NO_ROOT = 1 << 2,   /* skip the roots' own metadata */
+};
+
+/*
+ * Compare two trees: types, content, sizes, modes, owners, ns mtimes (directories and
+ * symlinks too), xattrs, symlink targets, device numbers, hard-link structure of regular
+ * files, and sparseness (allocated blocks within 1/8 + 128 KiB). Returns 0 if identical,
+ * 1 if not (*ret_report, if given, lists the first differences), < 0 on error.
+ */
+int cta_mig_tree_compare(int a_dirfd, int b_dirfd, unsigned flags, char **ret_report,
+                         struct cta_error **err);
+
+/* io helpers for plain file descriptors (pipes, sockets, files): ctx is (intptr_t)fd.
+ * abort() shuts a socket down (a no-op for other fds). */
+extern const struct cta_mig_io cta_mig_fd_io_ops;
+static inline struct cta_mig_io cta_mig_fd_io(int fd)
+{
+        struct cta_mig_io io = cta_mig_fd_io_ops;
+        io.ctx = (void *)(intptr_t)fd;
+        return io;
+}
