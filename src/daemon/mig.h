@@ -57,3 +57,13 @@ int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len);
 void cta_mig_dst_session_closed(struct cta_session *s);
 /* Start-up: finish or undo what a crash interrupted, both roles. */
 int cta_mig_recover(struct cta_daemon *d, struct cta_error **err);
+
+/*
+ * Test hook: when the environment variable CTA_FAULT names this point
+ * (comma-separated list), the thread writes "<point>" to the file named by
+ * CTA_FAULT_FILE (if set) and then blocks forever, so a test can kill -9 the
+ * agent exactly there. Points: src_after_hello, src_mid_copy,
+ * src_before_commit, src_after_commit, dst_mid_receive, dst_before_rename,
+ * dst_after_commit. Without CTA_FAULT this is a no-op.
+ */
+void cta_fault_point(const char *point);

@@ -1,5 +1,7 @@
 /* What both sides of a migration share: the stream queue, journal details. */
 #include <errno.h>
+#include <stdbool.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,4 +117,23 @@ char *cta_kv_get(const char *detail, const char *key)
                 p = eol ? eol + 1 : p + len;
         }
         return NULL;
+}
+
+void cta_fault_point(const char *point)
+{
+        const char *list = getenv("CTA_FAULT");
+        if (!list || !*list)
+                return;
+        size_t n = strlen(point);
+        for (const char *p = list; (p = strstr(p, point)); p += n) {
+                bool start = p == list || p[-1] == ',';
+                bool end = p[n] == '\0' || p[n] == ',';
+                if (!start || !end)
+                        continue;
+                const char *file = getenv("CTA_FAULT_FILE");
+                if (file)
+                        (void)cta_write_file_atomic(file, point, n, 0644, NULL);
+                for (;;)
+                        pause();
+        }
 }

@@ -399,7 +399,11 @@ static void dst_abort(struct mig_dst *m, const char *why)
 
 static ssize_t q_read(void *ctx, void *buf, size_t len)
 {
-        return cta_chanq_pop(ctx, buf, len);
+        static _Thread_local uint64_t got;
+        long n = cta_chanq_pop(ctx, buf, len);
+        if (n > 0 && (got += (uint64_t)n) > (1u << 20))
+                cta_fault_point("dst_mid_receive");
+        return n;
 }
 
 static void q_abort(void *ctx)
@@ -512,6 +516,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         journal(d, m, "committing", b.data);
 
         _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
+        cta_fault_point("dst_before_rename");
         if (rename(staging, m->private_path) < 0) {
                 r = cta_error_errno(err, CTA_E_IO, "move %s into place", staging);
                 journal(d, m, "streamed", NULL);
@@ -538,6 +543,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         free(row.config_json);
         row.config_json = NULL;
         journal(d, m, "done", b.data);
+        cta_fault_point("dst_after_commit");
         /* From here this node owns the container. */
         log_notice("migration %s: container %s committed at %s", m->id, m->eid,
                    m->private_path);

@@ -265,18 +265,26 @@ static void src_journal(struct mig_src *m, const char *state)
                 log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(err));
 }
 
-static void progress(struct mig_src *m, int status, const char *phase, int percent)
+/* Progress packets carry the phase as text and, for clients that draw a
+ * bar, the byte counts as their own parameters (bytes_done, bytes_total). */
+static void progress_bytes(struct mig_src *m, int status, const char *phase, int percent,
+                           uint64_t done, uint64_t total)
 {
         const char *eids[1] = { m->row.eid };
-        struct cta_info_param params[3] = {
+        char d[24], t[24];
+        snprintf(d, sizeof(d), "%" PRIu64, done);
+        snprintf(t, sizeof(t), "%" PRIu64, total);
+        struct cta_info_param params[5] = {
                 { "eid", m->row.eid },
                 { "dst", m->dst_label },
                 { "phase", phase },
+                { "bytes_done", d },
+                { "bytes_total", t },
         };
         struct cta_progress p = {
                 .template_text = "Migrating container %eid% to %dst%: %phase%",
                 .params = params,
-                .nparams = 3,
+                .nparams = 5,
                 .percent = percent,
                 .eids = eids,
                 .neids = 1,
@@ -287,6 +295,12 @@ static void progress(struct mig_src *m, int status, const char *phase, int perce
         cta_call_progress(m->call, &p);
 }
 
+static void progress(struct mig_src *m, int status, const char *phase, int percent)
+{
+        uint64_t total = m->totals.data_bytes;
+        progress_bytes(m, status, phase, percent, percent >= 100 ? total : 0, total);
+}
+
 static void on_copy_progress(void *ud, uint64_t done, uint64_t total, uint64_t files_done,
                              uint64_t files_total)
 {
@@ -295,10 +309,12 @@ static void on_copy_progress(void *ud, uint64_t done, uint64_t total, uint64_t f
         if (now - m->last_progress_ms < PROGRESS_EVERY_MS && done < total)
                 return;
         m->last_progress_ms = now;
+        if (done >= total / 2 && done > 0)
+                cta_fault_point("src_mid_copy");
         char phase[160];
         snprintf(phase, sizeof(phase), "copying data, %" PRIu64 " of %" PRIu64 " bytes",
                  done, total);
-        progress(m, 2, phase, total ? (int)(done * 100 / total) : 100);
+        progress_bytes(m, 2, phase, total ? (int)(done * 100 / total) : 100, done, total);
 }
 
 /* Binary frames to the destination: the tree stream's transport. */
@@ -585,6 +601,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         if (r < 0)
                 goto fail;
         src_journal(m, "checked");
+        cta_fault_point("src_after_hello");
         if (cta_call_cancelled(m->call)) {
                 r = cta_error_set(err, CTA_E_CANCELLED, 0, "migration cancelled");
                 goto fail;
@@ -610,6 +627,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         }
 
         /* The point of no return. */
+        cta_fault_point("src_before_commit");
         src_journal(m, "committing");
         progress(m, 2, "committing on the destination", 100);
         r = src_commit(m, &started, &in_doubt, err);
@@ -639,6 +657,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         if (r < 0)
                 goto fail;
         src_journal(m, "committed");
+        cta_fault_point("src_after_commit");
         peer_close(&m->peer);
         r = retire(d, &m->row, m->req->remove, m->id, err);
         if (r < 0) {
