@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/cmd_ct.h"
+#include "cli/cmd_migrate.h"
 #include "cli/conn.h"
 #include "cta_config.h"
 #include "util/util.h"
@@ -15,6 +16,7 @@
 static const struct cli_command *const cli_groups[] = {
         cli_cmds_system,
         cli_cmds_ct,
+        cli_cmds_migrate,
         NULL,
 };
 

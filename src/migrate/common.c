@@ -50,13 +50,12 @@ struct cta_walk {
         uint64_t vanished;
 };
 
-static const char *g_sort_names;
-
-static int ent_cmp(const void *a, const void *b)
+static int ent_cmp(const void *a, const void *b, void *names)
 {
         const struct walk_ent *x = a, *y = b;
+        const char *nm = names;
         size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
-        int c = memcmp(g_sort_names + x->name_off, g_sort_names + y->name_off, n);
+        int c = memcmp(nm + x->name_off, nm + y->name_off, n);
         if (c)
                 return c;
         return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
@@ -123,9 +122,8 @@ static int frame_push(struct cta_walk *w, int dfd, size_t dir_plen, struct cta_e
                 }
         }
         f->names = cta_buf_steal(&names, NULL);
-        g_sort_names = f->names;
-        if (f->n > 1)
-                qsort(f->ents, f->n, sizeof(*f->ents), ent_cmp);
+        if (f->n > 1) /* qsort_r: several walks may run at once (two migrations) */
+                qsort_r(f->ents, f->n, sizeof(*f->ents), ent_cmp, f->names);
         return 0;
 }
 
@@ -383,6 +381,10 @@ int cta_xlist_read(struct cta_xlist *x, int fd, int dirfd, const char *name)
                 snprintf(pbuf, sizeof(pbuf), "/proc/self/fd/%d/%s", dirfd, name);
         x->n = 0;
         x->vals_len = 0;
+        if (!x->names_cap) { /* a size of 0 would ask for the needed size instead */
+                x->names_cap = 4096;
+                x->names = cta_xmalloc(x->names_cap);
+        }
         for (;;) {
                 ssize_t n = fd >= 0 ? flistxattr(fd, x->names, x->names_cap)
                                     : llistxattr(pbuf, x->names, x->names_cap);

@@ -39,6 +39,8 @@ struct ring {
         uint64_t head, tail;      /* absolute stream offsets */
         uint64_t next_hdr, stop_at;
         uint32_t max_record;
+        uint64_t want;      /* the consumer sleeps until tail reaches this (0: awake) */
+        bool reader_waits;  /* the reader sleeps until there is room */
         bool done, stop;
         int rerr;
         pthread_mutex_t mu;
@@ -59,8 +61,11 @@ static void *reader_main(void *arg)
         struct ring *r = arg;
         pthread_mutex_lock(&r->mu);
         for (;;) {
-                while (!r->stop && r->tail - r->head == r->cap)
+                while (!r->stop && r->tail - r->head == r->cap) {
+                        r->reader_waits = true;
                         pthread_cond_wait(&r->cv, &r->mu);
+                        r->reader_waits = false;
+                }
                 if (r->stop || r->tail >= r->stop_at)
                         break;
                 size_t off = (size_t)(r->tail % r->cap);
@@ -90,7 +95,9 @@ static void *reader_main(void *arg)
                                 r->stop_at = r->next_hdr + CTA_MIG_REC_HDR + len;
                         r->next_hdr += CTA_MIG_REC_HDR + len;
                 }
-                pthread_cond_broadcast(&r->cv);
+                /* wake the consumer only once what it waits for is complete */
+                if (r->want && (r->tail >= r->want || r->tail >= r->stop_at))
+                        pthread_cond_broadcast(&r->cv);
         }
         r->done = true;
         pthread_cond_broadcast(&r->cv);
@@ -102,8 +109,11 @@ static void *reader_main(void *arg)
 static int ring_get(struct ring *r, size_t n, const uint8_t **ret, struct cta_error **err)
 {
         pthread_mutex_lock(&r->mu);
-        while (r->tail - r->head < n && !r->done)
+        while (r->tail - r->head < n && !r->done) {
+                r->want = r->head + n;
                 pthread_cond_wait(&r->cv, &r->mu);
+                r->want = 0;
+        }
         bool have = r->tail - r->head >= n;
         int rerr = r->rerr;
         pthread_mutex_unlock(&r->mu);
@@ -132,9 +142,8 @@ static int ring_get(struct ring *r, size_t n, const uint8_t **ret, struct cta_er
 static void ring_consume(struct ring *r, size_t n)
 {
         pthread_mutex_lock(&r->mu);
-        bool was_full = r->tail - r->head == r->cap;
         r->head += n;
-        if (was_full)
+        if (r->reader_waits)
                 pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
 }

@@ -1,0 +1,678 @@
+/*
+ * The tree-stream engine end to end: a rich tree (owners, devices, fifo, socket,
+ * setuid/sticky, user/trusted xattrs, POSIX ACLs, file capabilities, a 1 GiB sparse file,
+ * hard links across directories, dangling and absolute symlinks, long and odd names, odd
+ * times) goes send → socketpair → receive and must compare identical; then an
+ * incremental pass moves only what changed; a kept staging directory is resumed; cancel.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "migrate/internal.h"
+#include "migrate/stream.h"
+#include "migrate/wire.h"
+#include "tap.h"
+#include "util/error.h"
+#include "util/util.h"
+
+static char g_root[256];
+static int g_rootfd = -1;
+
+static int setup(void)
+{
+        if (g_rootfd >= 0)
+                return 0;
+        signal(SIGPIPE, SIG_IGN);
+        snprintf(g_root, sizeof(g_root), "/tmp/cta-mig-test.XXXXXX");
+        if (!mkdtemp(g_root))
+                return -1;
+        g_rootfd = open(g_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return g_rootfd >= 0 ? 0 : -1;
+}
+
+static int count_entries(int dfd, const char *path)
+{
+        int fd = openat(dfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -1;
+        DIR *d = fdopendir(fd);
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)))
+                if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static int put_file(int dfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+        int fd = openat(dfd, name, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        if (len && write(fd, data, len) != (ssize_t)len) {
+                close(fd);
+                return -EIO;
+        }
+        close(fd);
+        return 0;
+}
+
+static int set_time(int dfd, const char *name, time_t sec, long nsec)
+{
+        struct timespec ts[2] = { { sec - 1000, 111111111 }, { sec, nsec } };
+        return utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* A POSIX ACL in its xattr form: user::rwx user:<uid>:r-x group::r-x mask::r-x other::r-- */
+static size_t make_acl(uint8_t *b, uint32_t uid)
+{
+        static const struct {
+                uint16_t tag, perm;
+                uint32_t id;
+        } ents[] = {
+                { 0x01, 7, 0xffffffff }, { 0x02, 5, 0 }, { 0x04, 5, 0xffffffff },
+                { 0x10, 5, 0xffffffff }, { 0x20, 4, 0xffffffff },
+        };
+        cta_mig_put32(b, 2);
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(ents); i++) {
+                uint8_t *q = b + 4 + i * 8;
+                cta_mig_put16(q, ents[i].tag);
+                cta_mig_put16(q + 2, ents[i].perm);
+                cta_mig_put32(q + 4, ents[i].tag == 0x02 ? uid : ents[i].id);
+        }
+        return 4 + CTA_ARRAY_SIZE(ents) * 8;
+}
+
+#define CHK(x)                                                                                     \
+        do {                                                                                       \
+                if ((x) < 0) {                                                                     \
+                        printf("# %s:%d: %s: %s\n", __FILE__, __LINE__, #x, strerror(errno));     \
+                        return -1;                                                                 \
+                }                                                                                  \
+        } while (0)
+
+/* The rich tree under dfd. */
+static int build_tree(int dfd)
+{
+        uint8_t acl[64];
+        size_t acl_len;
+        CHK(mkdirat(dfd, "d1", 0755));
+        CHK(mkdirat(dfd, "d1/sub", 0750));
+        CHK(mkdirat(dfd, "d2", 0711));
+        CHK(mkdirat(dfd, "empty", 0700));
+        CHK(mkdirat(dfd, "tmp", 0755));
+        CHK(fchmodat(dfd, "tmp", 01777, 0));
+        CHK(mkdirat(dfd, "dev", 0755));
+        CHK(mkdirat(dfd, "many", 0755));
+        CHK(put_file(dfd, "d1/f", "hello world\n", 12, 0644));
+        CHK(put_file(dfd, "f_empty", "", 0, 0600));
+        CHK(put_file(dfd, "f_setuid", "#!/bin/sh\n", 10, 0755));
+        CHK(put_file(dfd, "f_setgid", "x", 1, 0755));
+        CHK(fchownat(dfd, "f_setuid", 0, 0, 0));
+        CHK(fchmodat(dfd, "f_setuid", 04755, 0));
+        CHK(fchownat(dfd, "f_setgid", 1000, 1000, 0));
+        CHK(fchmodat(dfd, "f_setgid", 02755, 0));
+        CHK(fchownat(dfd, "d1/sub", 1234, 5678, 0));
+        CHK(put_file(dfd, "d1/sub/odd_owner", "o", 1, 0640));
+        CHK(fchownat(dfd, "d1/sub/odd_owner", 100000, 4294967294u, 0));
+        /* xattrs: user (binary value), trusted, a capability, ACLs */
+        int fd = openat(dfd, "d1/f", O_RDONLY);
+        CHK(fd);
+        CHK(fsetxattr(fd, "user.test", "hello", 5, 0));
+        CHK(fsetxattr(fd, "user.bin", "\0\1\2\0\xff", 5, 0));
+        CHK(fsetxattr(fd, "trusted.ctagent", "t", 1, 0));
+        close(fd);
+        uint8_t cap[20] = { 0 };
+        cta_mig_put32(cap, 0x02000001);  /* VFS_CAP_REVISION_2 | effective */
+        cta_mig_put32(cap + 4, 1u << 13); /* CAP_NET_RAW permitted */
+        CHK(setxattr(g_root, "user.probe", "1", 1, 0) < 0 && errno == ENOTSUP ? -1 : 0);
+        char p[512];
+        CHK(put_file(dfd, "ping", "\x7f" "ELF", 4, 0755));
+        snprintf(p, sizeof(p), "/proc/self/fd/%d/ping", dfd);
+        CHK(setxattr(p, "security.capability", cap, sizeof(cap), 0));
+        acl_len = make_acl(acl, 1000);
+        CHK(put_file(dfd, "acl_file", "acl", 3, 0644));
+        snprintf(p, sizeof(p), "/proc/self/fd/%d/acl_file", dfd);
+        CHK(setxattr(p, "system.posix_acl_access", acl, acl_len, 0));
+        CHK(mkdirat(dfd, "acl_dir", 0755));
+        snprintf(p, sizeof(p), "/proc/self/fd/%d/acl_dir", dfd);
+        CHK(setxattr(p, "system.posix_acl_default", acl, acl_len, 0));
+        CHK(put_file(dfd, "acl_dir/inherits", "i", 1, 0666)); /* gets an access ACL */
+        CHK(put_file(dfd, "acl_dir/plain", "p", 1, 0644));
+        snprintf(p, sizeof(p), "/proc/self/fd/%d/acl_dir/plain", dfd);
+        CHK(removexattr(p, "system.posix_acl_access"));   /* and this one does not */
+        CHK(mkdirat(dfd, "acl_dir/subdir", 0755));         /* inherits the default ACL */
+        /* a 1 GiB sparse file with a few extents, a 3 MiB dense one */
+        fd = openat(dfd, "sparse", O_CREAT | O_WRONLY, 0644);
+        CHK(fd);
+        char blk[65536];
+        memset(blk, 'S', sizeof(blk));
+        CHK(pwrite(fd, blk, 4096, 0));
+        CHK(pwrite(fd, blk, sizeof(blk), 300 << 20));
+        CHK(pwrite(fd, "E", 1, (1 << 30) - 1));
+        close(fd);
+        fd = openat(dfd, "sparse_tail", O_CREAT | O_WRONLY, 0644);
+        CHK(pwrite(fd, blk, 100, 8192));
+        CHK(ftruncate(fd, 10 << 20)); /* a trailing hole */
+        close(fd);
+        fd = openat(dfd, "dense", O_CREAT | O_WRONLY, 0600);
+        uint32_t x = 12345;
+        for (int i = 0; i < 48; i++) {
+                for (size_t j = 0; j < sizeof(blk); j += 4) {
+                        x = x * 1103515245u + 12345u;
+                        memcpy(blk + j, &x, 4);
+                }
+                CHK(write(fd, blk, sizeof(blk)));
+        }
+        close(fd);
+        /* hard links across directories, nlink 3 */
+        CHK(put_file(dfd, "d1/hl_a", "linked", 6, 0640));
+        CHK(linkat(dfd, "d1/hl_a", dfd, "d2/hl_b", 0));
+        CHK(linkat(dfd, "d1/hl_a", dfd, "hl_c", 0));
+        /* symlinks: relative, dangling, absolute, to a directory */
+        CHK(symlinkat("d1/f", dfd, "ln_rel"));
+        CHK(symlinkat("nowhere/x", dfd, "ln_dangling"));
+        CHK(symlinkat("/etc/passwd", dfd, "ln_abs"));
+        CHK(symlinkat("d1", dfd, "ln_dir"));
+        CHK(fchownat(dfd, "ln_abs", 4321, 4321, AT_SYMLINK_NOFOLLOW));
+        /* devices, fifo, socket */
+        CHK(mknodat(dfd, "dev/null", S_IFCHR | 0666, makedev(1, 3)));
+        CHK(mknodat(dfd, "dev/loop200", S_IFBLK | 0660, makedev(7, 200)));
+        CHK(fchownat(dfd, "dev/loop200", 0, 6, 0));
+        CHK(mknodat(dfd, "fifo", S_IFIFO | 0620, 0));
+        CHK(mknodat(dfd, "sock", S_IFSOCK | 0755, 0));
+        /* names: 255 bytes, a newline, non-UTF-8 bytes */
+        char longname[256];
+        memset(longname, 'L', 255);
+        longname[255] = 0;
+        CHK(put_file(dfd, longname, "long", 4, 0644));
+        CHK(put_file(dfd, "new\nline", "nl", 2, 0644));
+        CHK(put_file(dfd, "bytes\xff\xfe\x80", "nb", 2, 0644));
+        /* many small files (batched into large records) */
+        for (int i = 0; i < 300; i++) {
+                char n[32], c[600];
+                snprintf(n, sizeof(n), "many/s%03d", i);
+                memset(c, 'a' + i % 26, sizeof(c));
+                CHK(put_file(dfd, n, c, (size_t)(i * 2), 0644));
+        }
+        /* odd times, directories last */
+        static const char *timed[] = { "d1/f", "f_empty", "sparse", "dense", "ln_rel",
+                                       "ln_abs", "dev/null", "fifo", "sock", "hl_c" };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(timed); i++)
+                CHK(set_time(dfd, timed[i], 1000000000 + (time_t)i * 7777, 123456789 + (long)i));
+        static const char *dirs[] = { "d1/sub", "d1", "d2", "empty", "tmp", "dev", "many",
+                                      "acl_dir/subdir", "acl_dir" };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(dirs); i++)
+                CHK(set_time(dfd, dirs[i], 900000000 + (time_t)i * 3333, 987654321 - (long)i));
+        CHK(set_time(dfd, ".", 1234567890, 1));
+        return 0;
+}
+
+struct send_job {
+        int root, fd;
+        const struct cta_mig_send_opts *o;
+        struct cta_mig_stats st;
+        int rc, code;
+        char msg[256];
+};
+
+static void *send_thread(void *arg)
+{
+        struct send_job *j = arg;
+        struct cta_mig_io io = cta_mig_fd_io(j->fd);
+        struct cta_error *err = NULL;
+        j->rc = cta_mig_send(j->root, &io, j->o, &j->st, &err);
+        j->code = j->rc < 0 ? cta_error_code(err) : 0;
+        snprintf(j->msg, sizeof(j->msg), "%s", j->rc < 0 ? cta_error_msg(err) : "");
+        cta_error_free(err);
+        close(j->fd);
+        return NULL;
+}
+
+/* send(src) → socketpair → recv(parent, name). Returns the receiver's code (0 = ok). */
+static int transfer(int src, int parent, const char *name, const struct cta_mig_send_opts *so,
+                    const struct cta_mig_recv_opts *ro, struct send_job *job,
+                    struct cta_mig_stats *rst)
+{
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return -1;
+        *job = (struct send_job){ .root = src, .fd = sv[1], .o = so };
+        pthread_t th;
+        pthread_create(&th, NULL, send_thread, job);
+        struct cta_mig_io io = cta_mig_fd_io(sv[0]);
+        struct cta_error *err = NULL;
+        int r = cta_mig_recv(parent, name, &io, ro, rst, &err);
+        close(sv[0]);
+        pthread_join(th, NULL);
+        if (r < 0)
+                printf("# recv: %s (sender: %s)\n", cta_error_msg(err), job->msg);
+        int code = r < 0 ? cta_error_code(err) : 0;
+        cta_error_free(err);
+        return code;
+}
+
+static int compare(int a, int b, unsigned flags)
+{
+        char *rep = NULL;
+        struct cta_error *err = NULL;
+        int r = cta_mig_tree_compare(a, b, flags, &rep, &err);
+        if (r < 0)
+                printf("# compare: %s\n", cta_error_msg(err));
+        if (rep)
+                printf("# differences:\n# %s\n", rep);
+        free(rep);
+        cta_error_free(err);
+        return r;
+}
+
+TEST(wire__paths)
+{
+        ASSERT_INT_EQ(cta_mig_path_check("a/b", 3, 4095, 256), 0);
+        ASSERT_INT_EQ(cta_mig_path_check("..a/b..", 7, 4095, 256), 0);
+        ASSERT_INT_EQ(cta_mig_path_check("a/b/c", 5, 4095, 2), -CTA_E_MIG_PATH);
+        ASSERT_INT_EQ(cta_mig_path_check("a/../b", 6, 4095, 256), -CTA_E_MIG_PATH);
+        ASSERT_INT_EQ(cta_mig_path_check("/a", 2, 4095, 256), -CTA_E_MIG_PATH);
+        ASSERT_TRUE(cta_mig_path_cmp("a", 1, "a/b", 3) < 0);
+        ASSERT_TRUE(cta_mig_path_cmp("a/b", 3, "a.txt", 5) < 0); /* dir contents first */
+        ASSERT_TRUE(cta_mig_path_cmp("a/z", 3, "a\x01", 2) < 0);
+        ASSERT_TRUE(cta_mig_path_cmp("b", 1, "a/zzz", 5) > 0);
+        ASSERT_TRUE(cta_mig_path_under("a", 1, "a/b", 3));
+        ASSERT_TRUE(!cta_mig_path_under("a", 1, "ab", 2));
+        /* checksum: holes hash as zeros */
+        uint8_t s1[16], s2[16];
+        char z[10] = { 0 };
+        memcpy(z + 4, "abc", 3);
+        struct cta_mig_extent e1 = { 0, z, 10 }, e2 = { 4, "abc", 3 };
+        cta_mig_checksum(&e1, 1, 10, s1);
+        cta_mig_checksum(&e2, 1, 10, s2);
+        ASSERT_MEM_EQ(s1, s2, 16);
+        return 0;
+}
+
+TEST(roundtrip__rich_tree)
+{
+        ASSERT_OK(setup());
+        ASSERT_OK(mkdirat(g_rootfd, "src", 0755));
+        ASSERT_OK(mkdirat(g_rootfd, "dst", 0755));
+        ASSERT_OK(mkdirat(g_rootfd, "dst/sentinel", 0755));
+        int src = openat(g_rootfd, "src", O_RDONLY | O_DIRECTORY);
+        int dst = openat(g_rootfd, "dst", O_RDONLY | O_DIRECTORY);
+        ASSERT_OK(build_tree(src));
+        /* a default ACL on the destination's parent must not leak into the copy */
+        uint8_t acl[64];
+        size_t acl_len = make_acl(acl, 77);
+        ASSERT_OK(fsetxattr(dst, "system.posix_acl_default", acl, acl_len, 0));
+
+        struct cta_mig_totals tot;
+        struct cta_error *err = NULL;
+        ASSERT_OK(cta_mig_scan(src, &tot, &err));
+        ASSERT_TRUE(tot.entries > 330 && tot.files > 310);
+        ASSERT_TRUE(tot.data_bytes > (3u << 20) && tot.data_bytes < (4u << 20));
+
+        struct cta_mig_send_opts so = { .totals = &tot };
+        struct send_job job;
+        struct cta_mig_stats rst = { 0 };
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, NULL, &job, &rst), 0);
+        ASSERT_INT_EQ(job.rc, 0);
+        ASSERT_INT_EQ(job.st.entries, tot.entries);
+        ASSERT_INT_EQ(rst.entries, tot.entries);
+        ASSERT_INT_EQ(rst.hardlinks, 2);
+        ASSERT_INT_EQ(rst.specials, 4);
+        ASSERT_INT_EQ(rst.data_bytes, job.st.data_bytes);
+        /* holes were not sent: 1 GiB apparent, ~3.2 MiB of data in all */
+        ASSERT_TRUE(job.st.wire_bytes < (4u << 20));
+
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
+        ASSERT_TRUE(stage >= 0);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        /* spot checks beyond the compare */
+        struct stat a, b;
+        ASSERT_OK(fstatat(stage, "sparse", &b, 0));
+        ASSERT_OK(fstatat(src, "sparse", &a, 0));
+        ASSERT_INT_EQ(b.st_size, 1 << 30);
+        ASSERT_TRUE(b.st_blocks * 512 < (1 << 20) && b.st_blocks <= a.st_blocks + 16);
+        ASSERT_OK(fstatat(stage, "f_setuid", &b, 0));
+        ASSERT_INT_EQ(b.st_mode & 07777, 04755);
+        ASSERT_OK(fstatat(stage, "d1/sub/odd_owner", &b, 0));
+        ASSERT_INT_EQ(b.st_uid, 100000);
+        ASSERT_INT_EQ(b.st_gid, 4294967294u);
+        ASSERT_OK(fstatat(stage, "tmp", &b, 0));
+        ASSERT_INT_EQ(b.st_mode & 07777, 01777);
+        ASSERT_OK(fstatat(stage, "d2/hl_b", &b, 0));
+        ASSERT_OK(fstatat(stage, "hl_c", &a, 0));
+        ASSERT_INT_EQ(a.st_ino, b.st_ino);
+        ASSERT_INT_EQ(a.st_nlink, 3);
+        ASSERT_OK(fstatat(stage, "dev/loop200", &b, AT_SYMLINK_NOFOLLOW));
+        ASSERT_TRUE(S_ISBLK(b.st_mode) && major(b.st_rdev) == 7 && minor(b.st_rdev) == 200);
+        ASSERT_OK(fstatat(stage, "d1/f", &b, 0));
+        ASSERT_OK(fstatat(src, "d1/f", &a, 0));
+        ASSERT_INT_EQ(b.st_atim.tv_nsec, a.st_atim.tv_nsec); /* atimes travel too */
+        char cap[32];
+        char p[512];
+        snprintf(p, sizeof(p), "/proc/self/fd/%d/ping", stage);
+        ASSERT_INT_EQ(getxattr(p, "security.capability", cap, sizeof(cap)), 20);
+        snprintf(p, sizeof(p), "/proc/self/fd/%d/acl_dir/plain", stage);
+        ASSERT_TRUE(getxattr(p, "system.posix_acl_access", cap, sizeof(cap)) < 0);
+        ASSERT_OK(fstatat(stage, ".", &b, 0));
+        ASSERT_INT_EQ(b.st_mtim.tv_sec, 1234567890);
+        /* nothing next to the staging directory changed */
+        ASSERT_INT_EQ(count_entries(dst, "."), 2);
+        ASSERT_INT_EQ(count_entries(dst, "sentinel"), 0);
+
+        /* the compare is not vacuous: it sees a changed xattr, ns time, content, link */
+        ASSERT_OK(fsetxattr(stage, "user.extra", "1", 1, 0));
+        struct timespec ts[2] = { { 0, UTIME_OMIT }, { 1000000000 + 7777 * 3, 123456790 } };
+        ASSERT_OK(utimensat(stage, "dense", ts, 0));
+        int fd = openat(stage, "many/s100", O_WRONLY);
+        ASSERT_INT_EQ(pwrite(fd, "Z", 1, 5), 1);
+        close(fd);
+        ASSERT_OK(unlinkat(stage, "hl_c", 0));
+        ASSERT_OK(put_file(stage, "hl_c", "linked", 6, 0640));
+        char *rep = NULL;
+        ASSERT_INT_EQ(cta_mig_tree_compare(src, stage, CTA_MIG_CMP_NO_ROOT, &rep, &err), 1);
+        ASSERT_TRUE(rep && strstr(rep, "(root)") == NULL);
+        ASSERT_TRUE(strstr(rep, "dense: mtime"));
+        ASSERT_TRUE(strstr(rep, "many/s100: content differs"));
+        ASSERT_TRUE(strstr(rep, "hl_c: nlink"));
+        free(rep);
+        close(stage);
+        close(src);
+        close(dst);
+        return 0;
+}
+
+static uint64_t g_progress_calls, g_progress_last;
+static void on_progress(void *ud, uint64_t done, uint64_t total, uint64_t files, uint64_t ftotal)
+{
+        g_progress_calls++;
+        g_progress_last = done;
+        (void)ud;
+        (void)total;
+        (void)files;
+        (void)ftotal;
+}
+
+static int have_to_memfd(int dirfd, int *ret_fd, struct cta_mig_stats *st)
+{
+        int fd = memfd_create("have", MFD_CLOEXEC);
+        struct cta_mig_io io = cta_mig_fd_io(fd);
+        struct cta_error *err = NULL;
+        int r = cta_mig_have_build(dirfd, &io, st, &err);
+        if (r < 0)
+                printf("# have: %s\n", cta_error_msg(err));
+        cta_error_free(err);
+        lseek(fd, 0, SEEK_SET);
+        *ret_fd = fd;
+        return r;
+}
+
+TEST(incremental__one_percent)
+{
+        ASSERT_OK(setup());
+        ASSERT_OK(mkdirat(g_rootfd, "isrc", 0755));
+        ASSERT_OK(mkdirat(g_rootfd, "idst", 0755));
+        int src = openat(g_rootfd, "isrc", O_RDONLY | O_DIRECTORY);
+        int dst = openat(g_rootfd, "idst", O_RDONLY | O_DIRECTORY);
+        char c[4096];
+        for (int d = 0; d < 10; d++) {
+                char n[64];
+                snprintf(n, sizeof(n), "dir%d", d);
+                ASSERT_OK(mkdirat(src, n, 0755));
+                for (int i = 0; i < 100; i++) {
+                        snprintf(n, sizeof(n), "dir%d/file%03d", d, i);
+                        memset(c, 'a' + (i + d) % 26, sizeof(c));
+                        ASSERT_OK(put_file(src, n, c, 1000 + (size_t)i, 0644));
+                }
+        }
+        ASSERT_OK(mkdirat(src, "gone_dir", 0755));
+        ASSERT_OK(put_file(src, "gone_dir/x", "x", 1, 0644));
+        ASSERT_OK(put_file(src, "becomes_dir", "f", 1, 0644));
+        ASSERT_OK(put_file(src, "hl1", "link", 4, 0644));
+        ASSERT_OK(linkat(src, "hl1", src, "hl2", 0));
+        struct send_job job;
+        struct cta_mig_stats rst;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", NULL, NULL, &job, &rst), 0);
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        uint64_t full_bytes = job.st.data_bytes;
+
+        /* change 1% of the files (10), delete a tree, turn a file into a directory, add a
+         * file, change only the mode of one */
+        uint64_t changed = 0;
+        for (int k = 0; k < 10; k++) {
+                char n[64];
+                snprintf(n, sizeof(n), "dir%d/file%03d", k, k * 7);
+                memset(c, 'Z', sizeof(c));
+                ASSERT_OK(put_file(src, n, c, 2000, 0644));
+                changed += 2000;
+        }
+        ASSERT_OK(cta_rm_rf_at(src, "gone_dir"));
+        ASSERT_OK(unlinkat(src, "becomes_dir", 0));
+        ASSERT_OK(mkdirat(src, "becomes_dir", 0700));
+        ASSERT_OK(put_file(src, "becomes_dir/new", "new!", 4, 0644));
+        changed += 4;
+        ASSERT_OK(fchmodat(src, "dir3/file050", 0600, 0));
+        ASSERT_OK(put_file(stage, "dir5/extra_on_dst", "e", 1, 0644));
+
+        int hfd;
+        struct cta_mig_stats hst;
+        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
+        ASSERT_TRUE(hst.entries > 1000);
+        close(stage);
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        g_progress_calls = 0;
+        struct cta_mig_send_opts so = { .have = &hio, .progress = { on_progress, NULL } };
+        struct cta_mig_recv_opts ro = { .allow_existing = true };
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        close(hfd);
+        printf("# full pass %llu data bytes; second pass %llu data bytes, %llu wire bytes, "
+               "%llu unchanged, %llu deleted\n",
+               (unsigned long long)full_bytes, (unsigned long long)job.st.data_bytes,
+               (unsigned long long)job.st.wire_bytes, (unsigned long long)job.st.unchanged,
+               (unsigned long long)job.st.deleted);
+        ASSERT_INT_EQ(job.st.data_bytes, changed);
+        ASSERT_INT_EQ(rst.data_bytes, changed);
+        ASSERT_INT_EQ(job.st.files, 11);
+        ASSERT_INT_EQ(rst.files, 11);
+        ASSERT_INT_EQ(job.st.deleted, 2); /* gone_dir (whole) and dir5/extra_on_dst */
+        ASSERT_TRUE(g_progress_calls >= 1 && g_progress_last == changed);
+        stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+
+        /* nothing changed: no data at all */
+        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
+        hio = cta_mig_fd_io(hfd);
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        close(hfd);
+        ASSERT_INT_EQ(job.st.data_bytes, 0);
+        ASSERT_INT_EQ(job.st.deleted, 0);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        close(stage);
+        close(src);
+        close(dst);
+        return 0;
+}
+
+/* A transfer cut mid-stream with keep_on_failure: the kept staging holds only verified
+ * files; a second (incremental) pass completes it without resending them. */
+struct cut_io {
+        int fd;
+        size_t left;
+};
+static ssize_t cut_write(void *ctx, const void *buf, size_t len)
+{
+        struct cut_io *c = ctx;
+        size_t n = len < c->left ? len : c->left;
+        ssize_t w = cta_mig_fd_io_ops.write((void *)(intptr_t)c->fd, buf, n);
+        if (w < 0)
+                return w;
+        c->left -= n;
+        if (n < len) {
+                shutdown(c->fd, SHUT_WR);
+                return -ECONNRESET;
+        }
+        return w;
+}
+
+TEST(retry__kept_staging_resumes)
+{
+        ASSERT_OK(setup());
+        ASSERT_OK(mkdirat(g_rootfd, "rsrc", 0755));
+        ASSERT_OK(mkdirat(g_rootfd, "rdst", 0755));
+        int src = openat(g_rootfd, "rsrc", O_RDONLY | O_DIRECTORY);
+        int dst = openat(g_rootfd, "rdst", O_RDONLY | O_DIRECTORY);
+        static char c[200000];
+        for (int i = 0; i < 40; i++) {
+                char n[32];
+                snprintf(n, sizeof(n), "f%02d", i);
+                memset(c, 'a' + i % 26, sizeof(c));
+                ASSERT_OK(put_file(src, n, c, sizeof(c), 0644));
+        }
+        int sv[2];
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        struct cut_io cio = { .fd = sv[1], .left = 20 * sizeof(c) + 5000 };
+        struct cta_mig_io wio = { .write = cut_write, .ctx = &cio };
+        /* the sender writes 4 MiB buffers: run it in a thread through a pipe */
+        struct cta_mig_io rio = cta_mig_fd_io(sv[0]);
+        struct cta_mig_recv_opts ro = { .keep_on_failure = true, .allow_existing = true };
+        struct cta_error *err = NULL, *serr = NULL;
+        pid_t pid = fork();
+        if (pid == 0) {
+                int r = cta_mig_send(src, &wio, NULL, NULL, &serr);
+                _exit(r < 0 ? 1 : 0);
+        }
+        close(sv[1]);
+        int r = cta_mig_recv(dst, "stage", &rio, &ro, NULL, &err);
+        close(sv[0]);
+        int status;
+        waitpid(pid, &status, 0);
+        ASSERT_TRUE(r < 0);
+        ASSERT_INT_EQ(cta_error_code(err), CTA_E_MIG_STREAM);
+        cta_error_free(err);
+        err = NULL;
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
+        ASSERT_TRUE(stage >= 0);
+        int kept = count_entries(stage, ".");
+        printf("# kept %d verified files after the cut\n", kept);
+        ASSERT_TRUE(kept >= 15 && kept < 40);
+        /* every kept file is complete (no temporary files) */
+        DIR *d = fdopendir(dup(stage));
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                struct stat st;
+                if (e->d_name[0] == '.')
+                        ASSERT_TRUE(!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."));
+                else {
+                        ASSERT_OK(fstatat(stage, e->d_name, &st, 0));
+                        ASSERT_INT_EQ(st.st_size, sizeof(c));
+                }
+        }
+        closedir(d);
+        int hfd;
+        struct cta_mig_stats hst;
+        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        struct cta_mig_send_opts so = { .have = &hio };
+        struct send_job job;
+        struct cta_mig_stats rst;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        close(hfd);
+        ASSERT_INT_EQ(job.st.files, 40 - (uint64_t)kept);
+        ASSERT_INT_EQ(job.st.unchanged, kept);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        close(stage);
+        close(src);
+        close(dst);
+        return 0;
+}
+
+TEST(cancel__removes_staging)
+{
+        ASSERT_OK(setup());
+        int src = openat(g_rootfd, "src", O_RDONLY | O_DIRECTORY);
+        ASSERT_OK(mkdirat(g_rootfd, "cdst", 0755));
+        int dst = openat(g_rootfd, "cdst", O_RDONLY | O_DIRECTORY);
+        atomic_bool cancel = true;
+        struct cta_mig_recv_opts ro = { .cancel = &cancel };
+        struct send_job job;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", NULL, &ro, &job, NULL), CTA_E_CANCELLED);
+        ASSERT_INT_EQ(count_entries(dst, "."), 0);
+        struct cta_mig_send_opts so = { .cancel = &cancel };
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, NULL, &job, NULL), CTA_E_MIG_STREAM);
+        ASSERT_INT_EQ(job.code, CTA_E_CANCELLED);
+        ASSERT_INT_EQ(count_entries(dst, "."), 0);
+        close(src);
+        close(dst);
+        return 0;
+}
+
+struct conc {
+        int src, dst, code;
+        struct send_job job;
+};
+static void *conc_main(void *arg)
+{
+        struct conc *c = arg;
+        c->code = transfer(c->src, c->dst, "stage", NULL, NULL, &c->job, NULL);
+        return NULL;
+}
+
+/* Two migrations at once (two containers): no shared state between them. */
+TEST(concurrent__two_transfers)
+{
+        ASSERT_OK(setup());
+        int src = openat(g_rootfd, "isrc", O_RDONLY | O_DIRECTORY);
+        struct conc c[2];
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+                char n[16];
+                snprintf(n, sizeof(n), "conc%d", i);
+                ASSERT_OK(mkdirat(g_rootfd, n, 0755));
+                c[i] = (struct conc){ .src = src, .dst = openat(g_rootfd, n, O_RDONLY) };
+                pthread_create(&th[i], NULL, conc_main, &c[i]);
+        }
+        for (int i = 0; i < 2; i++) {
+                pthread_join(th[i], NULL);
+                ASSERT_INT_EQ(c[i].code, 0);
+                int stage = openat(c[i].dst, "stage", O_RDONLY | O_DIRECTORY);
+                ASSERT_INT_EQ(compare(src, stage, 0), 0);
+                close(stage);
+                close(c[i].dst);
+        }
+        close(src);
+        return 0;
+}
+
+TEST(zz_cleanup)
+{
+        if (g_rootfd >= 0)
+                close(g_rootfd);
+        return cta_rm_rf_at(AT_FDCWD, g_root) < 0 ? -1 : 0;
+}
+
+int main(void)
+{
+        if (geteuid() != 0) {
+                printf("1..0 # SKIP needs root (owners, device nodes, trusted xattrs)\n");
+                return 0;
+        }
+        return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent),
+                             T(retry__kept_staging_resumes), T(cancel__removes_staging),
+                             T(concurrent__two_transfers),
+                             T(zz_cleanup)));
+}
