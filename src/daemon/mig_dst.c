@@ -43,6 +43,7 @@ struct mig_dst {
         struct cta_session *s;
         char id[37], token[65], eid[37];
         uint64_t veid;
+        uint64_t decl_bytes, decl_inodes; /* what hello declared: the stream may not exceed it */
         char *private_path, *parent, *staging_name;
         bool force_used;
         enum dst_state state;
@@ -253,6 +254,8 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         if (dst_find(m->id))
                 return cta_error_set(err, CTA_E_BUSY, 0, "migration %s is already open", m->id);
         m->veid = veid;
+        m->decl_bytes = bytes;
+        m->decl_inodes = inodes;
         _cleanup_free_ char *name = arg_b64(call, "name", 255);
         _cleanup_free_ char *priv = arg_b64(call, "private", 4000);
         if (priv && !path_ok(priv))
@@ -432,7 +435,13 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         struct mig_dst *m = call->ctx;
         struct cta_daemon *d = m->d;
         struct cta_mig_io io = { .read = q_read, .abort = q_abort, .ctx = m->q };
+        /* The free-space check passed for what hello declared: a source that
+         * sends more than that (plus the same margin) is lying. */
         struct cta_mig_recv_opts o = {
+                .limits = {
+                        .max_total_bytes = m->decl_bytes + m->decl_bytes / 10 + SPACE_MARGIN_BYTES,
+                        .max_entries = m->decl_inodes + m->decl_inodes / 10 + SPACE_MARGIN_INODES,
+                },
                 .keep_on_failure = d->cfg->keep_staging,
                 .allow_existing = d->cfg->keep_staging,
                 .cancel = &call->cancelled,
