@@ -382,6 +382,12 @@ def ct_admin():
     pid = os.getpid()
     user, group, service = "ctct-%d" % pid, "ctctadm-%d" % pid, "ctct-%d" % pid
     pam_path = "/etc/pam.d/" + service
+    # Leftovers with our own pid in their names can only come from a killed
+    # earlier session whose pid was reused: no live process owns them.
+    run(["userdel", user])
+    run(["groupdel", group])
+    if os.path.exists(pam_path):
+        os.unlink(pam_path)
     password = "Ct&<pw>'" + secrets.token_hex(8)
     made_user = made_group = False
     try:
