@@ -86,10 +86,12 @@ static int peer_recv(struct peer *p, struct cta_resp **ret, struct cta_error **e
                         return cta_resp_parse(frame, len, ret, err);
                 char buf[65536];
                 ssize_t n = cta_client_read(p->c, buf, sizeof(buf), PEER_TIMEOUT_MS, err);
-                if (n < 0)
+                if (n < 0) {
+                        /* cta_error_set() frees *err first: keep its text. */
+                        _cleanup_free_ char *why = cta_xstrdup(cta_error_msg(*err));
                         return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
-                                             "connection to the destination lost: %s",
-                                             cta_error_msg(*err));
+                                             "connection to the destination lost: %s", why);
+                }
                 if (n == 0)
                         return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
                                              "the destination closed the connection");

@@ -630,7 +630,7 @@ int cta_mig_send(int root_dirfd, const struct cta_mig_io *io, const struct cta_m
                         *err = werr;
                 else
                         cta_error_free(werr);
-                r = -wrc;
+                r = wrc; /* already negative (cta_error_set) */
                 goto out;
         }
         if (s->prod_rc < 0) {

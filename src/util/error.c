@@ -79,12 +79,14 @@ __attribute__((format(printf, 4, 0))) static int error_vset(struct cta_error **e
                 code = CTA_E_INTERNAL;
         if (!err)
                 return -code;
-        cta_error_free(*err);
+        /* Format first: the arguments may point into the error being replaced
+         * ("...: %s", cta_error_msg(*err)). */
         struct cta_error *e = cta_xcalloc(1, sizeof(*e));
         e->code = code;
         e->sys_errno = sys_errno;
         if (vasprintf(&e->msg, fmt, ap) < 0)
                 abort();
+        cta_error_free(*err);
         *err = e;
         return -code;
 }

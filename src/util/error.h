@@ -5,7 +5,8 @@
  * error becomes an XML error packet or an exit status in exactly one place.
  *
  * Every function here accepts err == NULL (the caller does not want details).
- * *err must be NULL when passed to cta_error_set().
+ * cta_error_set() replaces an error already in *err; its arguments may refer
+ * to that error's message.
  */
 #pragma once
 

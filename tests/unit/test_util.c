@@ -93,6 +93,16 @@ TEST(error__wrap_keeps_code)
         return 0;
 }
 
+TEST(error__set_may_quote_the_error_it_replaces)
+{
+        _cleanup_(cta_error_freep) struct cta_error *e = NULL;
+        (void)cta_error_set(&e, CTA_E_IO, 0, "read failed");
+        ASSERT_INT_EQ(cta_error_set(&e, CTA_E_MIG_LINK_LOST, 0, "link lost: %s", cta_error_msg(e)),
+                      -CTA_E_MIG_LINK_LOST);
+        ASSERT_STR_EQ(cta_error_msg(e), "link lost: read failed");
+        return 0;
+}
+
 TEST(parse__numbers)
 {
         uint64_t u;
@@ -185,6 +195,6 @@ int main(void)
 {
         return tap_run(TESTS(T(base64__roundtrip), T(base64__known_and_tolerant),
                              T(base64__garbage), T(buf__cap), T(error__wrap_keeps_code),
-                             T(parse__numbers), T(uuid__fresh_and_valid), T(hostport__split),
+                             T(error__set_may_quote_the_error_it_replaces), T(parse__numbers), T(uuid__fresh_and_valid), T(hostport__split),
                              T(file__atomic_write_and_read), T(sanitize__controls)));
 }
