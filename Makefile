@@ -25,10 +25,11 @@ build: $(BUILD)/build.ninja
 # Every test: unit, XSD validation, fuzz-corpus replay, integration against real
 # daemons, and (as root) real LXC containers.
 check: deps build
-	$(MESON_TEST) -C $(BUILD) --suite unit --suite fuzz-replay
-	$(MESON_TEST) -C $(BUILD) --suite integration
-	@if [ "$$(id -u)" = 0 ]; then $(MESON_TEST) -C $(BUILD) --suite lxc; \
-	 else echo "check: not root, skipping the lxc suite (real containers)"; fi
+	@suites="--suite unit --suite fuzz-replay --suite integration"; \
+	 if [ "$$(id -u)" = 0 ]; then suites="$$suites --suite lxc"; \
+	 else echo "check: not root, skipping the lxc suite (real containers)"; fi; \
+	 $(MESON_TEST) -C $(BUILD) $$suites; rc=$$?; \
+	 ./scripts/test-summary.py $(BUILD); exit $$rc
 
 check-unit: build
 	$(MESON_TEST) -C $(BUILD) --suite unit --suite fuzz-replay
@@ -46,9 +47,10 @@ $(ASAN_BUILD)/build.ninja:
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 check-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	$(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite fuzz-replay --suite integration
+	@ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	 $(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite fuzz-replay --suite integration; \
+	 rc=$$?; ./scripts/test-summary.py $(ASAN_BUILD); exit $$rc
 
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzzing=true -Dlxc=disabled --buildtype=debug
