@@ -24,6 +24,7 @@
 #include "daemon/mig.h"
 #include "migrate/stream.h"
 #include "net/conn.h"
+#include "proto/frame.h"
 #include "proto/xml.h"
 #include "store/store.h"
 #include "util/base64.h"
@@ -46,6 +47,8 @@ struct mig_dst {
         uint64_t decl_bytes, decl_inodes; /* what hello declared: the stream may not exceed it */
         char *private_path, *parent, *staging_name;
         bool force_used;
+        bool have;       /* staging starts from an earlier copy: send a have summary */
+        char *base_from; /* that copy's own path (a retired .migrated area), to give back */
         enum dst_state state;
         struct cta_chanq *q;
         struct cta_mig_stats stats;
@@ -78,6 +81,7 @@ static void dst_unlink_free(struct mig_dst *m)
         free(m->private_path);
         free(m->parent);
         free(m->staging_name);
+        free(m->base_from);
         free(m);
 }
 
@@ -94,6 +98,7 @@ static void journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
         cta_kv_add(&b, "private", m->private_path);
         cta_kv_add(&b, "parent", m->parent);
         cta_kv_add(&b, "staging", m->staging_name);
+        cta_kv_add(&b, "base_from", m->base_from);
         if (extra)
                 (void)cta_buf_puts(&b, extra);
         if (cta_store_mig_put(d->store, m->id, CTA_MIG_ROLE_DST, m->eid, NULL, state, b.data,
@@ -101,8 +106,18 @@ static void journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
                 log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(err));
 }
 
-/* Remove the staging area (or keep it when configured). */
-static void drop_staging(struct cta_daemon *d, const char *parent, const char *name, bool keep)
+/* Key of the registry note that says where a container's retired private
+ * area (<private>.migrated) is, so that it can seed the container's return. */
+static char *retired_key(const char *eid)
+{
+        return cta_xasprintf("retired:%s", eid);
+}
+
+/* The staging area of a migration that did not commit: a reused earlier
+ * copy goes back where it came from (it is the user's kept data); a kept
+ * one stays for a retry when configured; otherwise it is removed. */
+static void drop_staging(struct cta_daemon *d, const char *eid, const char *parent,
+                         const char *name, const char *base_from, bool keep)
 {
         if (!parent || !name)
                 return;
@@ -110,6 +125,16 @@ static void drop_staging(struct cta_daemon *d, const char *parent, const char *n
         struct stat st;
         if (lstat(path, &st) < 0)
                 return;
+        if (base_from && *base_from) {
+                if (rename(path, base_from) == 0) {
+                        _cleanup_free_ char *key = retired_key(eid);
+                        (void)cta_store_meta_set(d->store, key, base_from, NULL);
+                        log_notice("gave the earlier copy back to %s", base_from);
+                        return;
+                }
+                log_error("cannot give %s back to %s: %m", path, base_from);
+                return; /* never delete the user's kept copy */
+        }
         if (keep) {
                 log_notice("keeping staging area %s for a retry", path);
                 return;
@@ -117,6 +142,42 @@ static void drop_staging(struct cta_daemon *d, const char *parent, const char *n
         _cleanup_(cta_error_freep) struct cta_error *err = NULL;
         if (cta_ct_private_remove(cta_envm_backend(d), path, &err) < 0)
                 log_error("remove staging area %s: %s", path, cta_error_msg(err));
+}
+
+/* Seed the staging area from what this node already has of the container:
+ * a staging area kept from a failed attempt, or the private area it left
+ * behind (renamed .migrated) when it migrated away from here. */
+static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
+{
+        _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
+        _cleanup_free_ char *key = retired_key(m->eid);
+        _cleanup_free_ char *retired = NULL;
+        struct stat st, pst;
+
+        if (lstat(staging, &st) == 0) {
+                if (d->cfg->keep_staging && S_ISDIR(st.st_mode)) {
+                        m->have = true;
+                        log_notice("migration %s: resuming from the kept staging area", m->id);
+                        return;
+                }
+                drop_staging(d, m->eid, m->parent, m->staging_name, NULL, false);
+        }
+        if (cta_store_meta_get(d->store, key, &retired, NULL) < 0 || !retired || !*retired)
+                return;
+        /* Only a copy on the same file system can become the staging area by
+         * a rename; anything else stays where it is. */
+        if (lstat(retired, &st) < 0 || !S_ISDIR(st.st_mode) || stat(m->parent, &pst) < 0 ||
+            st.st_dev != pst.st_dev)
+                return;
+        if (rename(retired, staging) < 0) {
+                log_warning("migration %s: cannot reuse %s: %m", m->id, retired);
+                return;
+        }
+        (void)cta_store_meta_set(d->store, key, "", NULL);
+        m->base_from = TAKE_PTR(retired);
+        m->have = true;
+        log_notice("migration %s: starting from this node's earlier copy %s", m->id,
+                   m->base_from);
 }
 
 /* ---- small XML helpers for our own calls ------------------------------- */
@@ -268,7 +329,8 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
                                : cta_xasprintf("%s/%s", cta_envm_private_root(d), veid_s);
         _cleanup_free_ char *pcopy = cta_xstrdup(m->private_path);
         m->parent = cta_xstrdup(dirname(pcopy));
-        m->staging_name = cta_xasprintf(".cta-staging-%s", m->id);
+        /* Per container, not per attempt: a retry finds a kept staging area. */
+        m->staging_name = cta_xasprintf(".cta-staging-%s", m->eid);
 
         /* Never overridable: what would make two containers one. */
         if (cta_store_ct_get(d->store, m->eid, &row, NULL) == 0) {
@@ -345,6 +407,7 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         cta_uuid_new(m->token);
         m->s = call->s;
         m->state = D_CHECKED;
+        seed_staging(d, m);
         journal(d, m, "checked", NULL);
         pthread_mutex_lock(&dst_mu);
         m->next = dst_list;
@@ -363,6 +426,7 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         cta_xw_b64(w, cta_xw_qname(qn, p, "private"), m->private_path,
                    strlen(m->private_path));
         cta_xw_int(w, cta_xw_qname(qn, p, "forced"), m->force_used);
+        cta_xw_int(w, cta_xw_qname(qn, p, "have"), m->have);
         return cta_call_end_result(call, err);
 }
 
@@ -391,7 +455,7 @@ static int dst_get(struct cta_call *call, enum dst_state want, struct mig_dst **
 static void dst_abort(struct mig_dst *m, const char *why)
 {
         struct cta_daemon *d = m->d;
-        drop_staging(d, m->parent, m->staging_name, d->cfg->keep_staging);
+        drop_staging(d, m->eid, m->parent, m->staging_name, m->base_from, d->cfg->keep_staging);
         journal(d, m, "failed", NULL);
         cta_envm_unlock(d, m->eid);
         log_notice("migration %s: container %s not taken: %s", m->id, m->eid, why);
@@ -442,8 +506,9 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                         .max_total_bytes = m->decl_bytes + m->decl_bytes / 10 + SPACE_MARGIN_BYTES,
                         .max_entries = m->decl_inodes + m->decl_inodes / 10 + SPACE_MARGIN_INODES,
                 },
-                .keep_on_failure = d->cfg->keep_staging,
-                .allow_existing = d->cfg->keep_staging,
+                /* A reused earlier copy is never deleted on failure: it goes back. */
+                .keep_on_failure = d->cfg->keep_staging || m->base_from,
+                .allow_existing = m->have,
                 .cancel = &call->cancelled,
         };
         _cleanup_close_ int pfd = open(m->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -479,6 +544,57 @@ int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len)
         if (!s->binsink)
                 return -CTA_E_PROTO;
         return cta_chanq_push(s->binsink, data, len);
+}
+
+/* ---- have: what the staging area already holds ----------------------------- */
+
+/* The have summary goes back to the source as binary frames, followed by the
+ * call's reply; frames wait while the connection's queue is long. */
+static ssize_t conn_frame_write(void *ctx, const void *buf, size_t len)
+{
+        struct cta_conn *c = ctx;
+        const char *b = buf;
+        while (len) {
+                size_t n = len > CTA_BINFRAME_MAX ? CTA_BINFRAME_MAX : len;
+                uint8_t hdr[CTA_BINFRAME_HDR];
+                while (cta_conn_queued(c) > (8u << 20) && !cta_conn_is_closed(c))
+                        usleep(2000);
+                cta_binframe_header(hdr, (uint32_t)n);
+                if (cta_conn_send(c, hdr, sizeof(hdr)) < 0 || cta_conn_send(c, b, n) < 0)
+                        return -CTA_E_MIG_LINK_LOST;
+                b += n;
+                len -= n;
+        }
+        return 0;
+}
+
+static int mig_have(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m = call->ctx;
+        struct cta_mig_io io = { .write = conn_frame_write, .ctx = call->s->conn };
+        struct cta_mig_stats st = { 0 };
+        _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
+        _cleanup_close_ int fd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return cta_error_errno(err, CTA_E_IO, "open '%s'", staging);
+        int r = cta_mig_have_build(fd, &io, &st, err);
+        if (r < 0)
+                return cta_error_wrap(err, "summarize %s", staging);
+        log_info("migration %s: have summary of %" PRIu64 " entries sent", m->id, st.entries);
+        return 0;
+}
+
+static int mig_have_prepare(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m;
+        int r = dst_get(call, D_CHECKED, &m, err);
+        if (r < 0)
+                return r;
+        if (!m->have)
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0,
+                                     "ctamig: this node has no earlier copy of %s", m->eid);
+        call->ctx = m;
+        return 0;
 }
 
 /* ---- commit: the point of no return ---------------------------------------- */
@@ -684,6 +800,7 @@ const struct cta_handler cta_mig_dst_handlers[] = {
         { "ctamig", "hello", CTA_H_SERIAL, mig_hello, NULL, NULL },
         { "ctamig", "stream", CTA_H_BACKGROUND, mig_stream, mig_stream_finish,
           mig_stream_prepare },
+        { "ctamig", "have", CTA_H_SERIAL, mig_have, NULL, mig_have_prepare },
         { "ctamig", "commit", CTA_H_SERIAL, mig_commit, mig_commit_finish, mig_commit_prepare },
         { "ctamig", "abort", CTA_H_SERIAL, mig_abort, NULL, NULL },
         { "ctamig", "status", CTA_H_PREAUTH, mig_status, NULL, NULL },
@@ -750,7 +867,8 @@ static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
                                         "done", row->detail, NULL);
                 return;
         }
-        drop_staging(d, parent, staging, d->cfg->keep_staging);
+        _cleanup_free_ char *base_from = cta_kv_get(row->detail, "base_from");
+        drop_staging(d, row->ct_eid, parent, staging, base_from, d->cfg->keep_staging);
         (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
                                 "failed", row->detail, NULL);
         log_warning("recover: incoming migration %s of %s was interrupted (%s); staging "

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@
 struct peer {
         struct cta_client *c;
         struct cta_framer fr;
+        int bin_fd; /* where binary frames from the peer go (the have summary), or -1 */
         unsigned next_id;
         char host[256];
         uint16_t port;
@@ -76,12 +78,29 @@ static char *peer_pin(struct cta_daemon *d, const char *host, uint16_t port)
 static int peer_recv(struct peer *p, struct cta_resp **ret, struct cta_error **err)
 {
         for (;;) {
+                enum cta_frame_kind kind;
                 const char *frame;
                 size_t len;
-                int r = cta_framer_next(&p->fr, &frame, &len);
+                int r = cta_framer_next_any(&p->fr, &kind, &frame, &len);
                 if (r < 0)
                         return cta_error_set(err, CTA_E_MIG_STREAM, 0,
                                              "the destination sent an oversized packet");
+                if (r == 1 && kind == CTA_FRAME_BINARY) {
+                        if (p->bin_fd < 0)
+                                return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                                     "unexpected binary frame from the "
+                                                     "destination");
+                        for (size_t off = 0; off < len;) {
+                                ssize_t w = write(p->bin_fd, frame + off, len - off);
+                                if (w < 0 && errno == EINTR)
+                                        continue;
+                                if (w < 0)
+                                        return cta_error_errno(err, CTA_E_IO,
+                                                               "spool the have summary");
+                                off += (size_t)w;
+                        }
+                        continue;
+                }
                 if (r == 1)
                         return cta_resp_parse(frame, len, ret, err);
                 char buf[65536];
@@ -111,10 +130,12 @@ static int peer_connect(struct cta_daemon *d, const char *host, uint16_t port, b
         int r;
 
         memset(p, 0, sizeof(*p));
+        p->bin_fd = -1;
         snprintf(p->host, sizeof(p->host), "%s", host);
         p->port = port;
         p->tls = tls;
         cta_framer_init(&p->fr, 16u << 20);
+        p->fr.binary_ok = true;
         r = cta_client_connect(host, port, &o, &p->c, err);
         if (r < 0) {
                 int code = cta_error_code(*err) == CTA_E_PEER_CHANGED ? CTA_E_PEER_CHANGED
@@ -242,7 +263,8 @@ struct mig_src {
         char token[64];
         char dst_veid[24];
         char *dst_private;
-        bool was_running, stopped, forced;
+        bool was_running, stopped, forced, have;
+        int have_fd; /* the destination's have summary, spooled (memfd), or -1 */
         struct peer peer;
         bool connected;
         struct cta_mig_totals totals;
@@ -369,6 +391,8 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
                 return r;
         const char *token = resp->op_node ? cta_xnode_ctext(resp->op_node, "token") : NULL;
         const char *forced = resp->op_node ? cta_xnode_ctext(resp->op_node, "forced") : NULL;
+        const char *have = resp->op_node ? cta_xnode_ctext(resp->op_node, "have") : NULL;
+        m->have = have && streq(have, "1");
         if (!token || strlen(token) >= sizeof(m->token))
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0,
                                      "the destination's hello reply has no token");
@@ -377,10 +401,32 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         return 0;
 }
 
+/* Fetch what the destination already has, so only the rest is sent. */
+static int src_fetch_have(struct mig_src *m, struct cta_error **err)
+{
+        struct req q;
+        int fd = memfd_create("ctagent-have", MFD_CLOEXEC);
+        if (fd < 0)
+                return cta_error_errno(err, CTA_E_IO, "memfd_create");
+        m->peer.bin_fd = fd;
+        req_begin(&q, &m->peer, "ctamig", "have");
+        cta_xw_text(&q.w, "id", m->id);
+        int r = peer_call(&m->peer, &q, "fetch the destination's summary", NULL, err);
+        m->peer.bin_fd = -1;
+        if (r < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+                close(fd);
+                return r < 0 ? r : cta_error_errno(err, CTA_E_IO, "rewind the summary");
+        }
+        m->have_fd = fd;
+        return 0;
+}
+
 static int src_stream(struct mig_src *m, struct cta_error **err)
 {
         struct cta_mig_io io = { .write = peer_stream_write, .ctx = &m->peer };
+        struct cta_mig_io have_io = cta_mig_fd_io(m->have_fd);
         struct cta_mig_send_opts o = {
+                .have = m->have_fd >= 0 ? &have_io : NULL,
                 .totals = &m->totals,
                 .progress = { on_copy_progress, m },
                 .cancel = &m->call->cancelled,
@@ -516,6 +562,9 @@ static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, con
                         if (rename(row->private_path, to) < 0)
                                 return cta_error_errno(err, CTA_E_IO, "rename '%s'",
                                                        row->private_path);
+                        /* If the container comes back, its migration starts from this. */
+                        _cleanup_free_ char *key = cta_xasprintf("retired:%s", row->eid);
+                        (void)cta_store_meta_set(d->store, key, to, NULL);
                         log_notice("migration %s: kept the old private area as %s", mid, to);
                 }
         }
@@ -618,6 +667,12 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         }
         (void)cta_envm_set_state(d, &m->row, m->row.state, CTA_TR_MIGRATING, NULL);
         src_journal(m, "stopped");
+        if (m->have) {
+                progress(m, 2, "comparing with the destination's copy", 0);
+                r = src_fetch_have(m, err);
+                if (r < 0)
+                        goto fail;
+        }
         progress(m, 2, "copying data", 0);
         r = src_stream(m, err);
         if (r < 0)
@@ -755,11 +810,13 @@ static int v2v_run(struct cta_call *call, struct cta_error **err)
         /* Containers move in order; the first failure stops the list (the
          * ones before it have moved, the rest have not been touched). */
         for (size_t i = 0; i < c->req.n_eids; i++) {
-                struct mig_src m = { .d = d, .call = call, .req = &c->req };
+                struct mig_src m = { .d = d, .call = call, .req = &c->req, .have_fd = -1 };
                 int r = cta_store_ct_get(d->store, c->req.eids[i], &m.row, err);
                 if (r < 0)
                         return r;
                 r = migrate_one(&m, err);
+                if (m.have_fd >= 0)
+                        close(m.have_fd);
                 cta_ct_row_done(&m.row);
                 if (r < 0)
                         return c->req.n_eids > 1 ? cta_error_wrap(err, "container %zu of %zu",

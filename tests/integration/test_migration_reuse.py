@@ -1,0 +1,103 @@
+"""A container that comes back to a node it left starts from the copy it left there
+(<private>.migrated): only what changed crosses the link. Also: a failure during such a
+return gives the earlier copy back untouched.
+
+Needs root (skipped otherwise)."""
+
+import os
+import re
+
+import pytest
+
+import ctfixtures as F
+from ctfixtures import ct_nodes, ct_template_dir  # noqa: F401 (fixtures)
+from migfixtures import ct_admin  # noqa: F401 (fixtures)
+from migfixtures import migrate as _migrate
+from migfixtures import mig_packet as seed_request
+from test_containers import create, status
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs real LXC containers"),
+]
+
+
+def migrate(c, pkt):
+    m = _migrate(c, pkt)
+    return m.reply, m.progress if hasattr(m, "progress") else []
+
+
+def sent_bytes(node, nth):
+    """Data bytes of the nth migration this node sent (from its log)."""
+    with open(node.node.log_path) as f:
+        found = re.findall(r"sent (\d+) entries, (\d+) data bytes", f.read())
+    assert len(found) > nth, "no 'sent … data bytes' line #%d in %s" % (nth, node.node.log_path)
+    return int(found[nth][1])
+
+
+def write_files(root, n, size, tag):
+    d = os.path.join(root, "srv", "data")
+    os.makedirs(d, exist_ok=True)
+    for i in range(n):
+        with open(os.path.join(d, "f%04d" % i), "wb") as f:
+            f.write((tag * size)[:size])
+
+
+def test_back_and_forth_sends_only_changes(ct_nodes, ct_admin):
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    with a.client() as ca:
+        _, env = create(ca, name="bf1", veid=111)
+        eid = env["eid"]
+        priv_a = os.path.join(a.private_root, "111")
+        write_files(priv_a, 200, 64 * 1024, b"a")  # 12.5 MiB of data
+        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, r.text
+    first = sent_bytes(a, 0)
+    assert first >= 200 * 64 * 1024
+
+    # Back to A with nothing changed: A starts from its .migrated copy.
+    with b.client() as cb:
+        r, _ = migrate(cb, seed_request(a, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, "%s\n%s" % (r.text, a.log_excerpt())
+    assert sent_bytes(b, 0) == 0, "nothing changed, yet data was sent"
+    assert not os.path.exists(priv_a + ".migrated"), "the earlier copy was not reused"
+    with a.client() as ca:
+        assert status(ca, eid) == (F.ST_DOWN, 0)
+
+    # And forth again with 1% of the files changed: only those cross.
+    write_files(priv_a, 2, 64 * 1024, b"c")
+    with a.client() as ca:
+        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, r.text
+    assert sent_bytes(a, 1) == 2 * 64 * 1024
+    with open(os.path.join(b.private_root, "111", "srv", "data", "f0001"), "rb") as f:
+        assert f.read(4) == b"cccc"
+    with open(os.path.join(b.private_root, "111", "srv", "data", "f0002"), "rb") as f:
+        assert f.read(4) == b"aaaa"
+
+
+def test_failed_return_gives_the_earlier_copy_back(ct_nodes, ct_admin):
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    with a.client() as ca:
+        _, env = create(ca, name="bf2", veid=112)
+        eid = env["eid"]
+        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, r.text
+    kept = os.path.join(a.private_root, "112.migrated")
+    assert os.path.isdir(kept)
+    marker = os.path.join(kept, "kept-marker")
+    with open(marker, "w") as f:
+        f.write("mine\n")
+    # The return fails after the check (wrong veid clash on A), so A must keep its copy.
+    with a.client() as ca:
+        create(ca, name="other", veid=112 + 1000)
+    with b.client() as cb:
+        pkt = seed_request(a, eid, ct_admin, options="<type>0</type><config><veid>1112"
+                                                   "</veid></config>")
+        r, _ = migrate(cb, pkt)
+        assert r.error is not None and r.code == 503, r.text
+        assert status(cb, eid) == (F.ST_DOWN, 0)
+    with open(marker) as f:
+        assert f.read() == "mine\n"
