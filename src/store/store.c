@@ -1149,38 +1149,62 @@ int cta_store_ct_get_by_name(struct cta_store *st, const char *name, struct cta_
         return r;
 }
 
-int cta_store_ct_list(struct cta_store *st, struct cta_ct_row **ret_rows, size_t *ret_n,
-                      struct cta_error **err)
+/* Step s to the end, reading each row with read() into a growing array of
+ * elem-sized rows. On failure the rows read so far are freed with
+ * free_rows() and nothing is returned. Caller holds the lock. */
+static int stmt_collect(struct cta_store *st, sqlite3_stmt *s, const char *what, size_t elem,
+                        int (*read)(struct cta_store *, sqlite3_stmt *, void *,
+                                    struct cta_error **),
+                        void (*free_rows)(void *, size_t), void **ret_rows, size_t *ret_n,
+                        struct cta_error **err)
 {
-        STORE_LOCK(st);
-        _cleanup_(stmt_resetp) sqlite3_stmt *s = NULL;
-        struct cta_ct_row *rows = NULL;
+        char *rows = NULL;
         size_t n = 0, cap = 0;
         int r;
 
-        r = stmt_get(st, S_CT_LIST, &s, err);
-        if (r < 0)
-                return r;
         for (;;) {
-                r = stmt_step(st, s, "list containers", err);
+                r = stmt_step(st, s, what, err);
                 if (r <= 0)
                         break;
                 if (n == cap) {
                         cap = cap ? cap * 2 : 16;
-                        rows = cta_xrealloc(rows, cap * sizeof(*rows));
+                        rows = cta_xrealloc(rows, cap * elem);
                 }
-                r = ct_row_read(st, s, &rows[n], err);
+                r = read(st, s, rows + n * elem, err);
                 if (r < 0)
                         break;
                 n++;
         }
         if (r < 0) {
-                cta_ct_rows_free(rows, n);
+                free_rows(rows, n);
                 return r;
         }
         *ret_rows = rows;
         *ret_n = n;
         return 0;
+}
+
+static int ct_row_read_any(struct cta_store *st, sqlite3_stmt *s, void *row,
+                           struct cta_error **err)
+{
+        return ct_row_read(st, s, row, err);
+}
+
+static void ct_rows_free_any(void *rows, size_t n)
+{
+        cta_ct_rows_free(rows, n);
+}
+
+int cta_store_ct_list(struct cta_store *st, struct cta_ct_row **ret_rows, size_t *ret_n,
+                      struct cta_error **err)
+{
+        STORE_LOCK(st);
+        _cleanup_(stmt_resetp) sqlite3_stmt *s = NULL;
+        int r = stmt_get(st, S_CT_LIST, &s, err);
+        if (r < 0)
+                return r;
+        return stmt_collect(st, s, "list containers", sizeof(**ret_rows), ct_row_read_any,
+                            ct_rows_free_any, (void **)ret_rows, ret_n, err);
 }
 
 int cta_store_ct_next_veid(struct cta_store *st, uint64_t min, uint64_t *ret,
@@ -1366,36 +1390,25 @@ int cta_store_mig_get(struct cta_store *st, const char *id, struct cta_mig_row *
         return mig_row_read(st, s, ret, err);
 }
 
+static int mig_row_read_any(struct cta_store *st, sqlite3_stmt *s, void *row,
+                            struct cta_error **err)
+{
+        return mig_row_read(st, s, row, err);
+}
+
+static void mig_rows_free_any(void *rows, size_t n)
+{
+        cta_mig_rows_free(rows, n);
+}
+
 int cta_store_mig_list_unfinished(struct cta_store *st, struct cta_mig_row **ret_rows,
                                   size_t *ret_n, struct cta_error **err)
 {
         STORE_LOCK(st);
         _cleanup_(stmt_resetp) sqlite3_stmt *s = NULL;
-        struct cta_mig_row *rows = NULL;
-        size_t n = 0, cap = 0;
-        int r;
-
-        r = stmt_get(st, S_MIG_UNFINISHED, &s, err);
+        int r = stmt_get(st, S_MIG_UNFINISHED, &s, err);
         if (r < 0)
                 return r;
-        for (;;) {
-                r = stmt_step(st, s, "list migrations", err);
-                if (r <= 0)
-                        break;
-                if (n == cap) {
-                        cap = cap ? cap * 2 : 8;
-                        rows = cta_xrealloc(rows, cap * sizeof(*rows));
-                }
-                r = mig_row_read(st, s, &rows[n], err);
-                if (r < 0)
-                        break;
-                n++;
-        }
-        if (r < 0) {
-                cta_mig_rows_free(rows, n);
-                return r;
-        }
-        *ret_rows = rows;
-        *ret_n = n;
-        return 0;
+        return stmt_collect(st, s, "list migrations", sizeof(**ret_rows), mig_row_read_any,
+                            mig_rows_free_any, (void **)ret_rows, ret_n, err);
 }
