@@ -25,6 +25,7 @@
 #include "cli/cmd_ct.h"
 #include "cli/cmd_migrate.h"
 #include "cli/conn.h"
+#include "cli/known_nodes.h"
 #include "cli/progress.h"
 #include "net/client.h"
 #include "proto/packet.h"
@@ -93,7 +94,12 @@ int cli_mig_spec_from_opts(const struct cli_opts *o, struct cli_mig_spec *s,
         }
         if ((v = cli_opt(o, "dst-user")) && !*v)
                 return cta_error_set(err, CTA_E_INVALID, 0, "--dst-user needs a name");
-        if (cli_opt(o, "dst-fingerprint")) {
+        if ((v = cli_opt(o, "dst-fingerprint"))) {
+                if (!cli_kn_fingerprint_valid(v))
+                        return cta_error_set(err, CTA_E_INVALID, 0,
+                                             "bad --dst-fingerprint '%s': want SHA256: and 32 "
+                                             "colon-separated hex bytes",
+                                             v);
                 if (s->dst_plain)
                         return cta_error_set(err, CTA_E_INVALID, 0,
                                              "--dst-fingerprint needs TLS; drop --dst-plain");
@@ -365,8 +371,11 @@ static int mig_resolve(struct cli_ctx *ctx, const char *what, struct mig_ct *ct)
                         cta_error_free(ambiguous);
                         return rc;
                 }
-                if (ambiguous)
+                if (ambiguous) {
+                        free(ct->label);
+                        ct->label = NULL;
                         return cli_fail_err(ctx, CLI_FAIL_REMOTE, ambiguous);
+                }
                 if (rc && found++) {
                         _cleanup_free_ char *w = cli_clean_text(what);
                         free(hit.label);
@@ -568,13 +577,11 @@ struct mig_run {
         struct cli_ctx *ctx;
         struct cli_conn *c;
         const char *req_id;
-        const char *eid;
         char cancel_id[24];
         bool show;  /* progress display (not --xml) */
         struct cli_progress bar;
         uint64_t start_ms, copy_start_ms, copy_end_ms;
         uint64_t total;
-        bool cancel_refused;
 };
 
 static void mig_note(struct mig_run *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -584,8 +591,10 @@ static void mig_note(struct mig_run *m, const char *fmt, ...)
 {
         va_list ap;
 
-        if (m->show)
+        if (m->show) {
                 cli_progress_clear(&m->bar);
+                fflush(m->bar.out);
+        }
         fputs("ctagent: ", stderr);
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
@@ -743,14 +752,13 @@ static int mig_call(struct mig_run *m, struct cli_req *r, struct cta_resp **ret)
                         /* Most likely the migration ended meanwhile; its reply follows. */
                         _cleanup_free_ char *msg = cli_clean_text(resp->error_message);
                         mig_note(m, "the node did not take the cancel: %s", msg);
-                        m->cancel_refused = true;
                 }
                 cta_resp_free(resp);
         }
 }
 
-static int mig_run_call(struct cli_ctx *ctx, struct cli_req *r, const char *eid,
-                        struct mig_run *m, struct cta_resp **ret)
+static int mig_run_call(struct cli_ctx *ctx, struct cli_req *r, struct mig_run *m,
+                        struct cta_resp **ret)
 {
         struct sigaction sa = { .sa_handler = mig_on_signal }, old_int, old_term;
         int rc;
@@ -759,7 +767,6 @@ static int mig_run_call(struct cli_ctx *ctx, struct cli_req *r, const char *eid,
         m->ctx = ctx;
         m->c = ctx->conn;
         m->req_id = r->id;
-        m->eid = eid;
         m->show = !ctx->o->xml;
         if (m->show) {
                 cli_progress_init(&m->bar, stdout, ctx->stdout_tty, 0);
@@ -882,7 +889,7 @@ static int cmd_migrate(struct cli_ctx *ctx)
                        ctx->conn->key, dst_label, otp ? " with a one-time pass" : "");
                 fflush(stdout);
         }
-        rc = mig_run_call(ctx, &r, ct.eid, &m, &resp);
+        rc = mig_run_call(ctx, &r, &m, &resp);
         cli_req_done(&r);
         if (rc < 0) {
                 if (ctx->fail == CLI_FAIL_CONN)
@@ -962,7 +969,8 @@ const struct cli_command cli_cmds_migrate[] = {
                         "  ctagent -H node1 migrate web node2 --one-time-pass\n"
                         "  ctagent -H node1 migrate 101 node2:4434 --dst-user admin \\\n"
                         "          --dst-password-file ~/.node2-pw --remove\n"
-                        "  ctagent migrate web 10.0.0.2 --new-veid 205 --new-name web-b --nostart\n",
+                        "  ctagent migrate web 10.0.0.2 --new-veid 205 --new-name web-b \\\n"
+                        "          --nostart\n",
                 .min_args = 2,
                 .max_args = 2,
                 .opts = migrate_opts,

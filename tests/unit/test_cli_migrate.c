@@ -19,6 +19,9 @@
 #include "util/util.h"
 
 #define EID1 "3b0c8a54-1d2e-4f60-8a71-9c0d1e2f3a4b"
+#define FP                                                                                 \
+        "SHA256:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:"                          \
+        "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF"
 #define PASS "6f1d2c3b-4a59-4e8f-9d0c-1b2a3c4d5e6f"
 
 static const struct cli_command *const groups[] = { cli_cmds_migrate, NULL };
@@ -60,8 +63,15 @@ TEST(spec__destination_and_options)
         ASSERT_TRUE(streq(s.dst_host, "node-b.example"));
         ASSERT_INT_EQ(s.dst_port, 44342);
         ASSERT_TRUE(s.force && s.nostart && s.remove && s.has_new_veid);
+        ASSERT_TRUE(cli_opt(&o, "dst-fingerprint") == NULL);
         ASSERT_TRUE(s.new_veid == 205);
         ASSERT_TRUE(streq(s.new_name, "web-b") && streq(s.new_private, "/srv/ct/205"));
+        cli_opts_done(&o);
+
+        ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "web", "h", "--one-time-pass",
+                              "--dst-fingerprint", FP, NULL),
+                      0);
+        ASSERT_TRUE(streq(cli_opt(&o, "dst-fingerprint"), FP));
         cli_opts_done(&o);
 
         /* --dst-plain: port 4433 by default, an explicit one stays. */
@@ -87,7 +97,9 @@ TEST(spec__usage_errors)
                 { "--new-name", "" },
                 { "--dst-user", "" },
                 { "--dst-fingerprint", "SHA256:00" }, /* without --one-time-pass */
-                { "--dst-plain", "--one-time-pass", "--dst-fingerprint", "SHA256:00" },
+                { "--dst-plain", "--one-time-pass", "--dst-fingerprint", FP },
+                { "--one-time-pass", "--dst-fingerprint", "SHA256:00" },
+                { "--dst-fingerprint", FP }, /* without --one-time-pass */
         };
         static const char *const bad_dst[] = { "host:0", "host:99999", ":4434", "[::1" };
         struct cli_opts o;
@@ -263,7 +275,8 @@ static struct cta_resp *progress_packet(bool vendor, const char *phase, const ch
         struct cta_resp *resp = NULL;
 
         cta_reply_set_vendor_forms(vendor);
-        if (cta_progress_frame(&b, &h, &p) < 0 || cta_resp_parse(b.data, b.len - 1, &resp, NULL) < 0)
+        if (cta_progress_frame(&b, &h, &p) < 0 ||
+            cta_resp_parse(b.data, b.len - 1, &resp, NULL) < 0)
                 resp = NULL;
         cta_reply_set_vendor_forms(false);
         cta_buf_done(&b);
