@@ -229,6 +229,16 @@ int ct_write_hostname(const char *root, const char *hostname, struct cta_error *
                         return 0;
                 return cta_error_errno(err, CTA_E_IO, "open '%s/etc'", root);
         }
+        /* Leave a file that already says it alone: a migrated container's
+         * private area must arrive exactly as it left (mode, times, xattrs). */
+        {
+                char cur[300];
+                _cleanup_close_ int rfd = openat(etcfd, "hostname",
+                                                 O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                ssize_t n = rfd >= 0 ? read(rfd, cur, sizeof(cur)) : -1;
+                if (n >= 0 && (size_t)n == strlen(line) && memcmp(cur, line, (size_t)n) == 0)
+                        return 0;
+        }
         (void)unlinkat(etcfd, tmpname, 0);
         fd = openat(etcfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0)

@@ -89,6 +89,7 @@ struct cta_session {
         bool serial_busy;
         struct cta_call *inflight; /* job calls, for system/cancel */
         struct cta_chanq *binsink; /* where binary frames go (an open migration stream) */
+        bool bin_discard; /* the stream failed: drop frames still in flight until the source reacts */
         char **subs;
         size_t nsubs;
 };

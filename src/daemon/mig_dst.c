@@ -488,6 +488,7 @@ static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
                 return cta_error_set(err, CTA_E_BUSY, 0, "ctamig: a stream is already open");
         m->q = cta_chanq_new(call->s->conn, CTA_MIG_QUEUE_MAX);
         call->s->binsink = m->q;
+        call->s->bin_discard = false;
         m->state = D_STREAMING;
         call->ctx = m;
         journal(m->d, m, "receiving", NULL);
@@ -526,8 +527,12 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
 static int mig_stream_finish(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
-        if (call->s->binsink == m->q)
+        if (call->s->binsink == m->q) {
                 call->s->binsink = NULL;
+                /* The source may still have frames in flight when we refuse: drop
+                 * them quietly so our error reply reaches it, not a closed link. */
+                call->s->bin_discard = call->result < 0;
+        }
         cta_chanq_close(m->q, -CTA_E_MIG_STREAM);
         if (call->result < 0) {
                 /* The receiver already removed (or kept) the staging area. */
@@ -542,7 +547,7 @@ static int mig_stream_finish(struct cta_call *call, struct cta_error **err)
 int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len)
 {
         if (!s->binsink)
-                return -CTA_E_PROTO;
+                return s->bin_discard ? 0 : -CTA_E_PROTO;
         return cta_chanq_push(s->binsink, data, len);
 }
 
@@ -667,15 +672,18 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         }
         free(row.config_json);
         row.config_json = NULL;
-        journal(d, m, "done", b.data);
+        /* From here this node owns the container. "committed" is unfinished
+         * on purpose: if we die before the start, recovery starts it. */
+        bool want_start = start && !m->force_used;
+        cta_kv_add(&b, "start", want_start ? "1" : "0");
+        journal(d, m, "committed", b.data);
         cta_fault_point("dst_after_commit");
-        /* From here this node owns the container. */
         log_notice("migration %s: container %s committed at %s", m->id, m->eid,
                    m->private_path);
 
         bool started = false;
         _cleanup_(cta_error_freep) struct cta_error *serr = NULL;
-        if (start && !m->force_used) {
+        if (want_start) {
                 struct cta_ct_row cur = { 0 };
                 if (cta_store_ct_get(d->store, m->eid, &cur, &serr) == 0) {
                         started = cta_envm_start_row(d, &cur, &serr) == 0;
@@ -685,6 +693,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
                         log_error("migration %s: container %s did not start: %s", m->id,
                                   m->eid, cta_error_msg(serr));
         }
+        journal(d, m, "done", b.data);
         m->state = D_DONE;
         struct cta_xw *w = cta_call_begin_result(call);
         const char *p = cta_reply_op_prefix(w);
@@ -762,16 +771,22 @@ static int mig_status(struct cta_call *call, struct cta_error **err)
                 return cta_error_set(err, CTA_E_AUTH_FAILED, 0, "ctamig: unknown migration or token");
         _cleanup_free_ char *want = cta_kv_get(row.detail, "token");
         bool ok = token && want && token_eq(token, want) && streq(row.role, CTA_MIG_ROLE_DST);
-        const char *state = streq(row.state, "done") ? "committed"
+        const char *state = streq(row.state, "done") || streq(row.state, "committed")
+                                    ? "committed"
                             : streq(row.state, "committing") ? "committing"
                             : streq(row.state, "failed") ? "aborted"
                                                           : "open";
+        struct cta_ct_row ct = { 0 };
+        bool running = cta_store_ct_get(d->store, row.ct_eid, &ct, NULL) == 0 &&
+                       ct.state == CTA_CT_RUNNING;
+        cta_ct_row_done(&ct);
         cta_mig_row_done(&row);
         if (!ok)
                 return cta_error_set(err, CTA_E_AUTH_FAILED, 0, "ctamig: unknown migration or token");
         struct cta_xw *w = cta_call_begin_result(call);
         char qn[80];
         cta_xw_text(w, cta_xw_qname(qn, cta_reply_op_prefix(w), "state"), state);
+        cta_xw_int(w, cta_xw_qname(qn, cta_reply_op_prefix(w), "running"), running);
         return cta_call_end_result(call, err);
 }
 
@@ -858,6 +873,21 @@ static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
                 }
                 free(ct.config_json);
                 log_error("recover: migration %s: %s", row->id, cta_error_msg(err));
+                return;
+        }
+        if (streq(row->state, "committed") &&
+            cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) == 0) {
+                /* Committed, but we died before starting it as asked. */
+                _cleanup_free_ char *start = cta_kv_get(row->detail, "start");
+                if (start && streq(start, "1") && ct.state == CTA_CT_DOWN &&
+                    cta_envm_start_row(d, &ct, &err) < 0)
+                        log_error("recover: migration %s: start %s: %s", row->id, row->ct_eid,
+                                  cta_error_msg(err));
+                cta_ct_row_done(&ct);
+                (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
+                                        "done", row->detail, NULL);
+                log_warning("recover: migration %s: container %s is committed here%s", row->id,
+                            row->ct_eid, start && streq(start, "1") ? " and was started" : "");
                 return;
         }
         if (streq(row->state, "committing") &&

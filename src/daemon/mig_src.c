@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -342,10 +343,21 @@ static void on_copy_progress(void *ud, uint64_t done, uint64_t total, uint64_t f
 }
 
 /* Binary frames to the destination: the tree stream's transport. */
+/* The destination only speaks during the stream to refuse it: once it has,
+ * stop sending, and let the caller read why. */
+static bool peer_has_spoken(struct peer *p)
+{
+        struct pollfd pfd = { .fd = cta_client_fd(p->c), .events = POLLIN };
+        return cta_client_pending(p->c) > 0 || cta_framer_pending(&p->fr) > 0 ||
+               (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)));
+}
+
 static ssize_t peer_stream_write(void *ctx, const void *buf, size_t len)
 {
         struct peer *p = ctx;
         const char *b = buf;
+        if (peer_has_spoken(p))
+                return -CTA_E_MIG_LINK_LOST;
         while (len) {
                 size_t n = len > CTA_BINFRAME_MAX ? CTA_BINFRAME_MAX : len;
                 uint8_t hdr[CTA_BINFRAME_HDR];
@@ -587,7 +599,8 @@ static void restore(struct cta_daemon *d, struct cta_ct_row *row, bool was_runni
                           row->eid, cta_error_msg(err));
 }
 
-/* Ask the destination whether migration id committed: 1 yes, 0 no, < 0 unknown. */
+/* Ask the destination whether migration id committed: 2 yes and the container
+ * runs there, 1 yes, 0 no, < 0 unknown. */
 static int ask_status(struct cta_daemon *d, const char *host, uint16_t port, bool tls,
                       const char *id, const char *token)
 {
@@ -609,8 +622,9 @@ static int ask_status(struct cta_daemon *d, const char *host, uint16_t port, boo
                 return cta_error_code(err) == CTA_E_AUTH_FAILED ? 0 : -1;
         }
         const char *state = resp->op_node ? cta_xnode_ctext(resp->op_node, "state") : NULL;
+        const char *running = resp->op_node ? cta_xnode_ctext(resp->op_node, "running") : NULL;
         if (state && streq(state, "committed"))
-                return 1;
+                return running && streq(running, "1") ? 2 : 1;
         if (state && (streq(state, "aborted") || streq(state, "open")))
                 return 0;
         return -1; /* "committing": ask again */
@@ -705,9 +719,10 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                         cta_envm_unlock(d, m->row.eid);
                         return cta_error_wrap(err, "migration outcome unknown");
                 }
-                if (st == 1) {
+                if (st >= 1) {
                         cta_error_free(*err);
                         *err = NULL;
+                        started = st == 2;
                         r = 0;
                 }
         }
@@ -862,6 +877,8 @@ void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *jr)
                 owner = host && token ? ask_status(d, host, (uint16_t)port, tls && streq(tls, "1"),
                                                    jr->id, token)
                                       : 0;
+                if (owner > 1)
+                        owner = 1;
                 if (owner < 0) {
                         log_error("recover: migration %s of %s: the destination %s cannot tell "
                                   "whether it committed; the container stays stopped here "
