@@ -1,89 +1,563 @@
 """relocator/migrate_v2v between two real agents over TLS on loopback, with real LXC
 containers: the seed's request, fidelity of the private area, progress packets, options,
-and the failure matrix (nothing lost, exactly one owner, a retry that succeeds).
+the failure matrix (nothing lost, exactly one owner, a retry that succeeds), crashes of either
+agent at the CTA_FAULT points of src/daemon/mig.h, cancel, and concurrency.
 
-Needs root (skipped otherwise). Fixtures: ctfixtures.py on top of conftest.py.
+Needs root (skipped otherwise). Fixtures: ctfixtures.py on top of conftest.py, and
+migfixtures.py (node pairs, fault injection, manifests).
 """
 
 import os
-import subprocess
+import socket
 import time
 
 import pytest
 
 import ctahelpers as H
 import ctfixtures as F
-from ctfixtures import ct_admin, ct_nodes, ct_template_dir  # noqa: F401 (fixtures)
-from test_containers import create, get_info, lifecycle, ok, status
+import migfixtures as M
+from ctfixtures import ct_nodes, ct_template_dir  # noqa: F401 (fixtures)
+from migfixtures import ct_admin  # noqa: F401 (fixture, see there why not ctfixtures')
+from test_containers import create, lifecycle
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs real LXC containers"),
 ]
 
-MIG_TIMEOUT = 120.0
+E_CANCELLED, E_BUSY = 107, 110
+E_DST_CONNECT, E_DST_LOGIN, E_CHECK, E_NO_SPACE = 501, 502, 503, 504
+MIB = 1 << 20
+SLOW = 40  # percent of one CPU for a destination that must take a few seconds to receive
 
 
-def seed_request(dst, eid, admin, *, options="<force/><nostart/><type>0</type>",
-                 login=None, password=None, id=None):
-    """The seed's migrate_v2v, as written, with the address, port and credentials of the
-    test's destination node (the seed's 192.168.0.240 is not ours to reach)."""
-    host, port = dst.node.tls_addr
-    name = login[0] if login else H.b64(admin.admin)
-    realm = login[1] if login else H.REALM_SYSTEM
-    pw = "<password>%s</password>" % H.b64(admin.admin_pw if password is None else password)
-    if password == "":
-        pw = ""
-    body = ("<migrate_v2v><options>%s</options><eid>%s</eid><dst><protocol>SSL</protocol>"
-            "<address>%s</address><login><name>%s</name><realm>%s</realm></login>%s"
-            "<port>%d</port></dst></migrate_v2v>" % (options, eid, host, name, realm, pw, port))
-    return H.packet("<relocator>%s</relocator>" % body, target="relocator",
-                    attrs={"progress": "on"}, id=id or H.new_id("mig"))
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+def logs(p):
+    return "\n--- src log ---\n%s\n--- dst log ---\n%s" % (p.src.log_excerpt(60),
+                                                          p.dst.log_excerpt(60))
 
 
-def migrate(c, pkt, timeout=MIG_TIMEOUT):
-    """Send migrate_v2v; return (final reply, progress packets)."""
-    c.send(pkt)
-    progress = []
-    deadline = time.time() + timeout
-    while True:
-        r = c.recv(timeout=max(1.0, deadline - time.time()))
-        if r.is_progress:
-            progress.append(r)
-            continue
-        return r, progress
+def expect_ok(m, p, what="migration"):
+    r = m.reply
+    assert r.error is None, "%s failed: %r\n--- request ---\n%s\n--- reply ---\n%s%s" % (
+        what, r.error, m.pkt, r.text, logs(p))
+    assert r.is_ok, "%s: neither ok nor error:\n%s" % (what, r.text)
+    return r
 
 
-def tree_same(a, b):
-    """Byte-for-byte metadata + content comparison with rsync's dry-run itemizer is not
-    available everywhere; compare with the engine's own independent walk instead."""
-    out = subprocess.run(["diff", "-r", "--no-dereference", a, b], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT)
-    return out.returncode == 0, out.stdout.decode("utf-8", "replace")[:2000]
+def expect_code(m, p, code, what="migration"):
+    r = m.reply
+    assert r.code == code, "%s: expected error %s, got %r\n--- request ---\n%s\n--- reply " \
+        "---\n%s%s" % (what, code, r.error, m.pkt, r.text, logs(p))
+    return r
 
 
-def test_seed_request_migrates_running_container(ct_nodes, ct_admin):
-    src = ct_nodes.start(host="127.0.0.11")
-    dst = ct_nodes.start(host="127.0.0.12")
-    with src.client() as ca:
+def new_ct(p, c, veid, *, running=True, data_mb=0, name=None, ip_host=None):
+    """A busybox container on the source; data_mb MiB of data in /data.bin."""
+    _, env = create(c, name=name or "ct%d" % veid, hostname="h%d.example.test" % veid,
+                    veid=veid, ip=p.src.ip(ip_host or (veid % 200 + 2)))
+    eid = env["eid"]
+    if data_mb:
+        M.fill(os.path.join(p.src.private_root, str(veid), "data.bin"), data_mb)
+    if running:
+        lifecycle(c, "start", eid)
+    return eid
+
+
+def migrated_path(ct, veid):
+    return os.path.join(ct.private_root, "%d.migrated" % veid)
+
+
+def retry_succeeds(p, c, eid, veid, what, options="<type>0</type>"):
+    """The retry after a failure: migrates the container (running on the source) and it runs
+    on the destination, gone from the source."""
+    m = M.migrate(c, M.mig_packet(p.dst, eid, p.admin, options=options))
+    expect_ok(m, p, "retry after %s" % what)
+    M.assert_owner(p.dst, p.src, eid, veid, running=True, what="after the retry (%s)" % what)
+    assert os.path.isdir(migrated_path(p.src, veid)), "%s: no .migrated on the source" % what
+
+
+def closed_port(host):
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. The seed's request and fidelity
+
+def test_seed_request_migrates_running_container(ct_nodes, ct_admin, xsd):
+    """The seed's request as written (force, nostart, type 0; only eid, address, port and
+    credentials replaced): a running container with a rich
+    private area moves; it is stopped on the destination (nostart), identical to the byte, the
+    owner, the ns mtime, the xattr, the ACL, the hard link and the hole; gone from the source
+    (get_info, registry, LXC config) whose private area is renamed .migrated; same eid."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
         _, env = create(ca, name="web01", hostname="web01.example.test", veid=101,
-                        ip=src.ip(2))
+                        ip=p.src.ip(2), description="customer's web server")
         eid = env["eid"]
         lifecycle(ca, "start", eid)
-        priv = os.path.join(src.private_root, "101")
+        priv = os.path.join(p.src.private_root, "101")
+        rich = os.path.join(priv, "rich")
+        M.build_rich_tree(rich)
         with open(os.path.join(priv, "root", "data.txt"), "w") as f:
             f.write("customer data\n")
-        r, progress = migrate(ca, seed_request(dst, eid, ct_admin,
-                                                options="<type>0</type>"))
-        assert r.error is None, "migration failed: %r\n%s\n--- src log ---\n%s\n--- dst log " \
-            "---\n%s" % (r.error, r.text, src.log_excerpt(), dst.log_excerpt())
-        assert progress, "no progress packets"
-        # Gone from the source, private area renamed.
-        assert status(ca, eid) is None
+        before = M.manifest(rich)
+        acl_before = M.getfacl(rich)
+        sparse_blocks = os.lstat(os.path.join(rich, "sparse.img")).st_blocks
+
+        m = M.migrate(ca, M.seed_literal(p.dst, eid, ct_admin))
+        expect_ok(m, p)
+        H.assert_valid(m.reply, "migrate_v2v reply")
+        assert "<force/>" in m.pkt and "<nostart/>" in m.pkt and "<type>0</type>" in m.pkt
+        # no id in the seed's packet: no progress packets (spec 4.1: progress="on" and an id)
+        assert m.progress == [], [r.text for _, r in m.progress]
+        # Gone from the source: get_info, registry, LXC config; private area renamed.
+        assert M.info(ca, eid) is None
+        assert M.db_rows(p.src, eid) == 0
+        assert not os.path.exists(os.path.join(p.src.lxcpath, p.src.lxc_name(101)))
         assert not os.path.exists(priv)
         assert os.path.isdir(priv + ".migrated")
-    with dst.client() as cb:
-        assert status(cb, eid) == (F.ST_RUNNING, 0)
-        dpriv = os.path.join(dst.private_root, "101")
-        with open(os.path.join(dpriv, "root", "data.txt")) as f:
-            assert f.read() == "customer data\n"
+        assert p.src.init_pid(101) is None
+
+    # nostart: whole on the destination, stopped.
+    M.assert_owner(p.dst, p.src, eid, 101, running=False, what="after the seed request")
+    dpriv = os.path.join(p.dst.private_root, "101")
+    # The whole private area equals what the source had (it is frozen as .migrated).
+    diff = M.manifest_diff(M.manifest(priv + ".migrated"), M.manifest(dpriv))
+    assert diff == [], "destination private area differs from the source's:\n" + \
+        "\n".join(diff[:40])
+    # The rich tree equals the snapshot taken before the migration.
+    after = M.manifest(os.path.join(dpriv, "rich"))
+    diff = M.manifest_diff(before, after)
+    assert diff == [], "rich tree differs after the migration:\n" + "\n".join(diff[:40])
+    assert M.getfacl(os.path.join(dpriv, "rich")) == acl_before
+    # spot checks, independent of the manifest code
+    sp = os.lstat(os.path.join(dpriv, "rich", "sparse.img"))
+    assert sp.st_size == 1 << 30 and sp.st_blocks * 512 < 16 * MIB, \
+        "the sparse file is no longer sparse: %d blocks (source had %d)" % (sp.st_blocks,
+                                                                             sparse_blocks)
+    a = os.lstat(os.path.join(dpriv, "rich", "a", "linked"))
+    b = os.lstat(os.path.join(dpriv, "rich", "b", "deep", "er", "link2"))
+    assert (a.st_ino, a.st_nlink) == (b.st_ino, 3)
+    assert os.getxattr(os.path.join(dpriv, "rich", "a", "plain.txt"), "user.note") == \
+        b"migrated with care"
+    rc, out = F.run(["getcap", os.path.join(dpriv, "rich", "a", "suid")])
+    assert "cap_net_bind_service" in out and "cap_net_raw" in out, out
+    st = os.lstat(os.path.join(dpriv, "rich", "a", "suid"))
+    assert st.st_mode & 0o7777 == 0o4755 and st.st_gid == 4000000000
+    with open(os.path.join(dpriv, "root", "data.txt")) as f:
+        assert f.read() == "customer data\n"
+
+    with p.dst.client() as cb:
+        # same eid, same configuration
+        r = cb.call(F.envm_packet("<get_info><eid>%s</eid><config/></get_info>" % eid))
+        envs = F.env_dicts(r)
+        assert [e["eid"].lower() for e in envs] == [eid.lower()], r.text
+        assert envs[0].get("name") == "web01" and envs[0].get("hostname") == \
+            "web01.example.test", r.text
+        assert (p.src.ip(2), "255.255.255.0") in envs[0]["addresses"], r.text
+        # and it works there
+        lifecycle(cb, "start", eid)
+        assert M.info(cb, eid) == (F.ST_RUNNING, 0)
+        assert p.dst.init_pid(101)
+
+
+def test_etc_hostname_untouched(ct_nodes, ct_admin):
+    """Every file of the private area arrives as it was, etc/hostname included."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 101, running=False)
+        priv = os.path.join(p.src.private_root, "101")
+        hn = os.path.join(priv, "etc", "hostname")
+        os.setxattr(hn, "user.owner-note", b"set by the container's admin")
+        os.chmod(hn, 0o640)
+        os.utime(hn, ns=(10**18, 10**18))
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin))
+        expect_ok(m, p)
+    diff = M.manifest_diff(M.manifest(priv + ".migrated"),
+                           M.manifest(os.path.join(p.dst.private_root, "101")))
+    assert diff == [], "\n".join(diff)
+
+
+def test_without_options_runs_on_destination_remove_and_stopped(ct_nodes, ct_admin):
+    """No <options> at all: a running container runs on the destination. <remove>true</remove>
+    deletes the source's private area. A stopped container stays stopped."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        e1 = new_ct(p, ca, 101)
+        e2 = new_ct(p, ca, 102, running=False)
+        rich = os.path.join(p.src.private_root, "101", "rich")
+        M.build_rich_tree(rich)
+        before = M.manifest(rich)
+
+        m = M.migrate(ca, M.mig_packet(p.dst, e1, ct_admin, options=None))
+        expect_ok(m, p, "migrate without options")
+        m = M.migrate(ca, M.mig_packet(p.dst, e2, ct_admin,
+                                       options="<remove>true</remove><type>0</type>"))
+        expect_ok(m, p, "migrate with remove")
+    M.assert_owner(p.dst, p.src, e1, 101, running=True, what="without options")
+    F.pid_alive(p.dst.init_pid(101))
+    diff = M.manifest_diff(before, M.manifest(os.path.join(p.dst.private_root, "101", "rich")))
+    assert diff == [], "\n".join(diff[:40])
+    assert os.path.isdir(migrated_path(p.src, 101))
+    M.assert_owner(p.dst, p.src, e2, 102, running=False, what="stopped, with remove")
+    assert not os.path.exists(migrated_path(p.src, 102)), "remove kept the private area"
+    assert sorted(os.listdir(p.src.private_root)) == ["101.migrated"], \
+        os.listdir(p.src.private_root)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Progress packets
+
+def test_progress_packets(ct_nodes, ct_admin, xsd):
+    """~300 MB: progress 1, then 2s with non-decreasing percent, then 3, each type 1 /
+    priority 4000 / the request id / op relocator.migrate_v2v / the eid, XSD-valid, at least
+    one a second while data flows; the final reply after them."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 101, data_mb=300)
+        with M.SlowCpu(p.dst, SLOW):
+            m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        expect_ok(m, p)
+        t_reply = time.monotonic()
+        # nothing of this migration after the final reply
+        r = ca.ping()
+        assert r.is_ok and not r.is_progress, r.text
+    assert len(m.progress) >= 4, [M.progress_params(r) for _, r in m.progress]
+    params = []
+    for t, r in m.progress:
+        pp = M.progress_params(r)
+        params.append(pp)
+        what = "progress packet %s" % pp
+        assert r.root.get("type") == "1", what + r.text
+        assert r.root.get("priority") == "4000", what + r.text
+        assert r.id == m.id, what + r.text
+        assert r.origin == "relocator", r.text
+        assert pp.get("op") == "relocator.migrate_v2v", r.text
+        assert [e.lower() for e in pp["eids"]] == [eid.lower()], r.text
+        assert pp.get("eid", "").lower() == eid.lower(), r.text
+        assert "%eid%" in pp.get("template", ""), r.text
+        H.assert_valid(r, what)
+        assert t <= t_reply
+    statuses = [int(x["status"]) for x in params]
+    assert statuses[0] == 1 and statuses[-1] == 3, statuses
+    assert set(statuses[1:-1]) == {2}, statuses
+    percents = [int(x["percent"]) for x in params if x.get("percent") not in (None, "")]
+    mid = [int(x["percent"]) for x in params if x["status"] == "2"]
+    assert mid == sorted(mid), "percent goes backwards: %s" % mid
+    assert 0 <= min(percents) and max(percents) == 100, percents
+    assert int(params[-1]["percent"]) == 100
+    # percent from bytes done / bytes total
+    copying = [(t, x) for (t, _), x in zip(m.progress, params)
+               if x["status"] == "2" and x.get("phase", "").startswith("copying data,")]
+    assert len(copying) >= 3, params
+    total = int(copying[-1][1]["bytes_total"])
+    assert total >= 300 * MIB, params
+    for _, x in copying:
+        assert abs(int(x["percent"]) - int(x["bytes_done"]) * 100 // total) <= 1, x
+    assert any(0 < int(x["percent"]) < 100 for _, x in copying), params
+    # at least one a second while data flows: from the first copy packet to the last
+    times = [t for t, _ in copying]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    print("copy: %d progress packets over %.2f s, largest gap %.2f s" % (
+        len(times), times[-1] - times[0], max(gaps)), ["%.2f" % g for g in gaps])
+    assert max(gaps) <= 1.0, "progress gaps while copying: %s" % ["%.2f" % g for g in gaps]
+    assert times[-1] - times[0] >= 1.0, "the copy was too short to show the rate"
+    # the data arrived
+    assert M.content_hash(os.path.join(p.dst.private_root, "101", "data.bin")) == \
+        M.content_hash(os.path.join(migrated_path(p.src, 101), "data.bin"))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Failure matrix
+
+def test_wrong_password_and_unknown_port_then_retry(ct_nodes, ct_admin):
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 101)
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin, password="wrong-password",
+                                       options="<type>0</type>"))
+        expect_code(m, p, E_DST_LOGIN, "wrong destination password")
+        M.assert_owner(p.src, p.dst, eid, 101, running=True, what="after a wrong password")
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin, port=closed_port("127.0.0.12"),
+                                       options="<type>0</type>"))
+        expect_code(m, p, E_DST_CONNECT, "unknown destination port")
+        M.assert_owner(p.src, p.dst, eid, 101, running=True, what="after an unknown port")
+        retry_succeeds(p, ca, eid, 101, "a wrong password and an unknown port")
+
+
+class SmallFs:
+    """A tmpfs of `size` on the destination's private root, mounted before its daemon
+    starts (Pair's before_dst) and lazily unmounted at the end."""
+
+    def __init__(self, size="50m"):
+        self.size, self.path = size, None
+
+    def __call__(self, dst):
+        d = dst.private_root
+        os.makedirs(d, exist_ok=True)
+        F.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % self.size, "cta-mig-full",
+               d], check=True)
+        self.path = d
+
+    def grow(self, size):
+        F.run(["mount", "-o", "remount,size=%s" % size, self.path], check=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        if self.path:
+            F.run(["umount", "-l", self.path])
+
+
+def test_destination_full_then_retry(ct_nodes, ct_admin):
+    """The destination's private root is a 50 MiB tmpfs; an 80 MiB container is refused with
+    504 before any data moves. Forced past that check, the copy fills the disk: an error,
+    rolled back, nothing left. After the file system grows the retry succeeds."""
+    with SmallFs("50m") as fs:
+        p = M.Pair(ct_nodes, ct_admin, before_dst=fs)
+        with p.src.client() as ca:
+            eid = new_ct(p, ca, 101, data_mb=80)
+            m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+            r = m.reply
+            assert r.code == E_NO_SPACE, "expected 504, got %r\n%s%s" % (r.error, r.text,
+                                                                        logs(p))
+            assert "space" in r.error[1], r.error
+            M.assert_owner(p.src, p.dst, eid, 101, running=True, what="destination full")
+            # before any data moved: nothing ever written there, the copy never started
+            assert os.listdir(fs.path) == [], os.listdir(fs.path)
+            assert "received" not in p.dst.node.log()
+            assert not [x for _, x in m.progress
+                        if M.progress_params(x).get("phase", "").startswith("copying")]
+            # forced past the check: the disk fills mid-copy
+            m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin,
+                                           options="<force/><type>0</type>"))
+            assert m.reply.error is not None, "80 MiB fitted in 50 MiB?\n" + m.reply.text
+            M.assert_owner(p.src, p.dst, eid, 101, running=True, what="forced into a full fs")
+            assert os.listdir(fs.path) == [], os.listdir(fs.path)
+            fs.grow("400m")
+            retry_succeeds(p, ca, eid, 101, "a full destination")
+
+
+def test_refusal_reason_reaches_the_source(ct_nodes, ct_admin):
+    with SmallFs("50m") as fs:
+        p = M.Pair(ct_nodes, ct_admin, before_dst=fs)
+        with p.src.client() as ca:
+            eid = new_ct(p, ca, 101, data_mb=80, running=False)
+            m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin,
+                                           options="<force/><type>0</type>"))
+    assert m.reply.code == E_NO_SPACE or "space" in (m.reply.error or (0, ""))[1], \
+        m.reply.error
+
+
+def test_veid_name_ip_clash_then_force_and_retry(ct_nodes, ct_admin):
+    """A destination container with the same veid, name and IP: 503 listing every problem at
+    once; force does not override veid/name. An IP clash alone: 503; with <force/> it moves
+    but is not started on the destination."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca, p.dst.client() as cb:
+        e1 = new_ct(p, ca, 101, name="clash", ip_host=7)
+        ip = p.src.ip(7)
+        _, env = create(cb, name="clash", veid=101, ip=ip)
+        other = env["eid"]
+        m = M.migrate(ca, M.mig_packet(p.dst, e1, ct_admin, options="<type>0</type>"))
+        r = expect_code(m, p, E_CHECK, "veid+name+ip clash")
+        msg = r.error[1]
+        assert "veid 101" in msg and "clash" in msg and ip in msg, \
+            "not every problem reported at once: %r" % msg
+        M.assert_owner(p.src, p.dst, e1, 101, running=True, what="veid clash",
+                       other_uses_veid=True)
+        assert M.info(cb, other) == (F.ST_DOWN, 0)
+        m = M.migrate(ca, M.mig_packet(p.dst, e1, ct_admin))  # seed: force + nostart
+        r = expect_code(m, p, E_CHECK, "veid clash with force")
+        assert "veid 101" in r.error[1], r.error
+        M.assert_owner(p.src, p.dst, e1, 101, running=True, what="veid clash, force",
+                       other_uses_veid=True)
+
+        # IP clash only: another veid and name on the destination
+        lifecycle(cb, "destroy", other)
+        _, env = create(cb, name="ipuser", veid=150, ip=ip)
+        other = env["eid"]
+        m = M.migrate(ca, M.mig_packet(p.dst, e1, ct_admin, options="<type>0</type>"))
+        r = expect_code(m, p, E_CHECK, "ip clash")
+        assert ip in r.error[1] and "veid 101" not in r.error[1], r.error
+        M.assert_owner(p.src, p.dst, e1, 101, running=True, what="ip clash")
+        # force overrides it; the container is not started on the destination
+        m = M.migrate(ca, M.mig_packet(p.dst, e1, ct_admin, options="<force/><type>0</type>"))
+        expect_ok(m, p, "ip clash with force")
+        M.assert_owner(p.dst, p.src, e1, 101, running=False, what="ip clash, forced")
+        assert "forced past" in p.dst.node.log()
+        assert M.info(cb, other) == (F.ST_DOWN, 0)
+
+    # a retry after the refusals, of a second container to the same destination
+    with p.src.client() as ca:
+        e2 = new_ct(p, ca, 102)
+        retry_succeeds(p, ca, e2, 102, "clashes")
+
+
+def test_connection_cut_mid_stream(ct_nodes, ct_admin, xsd):
+    """kill -9 of the destination while it receives: the source reports an error and runs the
+    container again; the restarted destination has no staging left; the retry succeeds. While
+    the migration hangs, the container is locked: a second migrate or a stop gets 110."""
+    p = M.Pair(ct_nodes, ct_admin, dst_fault="dst_mid_receive")
+    with p.src.client() as ca, p.src.client() as ca2:
+        eid = new_ct(p, ca, 101, data_mb=40)
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.dst, "dst_mid_receive")
+        # locked on the source while it migrates
+        m2 = M.migrate(ca2, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        expect_code(m2, p, E_BUSY, "second migrate of the same container")
+        r = ca2.call(F.envm_packet("<stop><eid>%s</eid></stop>" % eid))
+        assert r.code == E_BUSY, "stop during the migration: %r\n%s" % (r.error, r.text)
+        staging = M.staging_left(p.dst)
+        assert staging, "no staging area on the destination mid-stream"
+        p.dst.kill9()
+        r = mig.finish(60)
+        assert r.error is not None, "the migration succeeded without a destination:\n" + r.text
+        assert r.code in (508, 507), r.error
+        statuses = [M.progress_params(x)["status"] for _, x in mig.progress]
+        assert statuses[-1] == "4", statuses
+        H.assert_valid(mig.progress[-1][1], "the failure progress packet (status 4)")
+        M.disarm(p.dst)
+        M.restart(p.dst)
+        M.assert_owner(p.src, p.dst, eid, 101, running=True, what="after the cut")
+        assert ("dst", "failed") in M.journal_states(p.dst), M.journal_states(p.dst)
+        retry_succeeds(p, ca, eid, 101, "a cut connection")
+
+
+@pytest.mark.parametrize("point", ["src_after_hello", "src_mid_copy", "src_before_commit",
+                                   "src_after_commit"])
+def test_kill_source(ct_nodes, ct_admin, point):
+    """kill -9 of the source agent at a point, then restart on the same state dir: before the
+    commit the container is back and running on the source and the destination is clean;
+    after it the destination owns it and the source retires its copy."""
+    p = M.Pair(ct_nodes, ct_admin, src_fault=point)
+    mid = point == "src_mid_copy"
+    with p.src.client() as ca:
+        # mid-copy: enough data and a slow receiver that the copy is half done at the fault
+        eid = new_ct(p, ca, 101, data_mb=200 if mid else 8)
+        with M.SlowCpu(p.dst, SLOW):
+            M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+            M.wait_fault(p.src, point)
+            if mid:
+                got = M.tree_bytes(M.staging_left(p.dst))
+                assert 0 < got < 190 * MIB, "not mid-copy: %d bytes on the destination" % got
+            p.src.kill9()
+    committed = point == "src_after_commit"
+    if not committed:
+        # the destination saw the source go away and dropped what it had
+        ok = H.wait_for(lambda: not M.staging_left(p.dst) and M.db_rows(p.dst, eid) == 0 and
+                        ("dst", "failed") in M.journal_states(p.dst), 20, 0.1)
+        assert ok, "destination not clean 20 s after the source died: staging %r, journal " \
+            "%r, destination alive: %s%s" % (M.staging_left(p.dst), M.journal_states(p.dst),
+                                              p.dst.node.alive(), logs(p))
+    M.disarm(p.src)
+    M.restart(p.src)
+    if committed:
+        M.assert_owner(p.dst, p.src, eid, 101, running=True, what="kill at %s" % point)
+        assert os.path.isdir(migrated_path(p.src, 101)), os.listdir(p.src.private_root)
+        assert "retired" in p.src.node.log()
+        # nothing blocks the next migration: it goes back
+        with p.dst.client() as cb:
+            m = M.migrate(cb, M.mig_packet(p.src, eid, ct_admin, options="<type>0</type>"))
+            assert m.reply.error is None, "migrating back failed: %r%s" % (m.reply.error,
+                                                                            logs(p))
+        M.assert_owner(p.src, p.dst, eid, 101, running=True, what="migrated back")
+    else:
+        M.assert_owner(p.src, p.dst, eid, 101, running=True, what="kill at %s" % point)
+        with p.src.client() as ca:
+            retry_succeeds(p, ca, eid, 101, "kill -9 of the source at %s" % point)
+
+
+@pytest.mark.parametrize("point", ["dst_before_rename", "dst_after_commit"])
+def test_kill_destination_at_commit(ct_nodes, ct_admin, point):
+    """kill -9 of the destination during the commit; it is restarted at once (same state dir
+    and port). Before the rename: not committed, the source rolls back (runs the container),
+    the destination has nothing. After the commit: the destination owns it, and the source,
+    which lost the commit reply, learns it through status and retires its copy."""
+    p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.dst, point)
+        p.dst.kill9()
+        M.disarm(p.dst)
+        M.restart(p.dst)
+        r = mig.finish(90)
+        if point == "dst_before_rename":
+            assert r.error is not None, r.text
+            M.assert_owner(p.src, p.dst, eid, 101, running=True, what="kill at %s" % point)
+            assert ("dst", "failed") in M.journal_states(p.dst), M.journal_states(p.dst)
+            retry_succeeds(p, ca, eid, 101, "kill -9 of the destination at %s" % point)
+        else:
+            # committed: the destination owns it; it died before the start, so its
+            # recovery starts it, and the source (which lost the reply) learns that from
+            # status and reports success.
+            assert r.error is None, "%r%s" % (r.error, logs(p))
+            M.assert_owner(p.dst, p.src, eid, 101, running=True, what="kill at %s" % point)
+            assert os.path.isdir(migrated_path(p.src, 101)), os.listdir(p.src.private_root)
+
+
+def test_cancel_mid_copy(ct_nodes, ct_admin):
+    """system/cancel with the migration's id on the same connection while data flows: error
+    107, rolled back (running on the source, nothing on the destination); the retry works."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 101, data_mb=300)
+        with M.SlowCpu(p.dst, SLOW):
+            mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+            mig.wait_progress(lambda r: M.progress_params(r).get("phase", "").startswith(
+                "copying data,") and int(M.progress_params(r)["bytes_done"]) > 0)
+            cid = H.new_id("cancel")
+            ca.send(H.system_call("<cancel><message_id>%s</message_id></cancel>" % mig.id,
+                                  id=cid))
+            t0 = time.monotonic()
+            cancel_reply = None
+            while mig.reply is None:
+                try:
+                    r = mig.next(15)
+                except (socket.timeout, TimeoutError):
+                    raise AssertionError("no reply within 15 s of the cancel%s" % logs(p))
+                if r.id == cid:
+                    cancel_reply = r
+        expect_code(mig, p, E_CANCELLED, "cancelled migration")
+        assert time.monotonic() - t0 < 10, "the cancel took %.1f s" % (time.monotonic() - t0)
+        if cancel_reply is None:
+            cancel_reply = ca.recv(10)
+        assert cancel_reply.id == cid and cancel_reply.is_ok, cancel_reply.text
+        M.assert_owner(p.src, p.dst, eid, 101, running=True, what="after cancel")
+        retry_succeeds(p, ca, eid, 101, "cancel")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Concurrency
+
+def test_two_migrations_at_once_and_busy(ct_nodes, ct_admin):
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as c1, p.src.client() as c2, p.src.client() as c3:
+        e1 = new_ct(p, c1, 101, data_mb=150)
+        e2 = new_ct(p, c1, 102, data_mb=150)
+        with M.SlowCpu(p.dst, SLOW):
+            m1 = M.Migration(c1, M.mig_packet(p.dst, e1, ct_admin, options="<type>0</type>"))
+            m2 = M.Migration(c2, M.mig_packet(p.dst, e2, ct_admin, options="<type>0</type>"))
+            m1.wait_progress(lambda r: M.progress_params(r).get("phase", "").startswith(
+                "copying data,"))
+            busy = M.migrate(c3, M.mig_packet(p.dst, e1, ct_admin, options="<type>0</type>"))
+            m2.wait_progress(lambda r: M.progress_params(r).get("phase", "").startswith(
+                "copying data,"))
+            both_copying = m1.reply is None and m2.reply is None
+            m1.finish()
+            m2.finish()
+        expect_ok(m1, p, "first of two")
+        expect_ok(m2, p, "second of two")
+        expect_code(busy, p, E_BUSY, "a second migrate of the same container")
+    assert both_copying, "the two migrations did not overlap"
+    M.assert_owner(p.dst, p.src, e1, 101, running=True, what="first of two")
+    M.assert_owner(p.dst, p.src, e2, 102, running=True, what="second of two")
