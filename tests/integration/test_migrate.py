@@ -88,9 +88,6 @@ def test_seed_migrate_v2v_with_id_and_eid_list(node_a, node_b, users):
             assert p.id == "mig-1", "progress packet with another id:\n" + p.text
         H.expect_ok(c.ping())
 
-
-@pytest.mark.skip(reason="TODO(migration issue): full migrate_v2v between node A and B — "
-                         "container gone on A, present and running on B, progress 1→2→3, "
-                         "one-time pass from B's generate_pass as dst/login")
-def test_migrate_v2v_full():
-    pass
+# The full migration between two nodes (container gone on A, running on B, progress, a
+# one-time pass from B as dst/login) is tested in test_migration.py and
+# test_migration_reuse.py, which need root and real containers.

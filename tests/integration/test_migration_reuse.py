@@ -9,12 +9,13 @@ import re
 
 import pytest
 
+import ctahelpers as H
 import ctfixtures as F
 from ctfixtures import ct_nodes, ct_template_dir  # noqa: F401 (fixtures)
 from migfixtures import ct_admin  # noqa: F401 (fixtures)
 from migfixtures import migrate as _migrate
 from migfixtures import mig_packet as seed_request
-from test_containers import create, status
+from test_containers import create, lifecycle, status
 
 pytestmark = [
     pytest.mark.root,
@@ -101,3 +102,31 @@ def test_failed_return_gives_the_earlier_copy_back(ct_nodes, ct_admin):
         assert status(cb, eid) == (F.ST_DOWN, 0)
     with open(marker) as f:
         assert f.read() == "mine\n"
+
+
+def test_one_time_pass_from_the_destination_as_dst_login(ct_nodes, ct_admin):
+    """The control panel's way: generate_pass on the destination, put the pass into
+    dst/login (realm ...0002, no password), migrate a running container: it runs on the
+    destination, and the pass cannot be used a second time."""
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    with b.client() as cb:
+        r = cb.sys("<generate_pass/>")
+        assert r.error is None, r.text
+        name = r.findtext("system", "pass", "name")
+        realm = r.findtext("system", "pass", "realm")
+        assert name and realm == "00000000-0000-0000-0000-000000000002", r.text
+    with a.client() as ca:
+        _, env = create(ca, name="otp1", veid=121)
+        eid = env["eid"]
+        lifecycle(ca, "start", eid)
+        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>",
+                                        login=(name.strip(), realm), password=""))
+        assert r.error is None, "%s\n%s" % (r.text, b.log_excerpt())
+        assert status(ca, eid) is None
+    with b.client() as cb:
+        assert status(cb, eid) == (F.ST_RUNNING, 0)
+    # The pass was consumed by that migration's login.
+    with H.Client(b.node.tls_addr) as anon:
+        r = anon.login(H.unb64(name.strip()), "", realm=realm)
+        assert r.code == 301, r.text
