@@ -13,6 +13,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -46,12 +47,19 @@ enum cli_fail {
 #define CLI_DEFAULT_TIMEOUT_MS 60000
 #define CLI_MAX_CMD_OPTS 16
 
+enum cli_opt_flags {
+        /* Every value counts (`--ip A --ip B`): cli_opt_all() returns them in
+         * order. Without it a later value replaces an earlier one. */
+        CLI_OPT_REPEAT = 1u << 0,
+};
+
 /* A command's own option. `arg` NULL = a flag. */
 struct cli_optdef {
         const char *name; /* long name, without "--" */
         char short_name;  /* 0 = none */
         const char *arg;  /* metavariable shown in help ("NAME"), NULL for a flag */
         const char *help;
+        unsigned flags;   /* enum cli_opt_flags */
 };
 
 struct cli_ctx;
@@ -69,6 +77,12 @@ struct cli_command {
         int min_args, max_args; /* positional arguments; max -1 = no limit */
         unsigned flags;      /* enum cli_cmd_flags */
         const struct cli_optdef *opts; /* terminated by { NULL }, or NULL */
+        /* Optional: the usage errors that need no node (option values,
+         * options that contradict each other), run after the command line is
+         * parsed and before any password is asked for or connection opened.
+         * Returns 0, or -CTA_E_INVALID with *err saying what is wrong (exit
+         * status 2). Must not change anything: run() may repeat the checks. */
+        int (*check)(struct cli_ctx *ctx, struct cta_error **err);
         int (*run)(struct cli_ctx *ctx);
 };
 
@@ -94,8 +108,11 @@ struct cli_opts {
         int nargs;
         char **args;
         /* The command's options, indexed like cmd->opts: value (or "" for a
-         * flag) when given, else NULL. */
+         * flag) when given, else NULL; the last one if given several times. */
         const char *cmd_vals[CLI_MAX_CMD_OPTS];
+        /* CLI_OPT_REPEAT options: every value, in order (malloc'd). */
+        const char **cmd_lists[CLI_MAX_CMD_OPTS];
+        size_t cmd_nvals[CLI_MAX_CMD_OPTS];
         char user_buf[256];
 };
 
@@ -122,8 +139,19 @@ int cli_parse_args(int argc, char **argv, const struct cli_command *const *group
 const struct cli_command *cli_find_command(const struct cli_command *const *groups,
                                            const char *name);
 
-/* The value of the command option `name`, NULL if not given. */
+/* The value of the command option `name`, NULL if not given (the last
+ * value if it was given several times). */
 const char *cli_opt(const struct cli_opts *o, const char *name);
+
+/* Every value of the command option `name` in command-line order (all of a
+ * CLI_OPT_REPEAT option's, else at most the one that counts); *ret points
+ * into o. Returns how many. */
+size_t cli_opt_all(const struct cli_opts *o, const char *name, const char *const **ret);
+
+/* Run the command's check hook, if it has one. Returns 0, or < 0 with a
+ * CLI_FAIL_USAGE failure recorded in ctx. main.c calls it before
+ * connecting; a unit test can call it the same way after cli_parse_args(). */
+int cli_check(struct cli_ctx *ctx);
 
 /* Help texts (to the given stream). */
 void cli_print_usage(FILE *f, const struct cli_command *const *groups);

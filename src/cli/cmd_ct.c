@@ -197,11 +197,12 @@ static int parse_ip(const char *s, struct cli_ct_ip *out)
         return 0;
 }
 
-/* --ip takes one address or a comma-separated list. */
+/* One --ip value: an address or a comma-separated list, added to cfg. */
 static int parse_ip_list(const char *list, struct cli_ct_config *cfg, struct cta_error **err)
 {
         _cleanup_free_ char *copy = cta_xstrdup(list);
         char *save = NULL;
+        bool any = false;
 
         if (!*list)
                 return cta_error_set(err, CTA_E_INVALID, 0,
@@ -216,6 +217,7 @@ static int parse_ip_list(const char *list, struct cli_ct_config *cfg, struct cta
                                              "bad --ip '%s': want A.B.C.D or A.B.C.D/PREFIX "
                                              "(PREFIX 1-32)",
                                              tok);
+                any = true;
                 for (size_t i = 0; i < cfg->n_ips && !dup; i++)
                         dup = streq(cfg->ips[i].addr, ip.addr);
                 if (dup)
@@ -225,7 +227,7 @@ static int parse_ip_list(const char *list, struct cli_ct_config *cfg, struct cta
                                              "too many addresses in --ip (at most 8)");
                 cfg->ips[cfg->n_ips++] = ip;
         }
-        if (cfg->n_ips == 0)
+        if (!any)
                 return cta_error_set(err, CTA_E_INVALID, 0, "--ip '%s' holds no address", list);
         return 0;
 }
@@ -233,6 +235,8 @@ static int parse_ip_list(const char *list, struct cli_ct_config *cfg, struct cta
 int cli_ct_config_from_opts(const struct cli_opts *o, struct cli_ct_config *cfg,
                             struct cta_error **err)
 {
+        const char *const *ips;
+        size_t nips;
         const char *v;
         int r;
 
@@ -252,13 +256,17 @@ int cli_ct_config_from_opts(const struct cli_opts *o, struct cli_ct_config *cfg,
                                              VEID_MAX);
                 cfg->has_veid = true;
         }
-        if ((v = cli_opt(o, "ip"))) {
+        /* --ip is repeatable, and each value may be a list: all of them count. */
+        nips = cli_opt_all(o, "ip", &ips);
+        if (nips) {
                 if (cli_opt(o, "no-ip"))
                         return cta_error_set(err, CTA_E_INVALID, 0,
                                              "--ip and --no-ip contradict each other");
-                r = parse_ip_list(v, cfg, err);
-                if (r < 0)
-                        return r;
+                for (size_t i = 0; i < nips; i++) {
+                        r = parse_ip_list(ips[i], cfg, err);
+                        if (r < 0)
+                                return r;
+                }
                 cfg->has_ips = true;
         } else if (cli_opt(o, "no-ip")) {
                 cfg->has_ips = true;
@@ -958,6 +966,104 @@ static int usage_err(struct cli_ctx *ctx, struct cta_error *e)
         return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
 }
 
+/* ---- usage checks (before connecting; run() repeats the ones it needs) ---- */
+
+/* CT names a container somehow; an empty one names none. */
+static int ct_arg_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        if (ctx->o->nargs > 0 && !*ctx->o->args[0])
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "'%s' needs a container: its eid, veid or name, not ''",
+                                     ctx->o->cmd->name);
+        return 0;
+}
+
+static int create_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        struct cli_ct_config cfg;
+
+        return cli_ct_config_from_opts(ctx->o, &cfg, err);
+}
+
+/* set: the config, and something to change. */
+static int set_config(const struct cli_opts *o, struct cli_ct_config *cfg, struct cta_error **err)
+{
+        int r = cli_ct_config_from_opts(o, cfg, err);
+
+        if (r < 0)
+                return r;
+        if (!cfg->name && !cfg->hostname && !cfg->description && !cfg->has_ips &&
+            !cfg->has_mem && !cfg->has_cpu && !cfg->has_on_boot)
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "'set' needs something to change (see 'ctagent help set')");
+        return 0;
+}
+
+static int set_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        struct cli_ct_config cfg;
+        int r = ct_arg_check(ctx, err);
+
+        return r < 0 ? r : set_config(ctx->o, &cfg, err);
+}
+
+int cli_ct_list_states(const struct cli_opts *o, int states[CLI_CT_MAX_STATES], size_t *ret_n,
+                       struct cta_error **err)
+{
+        const char *const *vals;
+        size_t nvals = cli_opt_all(o, "status", &vals), n = 0;
+
+        for (size_t i = 0; i < nvals; i++) {
+                _cleanup_free_ char *copy = cta_xstrdup(vals[i]);
+                char *save = NULL;
+                size_t before = n;
+
+                for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                        if (n == CLI_CT_MAX_STATES)
+                                return cta_error_set(err, CTA_E_INVALID, 0,
+                                                     "too many states in --status (at most %d)",
+                                                     CLI_CT_MAX_STATES);
+                        if (cli_ct_parse_state(t, &states[n++]) < 0)
+                                return cta_error_set(err, CTA_E_INVALID, 0,
+                                                     "bad --status '%s': want running, down, "
+                                                     "mounted, suspended, config, repairing or "
+                                                     "a number",
+                                                     t);
+                }
+                if (n == before)
+                        return cta_error_set(err, CTA_E_INVALID, 0, "--status needs a state");
+        }
+        *ret_n = n;
+        return 0;
+}
+
+static int list_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        int states[CLI_CT_MAX_STATES];
+        size_t n;
+
+        return cli_ct_list_states(ctx->o, states, &n, err);
+}
+
+/* Without --yes somebody must confirm on standard input. */
+static int destroy_unconfirmable(struct cli_ctx *ctx, struct cta_error **err)
+{
+        if (cli_opt(ctx->o, "yes") || isatty(STDIN_FILENO))
+                return 0;
+        _cleanup_free_ char *w = cli_clean_text(ctx->o->args[0]);
+        return cta_error_set(err, CTA_E_INVALID, 0,
+                             "not destroying '%s': standard input is not a terminal, so nobody "
+                             "can confirm; add --yes",
+                             w);
+}
+
+static int destroy_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        int r = ct_arg_check(ctx, err);
+
+        return r < 0 ? r : destroy_unconfirmable(ctx, err);
+}
+
 /* ---- the commands ---- */
 
 static int ct_lifecycle(struct cli_ctx *ctx, const char *call, const char *eid, bool force)
@@ -1015,30 +1121,14 @@ static int cmd_create(struct cli_ctx *ctx)
 
 static int cmd_list(struct cli_ctx *ctx)
 {
-        const char *status = cli_opt(ctx->o, "status");
-        int states[16];
+        struct cta_error *e = NULL;
+        int states[CLI_CT_MAX_STATES];
         size_t nstates = 0;
         struct ct_list l;
         int rc;
 
-        if (status) {
-                _cleanup_free_ char *copy = cta_xstrdup(status);
-                char *save = NULL;
-                for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                        if (nstates == CTA_ARRAY_SIZE(states))
-                                return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                                "too many states in --status");
-                        if (cli_ct_parse_state(t, &states[nstates++]) < 0)
-                                return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                                "bad --status '%s': want running, down, mounted, "
-                                                "suspended, config, repairing or a number",
-                                                t);
-                }
-                if (nstates == 0)
-                        return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                        "--status needs a state");
-        }
-
+        if (cli_ct_list_states(ctx->o, states, &nstates, &e) < 0)
+                return usage_err(ctx, e);
         rc = ct_fetch(ctx, states, nstates, 0, &l);
         if (rc < 0)
                 return rc;
@@ -1118,16 +1208,12 @@ static int cmd_destroy(struct cli_ctx *ctx)
 {
         const char *what = ctx->o->args[0];
         bool yes = cli_opt(ctx->o, "yes") != NULL;
+        struct cta_error *e = NULL;
         char eid[37];
         int rc;
 
-        if (!yes && !isatty(STDIN_FILENO)) {
-                _cleanup_free_ char *w = cli_clean_text(what);
-                return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                "not destroying '%s': standard input is not a terminal, so "
-                                "nobody can confirm; add --yes",
-                                w);
-        }
+        if (destroy_unconfirmable(ctx, &e) < 0)
+                return usage_err(ctx, e);
         rc = ct_resolve(ctx, what, eid);
         if (rc < 0)
                 return rc;
@@ -1159,12 +1245,8 @@ static int cmd_set(struct cli_ctx *ctx)
         char eid[37];
         int rc;
 
-        if (cli_ct_config_from_opts(ctx->o, &cfg, &e) < 0)
+        if (set_config(ctx->o, &cfg, &e) < 0)
                 return usage_err(ctx, e);
-        if (!cfg.name && !cfg.hostname && !cfg.description && !cfg.has_ips && !cfg.has_mem &&
-            !cfg.has_cpu && !cfg.has_on_boot)
-                return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                "'set' needs something to change (see 'ctagent help set')");
         rc = ct_resolve(ctx, ctx->o->args[0], eid);
         if (rc < 0)
                 return rc;
@@ -1195,7 +1277,8 @@ static const struct cli_optdef create_opts[] = {
         { "hostname", 0, "HOST", "its host name" },
         { "veid", 0, "N", "numeric id (default: the next free one from 100)" },
         { "template", 0, "T", "OS template (default busybox)" },
-        { "ip", 0, "A.B.C.D[/P]", "IPv4 address (/24 if no prefix); several: a,b" },
+        { "ip", 0, "A.B.C.D[/P]", "IPv4 address, /24 if no prefix (repeat, or a,b)",
+          CLI_OPT_REPEAT },
         { "memory", 0, "SIZE", "memory limit: 256M, 1G ... (binary units)" },
         { "cpu", 0, "PERCENT", "CPU limit in percent of one CPU (250 = 2.5 CPUs)" },
         { "on-boot", 0, NULL, "start it when the node starts" },
@@ -1205,7 +1288,8 @@ static const struct cli_optdef create_opts[] = {
 };
 
 static const struct cli_optdef list_opts[] = {
-        { "status", 0, "STATE", "only containers in STATE (running, down, ...; a,b)" },
+        { "status", 0, "STATE", "only containers in STATE (repeat, or a,b)",
+          CLI_OPT_REPEAT },
         { NULL, 0, NULL, NULL },
 };
 
@@ -1222,7 +1306,8 @@ static const struct cli_optdef destroy_opts[] = {
 static const struct cli_optdef set_opts[] = {
         { "name", 0, "NAME", "new name (\"\" removes it)" },
         { "hostname", 0, "HOST", "new host name" },
-        { "ip", 0, "A.B.C.D[/P]", "replace the addresses (several: a,b)" },
+        { "ip", 0, "A.B.C.D[/P]", "replace the addresses (repeat, or a,b)",
+          CLI_OPT_REPEAT },
         { "no-ip", 0, NULL, "remove all addresses" },
         { "memory", 0, "SIZE", "memory limit (256M, 1G; unlimited)" },
         { "cpu", 0, "PERCENT", "CPU limit in percent of one CPU (unlimited)" },
@@ -1241,15 +1326,18 @@ const struct cli_command cli_cmds_ct[] = {
                         "started afterwards (if that fails, the container stays, stopped).\n"
                         "Limits: --memory takes K, M, G or T (powers of 1024; a bare number\n"
                         "counts bytes), --cpu a percentage of one CPU; both take 'unlimited'.\n"
+                        "--ip may be given several times or take a comma list (at most 8).\n"
                         "On a terminal the node's progress is shown while it works.\n"
                         "\n"
                         "Examples:\n"
                         "  ctagent create --name web --hostname web.example.net \\\n"
                         "          --ip 10.231.7.2/24 --memory 256M --cpu 50 --start\n"
-                        "  ctagent create --veid 200 --template busybox --on-boot\n",
+                        "  ctagent create --veid 200 --template busybox --on-boot\n"
+                        "  ctagent create --name db --ip 10.231.7.5 --ip 10.231.8.5/16\n",
                 .min_args = 0,
                 .max_args = 0,
                 .opts = create_opts,
+                .check = create_check,
                 .run = cmd_create,
         },
         {
@@ -1259,15 +1347,19 @@ const struct cli_command cli_cmds_ct[] = {
                 .help = "Prints a table sorted by veid. STATE is the state (down, running,\n"
                         "mounted, suspended, config, repairing) or, while the node is working\n"
                         "on the container, what it does (creating, starting, stopping ...).\n"
-                        "With --xml the get_list and get_info replies are printed instead.\n"
+                        "--status keeps the containers in the given states (a name above,\n"
+                        "stopped for down, or a number). With --xml the get_list and get_info\n"
+                        "replies are printed instead.\n"
                         "\n"
                         "Examples:\n"
                         "  ctagent list\n"
                         "  ctagent list --status running\n"
-                        "  ctagent list --status down,mounted\n",
+                        "  ctagent list --status down,mounted\n"
+                        "  ctagent list --status down --status mounted\n",
                 .min_args = 0,
                 .max_args = 0,
                 .opts = list_opts,
+                .check = list_check,
                 .run = cmd_list,
         },
         {
@@ -1284,6 +1376,7 @@ const struct cli_command cli_cmds_ct[] = {
                         "  ctagent --xml info 3b0c8a54-1d2e-4f60-8a71-9c0d1e2f3a4b\n",
                 .min_args = 1,
                 .max_args = 1,
+                .check = ct_arg_check,
                 .run = cmd_info,
         },
         {
@@ -1293,6 +1386,7 @@ const struct cli_command cli_cmds_ct[] = {
                 .help = CT_ADDRESSING "\nExample:\n  ctagent start web\n",
                 .min_args = 1,
                 .max_args = 1,
+                .check = ct_arg_check,
                 .run = cmd_start,
         },
         {
@@ -1311,6 +1405,7 @@ const struct cli_command cli_cmds_ct[] = {
                 .min_args = 1,
                 .max_args = 1,
                 .opts = stop_opts,
+                .check = ct_arg_check,
                 .run = cmd_stop,
         },
         {
@@ -1320,6 +1415,7 @@ const struct cli_command cli_cmds_ct[] = {
                 .help = CT_ADDRESSING "\nExample:\n  ctagent restart web\n",
                 .min_args = 1,
                 .max_args = 1,
+                .check = ct_arg_check,
                 .run = cmd_restart,
         },
         {
@@ -1338,6 +1434,7 @@ const struct cli_command cli_cmds_ct[] = {
                 .min_args = 1,
                 .max_args = 1,
                 .opts = destroy_opts,
+                .check = destroy_check,
                 .run = cmd_destroy,
         },
         {
@@ -1347,16 +1444,18 @@ const struct cli_command cli_cmds_ct[] = {
                 .help = CT_ADDRESSING
                         "\n"
                         "Only what is given changes. Memory and CPU limits apply at once to a\n"
-                        "running container; address changes at its next start. The veid and\n"
-                        "the private area cannot change.\n"
+                        "running container; address changes at its next start. --ip replaces\n"
+                        "all addresses with the ones given (several --ip, or a comma list; at\n"
+                        "most 8). The veid and the private area cannot change.\n"
                         "\n"
                         "Examples:\n"
                         "  ctagent set web --memory 1G --cpu 200\n"
-                        "  ctagent set 101 --ip 10.231.7.3/24,10.231.7.4/24\n"
+                        "  ctagent set 101 --ip 10.231.7.3/24 --ip 10.231.7.4/24\n"
                         "  ctagent set web --no-ip --no-on-boot --description ''\n",
                 .min_args = 1,
                 .max_args = 1,
                 .opts = set_opts,
+                .check = set_check,
                 .run = cmd_set,
         },
         { .name = NULL },

@@ -55,10 +55,18 @@ struct cli_ct_config {
         bool has_on_boot, on_boot;
 };
 
-/* Read the options of `create` or `set` (o->cmd) into cfg. Usage errors:
- * -CTA_E_INVALID with *err naming the option. */
+/* Read the options of `create` or `set` (o->cmd) into cfg. --ip may be given
+ * several times, each a single address or a comma list (at most 8 distinct
+ * addresses in all). Usage errors: -CTA_E_INVALID with *err naming the
+ * option. */
 int cli_ct_config_from_opts(const struct cli_opts *o, struct cli_ct_config *cfg,
                             struct cta_error **err);
+
+/* The states of `list --status` (repeatable; each value a state or a comma
+ * list of them) in the order given; *ret_n = 0 without --status. */
+#define CLI_CT_MAX_STATES 16
+int cli_ct_list_states(const struct cli_opts *o, int states[CLI_CT_MAX_STATES], size_t *ret_n,
+                       struct cta_error **err);
 
 /* Requests to vzaenvm (r is begun here; the caller sends and frees it).
  * create, set and the eid calls ask for progress packets. */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -35,8 +36,6 @@
 #define ENVM "vzaenvm"
 #define RELOCATOR "relocator"
 #define VEID_MAX 2147483647u
-#define PASSWORD_MAX 1024
-#define PASSWORD_FILE_MAX (64 * 1024)
 /* Per-packet wait when the user kept the default --timeout: the node says
  * nothing while it stops the container (up to 60 s, then it kills it) or
  * while the destination starts it. */
@@ -432,67 +431,68 @@ static int source_has(struct cli_ctx *ctx, const char *eid, int *ret_state, int 
 
 /* ---- credentials for the destination ---- */
 
+/* The destination's password from --dst-password-file or
+ * $CTAGENT_DST_PASSWORD: 1 (*ret set), 0 (neither: ask), or a usage error. */
+static int dst_password_given(const struct cli_opts *o, char **ret, struct cta_error **err)
+{
+        const char *file = cli_opt(o, "dst-password-file");
+        const char *env = getenv("CTAGENT_DST_PASSWORD");
+        int r;
+
+        if (file) {
+                r = cli_read_password_file(file, "--dst-password-file", ret, err);
+                if (r < 0) /* unreadable or too long: the command line's fault */
+                        return err ? cta_error_set(err, CTA_E_INVALID, 0, "%s",
+                                                   cta_error_msg(*err))
+                                   : -CTA_E_INVALID;
+                return 1;
+        }
+        if (env) {
+                if (strlen(env) > CLI_PASSWORD_MAX)
+                        return cta_error_set(err, CTA_E_INVALID, 0,
+                                             "$CTAGENT_DST_PASSWORD is longer than %d bytes",
+                                             CLI_PASSWORD_MAX);
+                *ret = cta_xstrdup(env);
+                return 1;
+        }
+        return 0;
+}
+
 /* --dst-password-file, $CTAGENT_DST_PASSWORD, or a prompt without echo. */
 static int dst_password(struct cli_ctx *ctx, const char *user, const struct cli_mig_spec *s,
                         char **ret)
 {
-        const char *file = cli_opt(ctx->o, "dst-password-file");
-        const char *env = getenv("CTAGENT_DST_PASSWORD");
         struct cta_error *e = NULL;
-        char *data = NULL;
-        int r;
+        char buf[CLI_PASSWORD_MAX + 1];
+        int r, code;
 
-        if (file) {
-                size_t len = 0;
-                if (cta_read_file(file, PASSWORD_FILE_MAX, &data, &len, &e) < 0) {
-                        cta_error_wrap(&e, "--dst-password-file");
-                        return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
-                }
-                len = strcspn(data, "\r\n"); /* the first line */
-                explicit_bzero(data + len, strlen(data + len));
-                data[len] = '\0';
-                if (len > PASSWORD_MAX) {
-                        cli_secret_free(data);
-                        return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                        "the password in '%s' is longer than %d bytes", file,
-                                        PASSWORD_MAX);
-                }
-                *ret = data;
+        r = dst_password_given(ctx->o, ret, &e);
+        if (r < 0)
+                return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
+        if (r > 0)
+                return 0;
+        /* Not cli_get_password(): that would take $CTAGENT_PASSWORD, the
+         * source's password, first. */
+        _cleanup_free_ char *prompt = cta_xasprintf("Password for %s@%s (destination): ", user,
+                                                    s->dst_host);
+        if (cli_prompt_secret(prompt, buf, sizeof(buf), &e) >= 0) {
+                *ret = cta_xstrdup(buf);
+                explicit_bzero(buf, sizeof(buf));
                 return 0;
         }
-        if (env) {
-                if (strlen(env) > PASSWORD_MAX)
-                        return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                        "$CTAGENT_DST_PASSWORD is longer than %d bytes",
-                                        PASSWORD_MAX);
-                *ret = cta_xstrdup(env);
-                return 0;
-        }
-        {
-                _cleanup_close_ int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
-                if (fd < 0)
-                        return cli_fail(ctx, CLI_FAIL_LOGIN, CTA_E_AUTH_FAILED,
-                                        "no password for %s on the destination %s: use "
-                                        "--dst-password-file, set CTAGENT_DST_PASSWORD, or run "
-                                        "ctagent on a terminal",
-                                        user, s->dst_host);
-        }
-        /* The shared prompt; it would take $CTAGENT_PASSWORD (the source's
-         * password) first, so that is hidden while it asks. */
-        struct cli_opts po = *ctx->o;
-        char *saved = getenv("CTAGENT_PASSWORD") ? cta_xstrdup(getenv("CTAGENT_PASSWORD")) : NULL;
-        po.password_file = NULL;
-        po.user = user;
-        po.host_arg = s->dst_host;
-        snprintf(po.host, sizeof(po.host), "%s", s->dst_host);
-        if (saved)
-                unsetenv("CTAGENT_PASSWORD");
-        r = cli_get_password(ctx, &po, ret);
-        if (saved) {
-                setenv("CTAGENT_PASSWORD", saved, 1);
-                cli_secret_free(saved);
-        }
-        return r;
+        code = cta_error_code(e);
+        cta_error_free(e);
+        if (code == CTA_E_TOO_LARGE)
+                return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
+                                "the password is longer than %d bytes", CLI_PASSWORD_MAX);
+        if (code == CTA_E_CANCELLED)
+                return cli_fail(ctx, CLI_FAIL_LOGIN, CTA_E_AUTH_FAILED,
+                                "no password entered for %s on the destination %s", user,
+                                s->dst_host);
+        return cli_fail(ctx, CLI_FAIL_LOGIN, CTA_E_AUTH_FAILED,
+                        "no password for %s on the destination %s: use --dst-password-file, "
+                        "set CTAGENT_DST_PASSWORD, or run ctagent on a terminal",
+                        user, s->dst_host);
 }
 
 /* Log in to the destination and ask it for a one-time pass (its decoded
@@ -831,6 +831,43 @@ static int mig_failed(struct cli_ctx *ctx, const struct mig_run *m, const struct
 
 /* ---- the command ---- */
 
+/* Before the source's password is asked for: the destination, the options,
+ * and a --dst-password-file that cannot be read (or $CTAGENT_DST_PASSWORD
+ * too long). A password read here is dropped and run() reads it again, so
+ * only a regular file is read now: a pipe (/dev/stdin, <(...)) would be
+ * empty the second time, and is only looked for. */
+static int migrate_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        const char *file = cli_opt(ctx->o, "dst-password-file");
+        struct cli_mig_spec s;
+        char *password = NULL;
+        struct stat st;
+        int r = cli_mig_spec_from_opts(ctx->o, &s, err);
+
+        if (r < 0)
+                return r;
+        if (!*ctx->o->args[0])
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "'migrate' needs a container: its eid, veid or name, "
+                                     "not ''");
+        if (file) {
+                if (stat(file, &st) < 0)
+                        return cta_error_errno(err, CTA_E_INVALID, "--dst-password-file: '%s'",
+                                               file);
+                if (S_ISDIR(st.st_mode))
+                        return cta_error_set(err, CTA_E_INVALID, 0,
+                                             "--dst-password-file: '%s' is a directory", file);
+                if (!S_ISREG(st.st_mode))
+                        return access(file, R_OK) == 0
+                                       ? 0
+                                       : cta_error_errno(err, CTA_E_INVALID,
+                                                         "--dst-password-file: '%s'", file);
+        }
+        r = dst_password_given(ctx->o, &password, err);
+        cli_secret_free(password);
+        return r < 0 ? r : 0;
+}
+
 static int cmd_migrate(struct cli_ctx *ctx)
 {
         struct cli_opts *o = ctx->o;
@@ -974,6 +1011,7 @@ const struct cli_command cli_cmds_migrate[] = {
                 .min_args = 2,
                 .max_args = 2,
                 .opts = migrate_opts,
+                .check = migrate_check,
                 .run = cmd_migrate,
         },
         { .name = NULL },

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -265,6 +266,25 @@ static int read_input(struct cli_ctx *ctx, const char *path, char **ret, size_t 
         return 0;
 }
 
+/* Before connecting: FILE exists, can be read and is not too large. It is
+ * not read here: it may be a pipe, which run() must get whole. */
+static int raw_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        const char *path = ctx->o->args[0];
+        struct stat st;
+
+        if (streq(path, "-"))
+                return 0;
+        if (stat(path, &st) < 0 || access(path, R_OK) < 0)
+                return cta_error_errno(err, CTA_E_INVALID, "cannot read '%s'", path);
+        if (S_ISDIR(st.st_mode))
+                return cta_error_set(err, CTA_E_INVALID, 0, "'%s' is a directory", path);
+        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > RAW_FILE_MAX)
+                return cta_error_set(err, CTA_E_INVALID, 0, "'%s' is larger than %zu bytes", path,
+                                     RAW_FILE_MAX);
+        return 0;
+}
+
 static int cmd_raw(struct cli_ctx *ctx)
 {
         _cleanup_free_ char *data = NULL;
@@ -408,6 +428,7 @@ const struct cli_command cli_cmds_system[] = {
                         "unless --xml is given. The exit status is 1 if any reply is an error.\n",
                 .min_args = 1,
                 .max_args = 1,
+                .check = raw_check,
                 .run = cmd_raw,
         },
         { .name = NULL },

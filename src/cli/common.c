@@ -72,11 +72,48 @@ const char *cli_opt(const struct cli_opts *o, const char *name)
         return NULL;
 }
 
+size_t cli_opt_all(const struct cli_opts *o, const char *name, const char *const **ret)
+{
+        *ret = NULL;
+        if (!o->cmd || !o->cmd->opts)
+                return 0;
+        for (int i = 0; o->cmd->opts[i].name && i < CLI_MAX_CMD_OPTS; i++) {
+                if (!streq(o->cmd->opts[i].name, name))
+                        continue;
+                if (o->cmd->opts[i].flags & CLI_OPT_REPEAT) {
+                        *ret = o->cmd_lists[i];
+                        return o->cmd_nvals[i];
+                }
+                *ret = &o->cmd_vals[i];
+                return o->cmd_vals[i] ? 1 : 0;
+        }
+        return 0;
+}
+
+int cli_check(struct cli_ctx *ctx)
+{
+        const struct cli_command *c = ctx->o->cmd;
+        struct cta_error *e = NULL;
+
+        if (!c || !c->check || c->check(ctx, &e) >= 0) {
+                cta_error_free(e);
+                return 0;
+        }
+        if (!e)
+                cta_error_set(&e, CTA_E_INVALID, 0, "bad command line for '%s'", c->name);
+        return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
+}
+
 void cli_opts_done(struct cli_opts *o)
 {
         free(o->args);
         o->args = NULL;
         o->nargs = 0;
+        for (size_t i = 0; i < CLI_MAX_CMD_OPTS; i++) {
+                free(o->cmd_lists[i]);
+                o->cmd_lists[i] = NULL;
+                o->cmd_nvals[i] = 0;
+        }
 }
 
 /* Find an option by long name (len bytes of name) or by short letter. */
@@ -175,6 +212,11 @@ static int take_option(struct cli_opts *o, bool global, int id, const char *show
         }
         if (global)
                 return set_global(o, id, val, err);
+        if (d->flags & CLI_OPT_REPEAT) {
+                o->cmd_lists[id] = cta_xrealloc(o->cmd_lists[id],
+                                                (o->cmd_nvals[id] + 1) * sizeof(*o->cmd_lists[id]));
+                o->cmd_lists[id][o->cmd_nvals[id]++] = val;
+        }
         o->cmd_vals[id] = val;
         return 0;
 }

@@ -20,7 +20,6 @@
 /* Replies can be as large as the daemon's post-login frame limit (16 MiB by
  * default) plus headers; refuse anything beyond that. */
 #define CLI_FRAME_MAX ((size_t)32 << 20)
-#define CLI_PASSWORD_MAX 1024
 
 void cli_secret_free(char *s)
 {
@@ -173,28 +172,34 @@ static void tty_signal(int sig)
         raise(sig);
 }
 
-static int prompt_password(struct cli_ctx *ctx, const char *prompt, char **ret)
+int cli_prompt_secret(const char *prompt, char *buf, size_t cap, struct cta_error **err)
 {
-        _cleanup_close_ int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+        _cleanup_close_ int fd = -1;
         struct sigaction sa = { .sa_handler = tty_signal }, old[4];
         static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
         struct termios t;
-        char buf[CLI_PASSWORD_MAX + 2];
         size_t len = 0;
-        bool ok = false;
+        bool ok = false, too_long = false;
 
-        if (fd < 0 || tcgetattr(fd, &tty_saved) < 0)
-                return cli_fail(ctx, CLI_FAIL_LOGIN, CTA_E_AUTH_FAILED,
-                                "no password: set CTAGENT_PASSWORD, use --password-file, or run "
-                                "ctagent on a terminal");
-        (void)!write(fd, prompt, strlen(prompt));
+        if (cap < 1)
+                return cta_error_set(err, CTA_E_INTERNAL, 0, "no room for the secret");
+        buf[0] = '\0';
+        fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return cta_error_errno(err, CTA_E_IO, "no terminal to ask on: /dev/tty");
+        if (tcgetattr(fd, &tty_saved) < 0)
+                return cta_error_errno(err, CTA_E_IO, "no terminal to ask on: /dev/tty");
         tty_fd = fd;
+        sigemptyset(&sa.sa_mask);
         for (size_t i = 0; i < CTA_ARRAY_SIZE(sigs); i++)
                 sigaction(sigs[i], &sa, &old[i]);
         t = tty_saved;
         t.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
         tty_restore = 1;
+        /* Echo goes off before the prompt appears: whatever is typed after
+         * the prompt is never shown (TCSAFLUSH drops earlier typeahead). */
         (void)tcsetattr(fd, TCSAFLUSH, &t);
+        (void)!write(fd, prompt, strlen(prompt));
         for (;;) {
                 char ch;
                 ssize_t n = read(fd, &ch, 1);
@@ -206,8 +211,12 @@ static int prompt_password(struct cli_ctx *ctx, const char *prompt, char **ret)
                         ok = true;
                         break;
                 }
-                if (len < sizeof(buf) - 1)
+                /* Read on to the line end even when it does not fit, so the
+                 * rest is not left for the shell to run. */
+                if (len < cap - 1)
                         buf[len++] = ch;
+                else
+                        too_long = true;
         }
         (void)tcsetattr(fd, TCSAFLUSH, &tty_saved);
         tty_restore = 0;
@@ -216,44 +225,48 @@ static int prompt_password(struct cli_ctx *ctx, const char *prompt, char **ret)
         tty_fd = -1;
         (void)!write(fd, "\n", 1);
         buf[len] = '\0';
-        if (!ok) {
-                explicit_bzero(buf, sizeof(buf));
-                return cli_fail(ctx, CLI_FAIL_LOGIN, CTA_E_AUTH_FAILED, "no password entered");
+        if (!ok || too_long) {
+                explicit_bzero(buf, cap);
+                if (!ok)
+                        return cta_error_set(err, CTA_E_CANCELLED, 0, "nothing was entered");
+                return cta_error_set(err, CTA_E_TOO_LARGE, 0, "the input is longer than %zu bytes",
+                                     cap - 1);
         }
+        return 0;
+}
+
+int cli_read_password_file(const char *path, const char *opt, char **ret,
+                           struct cta_error **err)
+{
+        char *data = NULL;
+        size_t len = 0;
+
+        if (cta_read_file(path, 64 * 1024, &data, &len, err) < 0)
+                return cta_error_wrap(err, "%s", opt);
+        /* The first line, without its line ending. */
+        len = strcspn(data, "\r\n");
+        explicit_bzero(data + len, strlen(data + len));
+        data[len] = '\0';
         if (len > CLI_PASSWORD_MAX) {
-                explicit_bzero(buf, sizeof(buf));
-                return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                "the password is longer than %d bytes", CLI_PASSWORD_MAX);
+                cli_secret_free(data);
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "%s: the password in '%s' is longer than %d bytes", opt,
+                                     path, CLI_PASSWORD_MAX);
         }
-        *ret = cta_xstrdup(buf);
-        explicit_bzero(buf, sizeof(buf));
+        *ret = data;
         return 0;
 }
 
 int cli_get_password(struct cli_ctx *ctx, const struct cli_opts *o, char **ret)
 {
         const char *env = getenv("CTAGENT_PASSWORD");
+        struct cta_error *e = NULL;
+        char buf[CLI_PASSWORD_MAX + 1];
+        int r;
 
         if (o->password_file) {
-                struct cta_error *e = NULL;
-                char *data = NULL;
-                size_t len = 0;
-
-                if (cta_read_file(o->password_file, 64 * 1024, &data, &len, &e) < 0) {
-                        cta_error_wrap(&e, "--password-file");
+                if (cli_read_password_file(o->password_file, "--password-file", ret, &e) < 0)
                         return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
-                }
-                /* The first line, without its line ending. */
-                len = strcspn(data, "\r\n");
-                if (len > CLI_PASSWORD_MAX) {
-                        cli_secret_free(data);
-                        return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
-                                        "the password in '%s' is longer than %d bytes",
-                                        o->password_file, CLI_PASSWORD_MAX);
-                }
-                explicit_bzero(data + len, strlen(data + len));
-                data[len] = '\0';
-                *ret = data;
                 return 0;
         }
         if (env) {
@@ -266,7 +279,24 @@ int cli_get_password(struct cli_ctx *ctx, const struct cli_opts *o, char **ret)
         }
         _cleanup_free_ char *prompt =
                 cta_xasprintf("Password for %s@%s: ", o->user, o->host_arg ? o->host : "localhost");
-        return prompt_password(ctx, prompt, ret);
+        r = cli_prompt_secret(prompt, buf, sizeof(buf), &e);
+        if (r < 0) {
+                int code = cta_error_code(e);
+                cta_error_free(e);
+                if (code == CTA_E_TOO_LARGE)
+                        return cli_fail(ctx, CLI_FAIL_USAGE, CTA_E_INVALID,
+                                        "the password is longer than %d bytes",
+                                        CLI_PASSWORD_MAX);
+                if (code == CTA_E_CANCELLED)
+                        return cli_fail(ctx, CLI_FAIL_LOGIN, CTA_E_AUTH_FAILED,
+                                        "no password entered");
+                return cli_fail(ctx, CLI_FAIL_LOGIN, CTA_E_AUTH_FAILED,
+                                "no password: set CTAGENT_PASSWORD, use --password-file, or run "
+                                "ctagent on a terminal");
+        }
+        *ret = cta_xstrdup(buf);
+        explicit_bzero(buf, sizeof(buf));
+        return 0;
 }
 
 /* ---- I/O ---- */

@@ -19,6 +19,7 @@ struct cli_ctx;
 struct cli_opts;
 struct cli_progress;
 struct cta_client;
+struct cta_error;
 struct cta_resp;
 
 struct cli_conn {
@@ -55,9 +56,32 @@ struct cli_conn *cli_conn_free(struct cli_conn *c);
 int cli_conn_login(struct cli_ctx *ctx, struct cli_conn *c, const char *user,
                    const char *password, const char *realm);
 
+/* Longest password accepted from a file, the environment or a prompt. */
+#define CLI_PASSWORD_MAX 1024
+
 /* Get the password as the options say: --password-file, $CTAGENT_PASSWORD or
  * a prompt on the terminal without echo. Caller wipes and frees it. */
 int cli_get_password(struct cli_ctx *ctx, const struct cli_opts *o, char **ret);
+
+/*
+ * Ask for a secret on the controlling terminal (/dev/tty, whatever stdin and
+ * stdout are): echo off, then the prompt, then one line into buf (without
+ * its line end, NUL-terminated, at most cap - 1 bytes). The terminal is
+ * restored afterwards, also when SIGINT, SIGTERM, SIGHUP or SIGQUIT arrive
+ * meanwhile. Returns 0, or with *err set and buf wiped:
+ *   -CTA_E_IO         no controlling terminal to ask on
+ *   -CTA_E_CANCELLED  end of input before a line end (nothing entered)
+ *   -CTA_E_TOO_LARGE  the line is longer than cap - 1 bytes
+ * The caller wipes buf (explicit_bzero) when done.
+ */
+int cli_prompt_secret(const char *prompt, char *buf, size_t cap, struct cta_error **err);
+
+/* The first line of a password file (without its line end), at most
+ * CLI_PASSWORD_MAX bytes; what follows it is wiped. opt names the option in
+ * messages ("--password-file"). Caller wipes and frees it (cli_secret_free).
+ * -CTA_E_IO etc. if unreadable, -CTA_E_INVALID if too long. */
+int cli_read_password_file(const char *path, const char *opt, char **ret,
+                           struct cta_error **err);
 
 /* Wipe and free a secret. */
 void cli_secret_free(char *s);

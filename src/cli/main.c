@@ -35,7 +35,12 @@ static int cli_exit_status(struct cli_ctx *ctx)
                 return CLI_EXIT_OK;
         code = cta_error_code(ctx->err);
         if (ctx->fail == CLI_FAIL_USAGE) {
-                fprintf(stderr, "ctagent: %s\nTry 'ctagent --help'.\n", cta_error_msg(ctx->err));
+                if (ctx->o->cmd)
+                        fprintf(stderr, "ctagent: %s\nTry 'ctagent help %s'.\n",
+                                cta_error_msg(ctx->err), ctx->o->cmd->name);
+                else
+                        fprintf(stderr, "ctagent: %s\nTry 'ctagent --help'.\n",
+                                cta_error_msg(ctx->err));
                 return CLI_EXIT_USAGE;
         }
         fprintf(stderr, "ctagent: error %d (%s): %s\n", code, cta_errcode_name(code),
@@ -119,6 +124,12 @@ int main(int argc, char **argv)
         }
 
         ctx.stdout_tty = isatty(STDOUT_FILENO);
+        /* Usage errors first: nobody should type a password, or wait for a
+         * connection, only to learn that --memory 12X means nothing. */
+        if (cli_check(&ctx) < 0) {
+                status = cli_exit_status(&ctx);
+                goto out;
+        }
         if (!(o.cmd->flags & CLI_CMD_NO_CONNECT) && connect_and_login(&ctx) < 0) {
                 status = cli_exit_status(&ctx);
                 goto out;

@@ -2,10 +2,14 @@
  * argument parsing, the request writer. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -399,7 +403,35 @@ static const struct cli_optdef test_opts[] = {
         { NULL, 0, NULL, NULL },
 };
 
+static const struct cli_optdef vet_opts[] = {
+        { "tag", 't', "TAG", "repeatable", CLI_OPT_REPEAT },
+        { "name", 'n', "NAME", "not repeatable" },
+        { "force", 'f', NULL, "a flag" },
+        { "label", 0, "L", "repeatable, never given here", CLI_OPT_REPEAT },
+        { NULL, 0, NULL, NULL },
+};
+
+static int vet_calls;
+
+static int vet_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        vet_calls++;
+        if (cli_opt(ctx->o, "force"))
+                return cta_error_set(err, CTA_E_INVALID, 0, "--force is not for today");
+        return 0;
+}
+
+/* A check that fails without saying why. */
+static int mute_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        return -CTA_E_INVALID;
+}
+
 static const struct cli_command test_cmds[] = {
+        { .name = "vet", .args = "", .summary = "s", .min_args = 0, .max_args = 0,
+          .opts = vet_opts, .check = vet_check, .run = dummy_run },
+        { .name = "mute", .args = "", .summary = "s", .min_args = 0, .max_args = 0,
+          .check = mute_check, .run = dummy_run },
         { .name = "ping", .args = "", .summary = "s", .min_args = 0, .max_args = 0,
           .run = dummy_run },
         { .name = "raw", .args = "FILE|-", .summary = "s", .min_args = 1, .max_args = 1,
@@ -591,6 +623,299 @@ TEST(args__one_time)
         return 0;
 }
 
+TEST(args__repeatable)
+{
+        struct cli_opts o;
+        const char *const *v = NULL;
+
+        ASSERT_OK(parse(&o, NULL, "vet", "--tag", "a", "-n", "x", "-tb", "--tag=c,d", "-n", "y",
+                        "-t", "", NULL));
+        /* Every value of a repeatable option, in order; cli_opt() the last. */
+        ASSERT_SIZE_EQ(cli_opt_all(&o, "tag", &v), 4);
+        ASSERT_STR_EQ(v[0], "a");
+        ASSERT_STR_EQ(v[1], "b");
+        ASSERT_STR_EQ(v[2], "c,d");
+        ASSERT_STR_EQ(v[3], "");
+        ASSERT_STR_EQ(cli_opt(&o, "tag"), "");
+        /* Any other option: the last value replaces the earlier ones. */
+        ASSERT_SIZE_EQ(cli_opt_all(&o, "name", &v), 1);
+        ASSERT_STR_EQ(v[0], "y");
+        ASSERT_STR_EQ(cli_opt(&o, "name"), "y");
+        ASSERT_SIZE_EQ(cli_opt_all(&o, "force", &v), 0);
+        ASSERT_SIZE_EQ(cli_opt_all(&o, "label", &v), 0);
+        ASSERT_SIZE_EQ(cli_opt_all(&o, "nosuch", &v), 0);
+        ASSERT_NULL(v);
+        cli_opts_done(&o);
+        ASSERT_NULL(o.cmd_lists[0]);
+        ASSERT_SIZE_EQ(o.cmd_nvals[0], 0);
+
+        /* A fresh parse starts empty. */
+        ASSERT_OK(parse(&o, NULL, "vet", "-t", "z", NULL));
+        ASSERT_SIZE_EQ(cli_opt_all(&o, "tag", &v), 1);
+        ASSERT_STR_EQ(v[0], "z");
+        cli_opts_done(&o);
+        return 0;
+}
+
+TEST(args__check_hook)
+{
+        struct cli_opts o;
+        struct cli_ctx ctx = { .o = &o };
+
+        /* Parsing alone never runs the hook: main.c runs it, before it
+         * asks for a password or connects. */
+        vet_calls = 0;
+        ASSERT_OK(parse(&o, NULL, "vet", "-f", NULL));
+        ASSERT_INT_EQ(vet_calls, 0);
+        ASSERT_INT_EQ(cli_check(&ctx), -CTA_E_INVALID);
+        ASSERT_INT_EQ(vet_calls, 1);
+        ASSERT_INT_EQ(ctx.fail, CLI_FAIL_USAGE);
+        ASSERT_STR_EQ(cta_error_msg(ctx.err), "--force is not for today");
+        ctx.err = cta_error_free(ctx.err);
+        ctx.fail = CLI_FAIL_NONE;
+        cli_opts_done(&o);
+
+        ASSERT_OK(parse(&o, NULL, "vet", "-t", "x", NULL));
+        ASSERT_OK(cli_check(&ctx));
+        ASSERT_INT_EQ(vet_calls, 2);
+        ASSERT_TRUE(ctx.fail == CLI_FAIL_NONE && !ctx.err);
+        cli_opts_done(&o);
+
+        /* No hook: nothing to check. */
+        ASSERT_OK(parse(&o, NULL, "ping", NULL));
+        ASSERT_OK(cli_check(&ctx));
+        ASSERT_TRUE(!ctx.err);
+        cli_opts_done(&o);
+
+        /* A hook that gives no reason still makes a usage error. */
+        ASSERT_OK(parse(&o, NULL, "mute", NULL));
+        ASSERT_INT_EQ(cli_check(&ctx), -CTA_E_INVALID);
+        ASSERT_INT_EQ(ctx.fail, CLI_FAIL_USAGE);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(ctx.err), "'mute'"));
+        ctx.err = cta_error_free(ctx.err);
+        cli_opts_done(&o);
+        return 0;
+}
+
+/* raw FILE: a missing or unreadable FILE is a usage error before connecting;
+ * the file is not read by the check (a pipe stays whole for run()). */
+static int raw_check_of(const char *path, char *msg, size_t cap)
+{
+        static const struct cli_command *const sys_groups[] = { cli_cmds_system, NULL };
+        char *argv[] = { (char *)"ctagent", (char *)"raw", (char *)path, NULL };
+        struct cli_opts o;
+        struct cli_ctx ctx = { .o = &o };
+        int r = cli_parse_args(3, argv, sys_groups, &o, NULL);
+
+        msg[0] = '\0';
+        if (r >= 0 && (r = cli_check(&ctx)) < 0)
+                snprintf(msg, cap, "%s%s", ctx.fail == CLI_FAIL_USAGE ? "" : "(not usage) ",
+                         cta_error_msg(ctx.err));
+        cta_error_free(ctx.err);
+        cli_opts_done(&o);
+        return r;
+}
+
+TEST(check__raw_file)
+{
+        _cleanup_free_ char *dir = tmpdir();
+        ASSERT_NOT_NULL(dir);
+        _cleanup_free_ char *file = cta_xasprintf("%s/packets.xml", dir);
+        _cleanup_free_ char *missing = cta_xasprintf("%s/nope.xml", dir);
+        char msg[512], path[64], back[16] = "";
+        int p[2];
+        FILE *f = fopen(file, "w");
+
+        ASSERT_NOT_NULL(f);
+        fputs("<packet/>", f);
+        fclose(f);
+        ASSERT_OK(raw_check_of(file, msg, sizeof(msg)));
+        ASSERT_OK(raw_check_of("-", msg, sizeof(msg)));
+        ASSERT_INT_EQ(raw_check_of(missing, msg, sizeof(msg)), -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "cannot read"));
+        ASSERT_NOT_NULL(strstr(msg, "nope.xml"));
+        ASSERT_INT_EQ(raw_check_of(dir, msg, sizeof(msg)), -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "is a directory"));
+        ASSERT_INT_EQ(pipe(p), 0);
+        ASSERT_INT_EQ(write(p[1], "<packet/>", 9), 9);
+        close(p[1]);
+        snprintf(path, sizeof(path), "/dev/fd/%d", p[0]);
+        ASSERT_OK(raw_check_of(path, msg, sizeof(msg)));
+        ASSERT_INT_EQ(read(p[0], back, sizeof(back) - 1), 9);
+        ASSERT_STR_EQ(back, "<packet/>");
+        close(p[0]);
+        rm_rf(dir);
+        return 0;
+}
+
+/* ---- the secret prompt, on a pseudo-terminal ---- */
+
+struct prompt_result {
+        int rc;
+        int code;
+        bool echo_back; /* ECHO is on again afterwards */
+        char got[64];
+};
+
+/* Run cli_prompt_secret(cap) in a child whose controlling terminal is a new
+ * pty (none at all if !with_tty), type `input` once the prompt is shown, and
+ * collect what the terminal displayed. */
+static int prompt_on_pty(bool with_tty, const char *input, size_t cap, struct prompt_result *res,
+                         char *screen, size_t screen_cap)
+{
+        int master = -1, pfd[2];
+        size_t shown = 0;
+        bool typed = false;
+        pid_t pid;
+        int status;
+
+        memset(res, 0, sizeof(*res));
+        screen[0] = '\0';
+        if (with_tty) {
+                master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+                if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0)
+                        return -1;
+        }
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return -1;
+        pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                struct prompt_result r = { 0 };
+                struct cta_error *e = NULL;
+                struct termios t;
+                int fd = -1;
+
+                setsid(); /* no controlling terminal... */
+                if (with_tty) {
+                        /* ...until the session leader opens one. */
+                        fd = open(ptsname(master), O_RDWR);
+                        if (fd < 0)
+                                _exit(3);
+                }
+                r.rc = cli_prompt_secret("Secret: ", r.got, cap, &e);
+                r.code = cta_error_code(e);
+                r.echo_back = fd >= 0 && tcgetattr(fd, &t) == 0 && (t.c_lflag & ECHO);
+                (void)!write(pfd[1], &r, sizeof(r));
+                _exit(0);
+        }
+        close(pfd[1]);
+        /* Read the screen until the child closes its side (EIO on Linux). */
+        while (master >= 0) {
+                struct pollfd pf = { .fd = master, .events = POLLIN };
+                char buf[256];
+                ssize_t n;
+
+                if (poll(&pf, 1, 5000) <= 0)
+                        break;
+                n = read(master, buf, sizeof(buf));
+                if (n <= 0)
+                        break;
+                if (shown + (size_t)n < screen_cap) {
+                        memcpy(screen + shown, buf, (size_t)n);
+                        shown += (size_t)n;
+                        screen[shown] = '\0';
+                }
+                if (!typed && strstr(screen, "Secret: ")) {
+                        (void)!write(master, input, strlen(input));
+                        typed = true;
+                }
+        }
+        if (read(pfd[0], res, sizeof(*res)) != (ssize_t)sizeof(*res))
+                res->rc = 1; /* no report */
+        close(pfd[0]);
+        waitpid(pid, &status, 0);
+        if (master >= 0)
+                close(master);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+TEST(prompt__no_echo)
+{
+        struct prompt_result r;
+        char screen[512];
+
+        ASSERT_OK(prompt_on_pty(true, "s3cret word\n", 64, &r, screen, sizeof(screen)));
+        ASSERT_INT_EQ(r.rc, 0);
+        ASSERT_STR_EQ(r.got, "s3cret word");
+        /* The prompt was shown, the secret never was, and echo is back on. */
+        ASSERT_NOT_NULL(strstr(screen, "Secret: "));
+        ASSERT_NULL(strstr(screen, "s3cret"));
+        ASSERT_TRUE(r.echo_back);
+
+        /* An empty line is an empty secret. */
+        ASSERT_OK(prompt_on_pty(true, "\n", 64, &r, screen, sizeof(screen)));
+        ASSERT_INT_EQ(r.rc, 0);
+        ASSERT_STR_EQ(r.got, "");
+        return 0;
+}
+
+TEST(prompt__failures)
+{
+        struct prompt_result r;
+        char screen[512];
+
+        /* Longer than cap - 1: refused and wiped, and the rest of the line
+         * is read (the terminal is left clean). */
+        ASSERT_OK(prompt_on_pty(true, "abcdefgh\n", 5, &r, screen, sizeof(screen)));
+        ASSERT_INT_EQ(r.rc, -CTA_E_TOO_LARGE);
+        ASSERT_INT_EQ(r.code, CTA_E_TOO_LARGE);
+        ASSERT_STR_EQ(r.got, "");
+        ASSERT_NULL(strstr(screen, "abcd"));
+        ASSERT_TRUE(r.echo_back);
+        /* Exactly cap - 1 fits. */
+        ASSERT_OK(prompt_on_pty(true, "abcd\n", 5, &r, screen, sizeof(screen)));
+        ASSERT_INT_EQ(r.rc, 0);
+        ASSERT_STR_EQ(r.got, "abcd");
+        /* End of input (Ctrl-D) before a line end. */
+        ASSERT_OK(prompt_on_pty(true, "ab\004\004", 64, &r, screen, sizeof(screen)));
+        ASSERT_INT_EQ(r.rc, -CTA_E_CANCELLED);
+        ASSERT_STR_EQ(r.got, "");
+        ASSERT_TRUE(r.echo_back);
+        /* No controlling terminal at all. */
+        ASSERT_OK(prompt_on_pty(false, "", 64, &r, screen, sizeof(screen)));
+        ASSERT_INT_EQ(r.rc, -CTA_E_IO);
+        ASSERT_INT_EQ(r.code, CTA_E_IO);
+        return 0;
+}
+
+TEST(password_file)
+{
+        _cleanup_free_ char *dir = tmpdir();
+        ASSERT_NOT_NULL(dir);
+        _cleanup_free_ char *path = cta_xasprintf("%s/pw", dir);
+        struct cta_error *e = NULL;
+        char *pw = NULL;
+        FILE *f;
+
+        f = fopen(path, "w");
+        ASSERT_NOT_NULL(f);
+        fputs("first line\r\nsecond\n", f);
+        fclose(f);
+        ASSERT_OK(cli_read_password_file(path, "--password-file", &pw, NULL));
+        ASSERT_STR_EQ(pw, "first line");
+        cli_secret_free(pw);
+
+        f = fopen(path, "w");
+        ASSERT_NOT_NULL(f);
+        for (int i = 0; i < CLI_PASSWORD_MAX + 1; i++)
+                fputc('x', f);
+        fclose(f);
+        ASSERT_INT_EQ(cli_read_password_file(path, "--dst-password-file", &pw, &e),
+                      -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "--dst-password-file"));
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "longer than 1024"));
+        e = cta_error_free(e);
+
+        _cleanup_free_ char *missing = cta_xasprintf("%s/nope", dir);
+        ASSERT_TRUE(cli_read_password_file(missing, "--password-file", &pw, &e) < 0);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "--password-file"));
+        e = cta_error_free(e);
+        rm_rf(dir);
+        return 0;
+}
+
 /* ---- request writer ---- */
 
 TEST(req__login_packet)
@@ -663,6 +988,9 @@ int main(void)
                              T(progress__tty_redraw), T(args__defaults),
                              T(args__globals_anywhere), T(args__command_options),
                              T(args__help_version), T(args__usage_errors), T(args__one_time),
+                             T(args__repeatable), T(args__check_hook), T(check__raw_file),
+                             T(prompt__no_echo),
+                             T(prompt__failures), T(password_file),
                              T(req__login_packet), T(req__escaping_and_target),
                              T(text__clean)));
 }

@@ -1,9 +1,17 @@
 /* Unit tests of the container commands' pure parts: sizes and limits,
  * command line → vzaenvm request (read back with the node's own parsers),
  * reply → table and info lines, and finding a container by veid or name. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_ct.h"
@@ -313,12 +321,12 @@ TEST(req__set_partial)
         return 0;
 }
 
-TEST(req__usage_errors)
-{
-        static const struct {
-                const char *args[6];
-                const char *msg; /* part of the message */
-        } cases[] = {
+/* Usage errors of create and set: cli_ct_config_from_opts() finds them, and
+ * so does the commands' check hook, before anything is sent. */
+static const struct {
+        const char *args[6];
+        const char *msg; /* part of the message */
+} usage_cases[] = {
                 { { "set", "x", "--ip", "10.0.0.1", "--no-ip" }, "contradict" },
                 { { "set", "x", "--on-boot", "--no-on-boot" }, "contradict" },
                 { { "create", "--ip", "10.0.0.300" }, "bad --ip '10.0.0.300'" },
@@ -337,8 +345,15 @@ TEST(req__usage_errors)
                 { { "create", "--veid", "0" }, "bad --veid" },
                 { { "create", "--veid", "2147483648" }, "bad --veid" },
                 { { "create", "--template", "" }, "--template needs" },
-        };
+                { { "create", "--ip", "10.0.0.1", "--ip", "" }, "--ip needs" },
+                { { "create", "--ip", "10.0.0.1", "--ip", "10.0.0.x" }, "bad --ip '10.0.0.x'" },
+                { { "set", "x", "--ip", "10.0.0.1", "--ip", "10.0.0.2" }, NULL },
+                { { "set", "x", "--ip=10.0.0.1", "--ip=10.0.0.2", "--no-ip" }, "contradict" },
+};
 
+TEST(req__usage_errors)
+{
+#define cases usage_cases
         for (size_t i = 0; i < CTA_ARRAY_SIZE(cases); i++) {
                 char *argv[8] = { "ctagent" };
                 int argc = 1;
@@ -349,12 +364,317 @@ TEST(req__usage_errors)
                 for (size_t j = 0; j < 6 && cases[i].args[j]; j++)
                         argv[argc++] = (char *)cases[i].args[j];
                 int r = opts_config(argc, argv, &o, &cfg, &e);
-                if (r != -CTA_E_INVALID || !strstr(cta_error_msg(e), cases[i].msg))
+                if (!cases[i].msg ? r != 0
+                                  : r != -CTA_E_INVALID || !strstr(cta_error_msg(e), cases[i].msg))
                         TAP_FAIL("case %zu: %d '%s'", i, r, cta_error_msg(e));
                 cta_error_free(e);
                 cli_opts_done(&o);
         }
+#undef cases
         return 0;
+}
+
+/* Parse argv, then run the command's check hook as main.c does before it
+ * asks for a password or connects. 0, or -CTA_E_INVALID with the message in
+ * msg_out (parse or check). */
+static int parse_check(int argc, char **argv, char *msg_out, size_t cap)
+{
+        struct cli_opts o;
+        struct cli_ctx ctx = { .o = &o };
+        struct cta_error *e = NULL;
+        int r;
+
+        msg_out[0] = '\0';
+        r = cli_parse_args(argc, argv, groups, &o, &e);
+        if (r < 0) {
+                snprintf(msg_out, cap, "parse: %s", cta_error_msg(e));
+                cta_error_free(e);
+                cli_opts_done(&o);
+                return r;
+        }
+        r = cli_check(&ctx);
+        if (r < 0) {
+                if (ctx.fail != CLI_FAIL_USAGE)
+                        r = -1000; /* not a usage error: exit status would not be 2 */
+                snprintf(msg_out, cap, "%s", cta_error_msg(ctx.err));
+        }
+        cta_error_free(ctx.err);
+        cli_opts_done(&o);
+        return r;
+}
+
+TEST(check__memory_before_connect)
+{
+        char *argv[] = { "ctagent", "-H", "127.0.0.1:1", "create", "--memory", "12X", NULL };
+        struct cli_opts o;
+        struct cta_error *e = NULL;
+        char msg[512];
+
+        /* The command line as such is well formed... */
+        ASSERT_OK(cli_parse_args(6, argv, groups, &o, &e));
+        cli_opts_done(&o);
+        /* ...and the check hook, which main.c runs before the password
+         * prompt and the connection, refuses it as a usage error. */
+        ASSERT_INT_EQ(parse_check(6, argv, msg, sizeof(msg)), -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "bad --memory '12X'"));
+        return 0;
+}
+
+TEST(check__usage_errors)
+{
+        static const struct {
+                const char *args[8];
+                const char *msg;
+        } more[] = {
+                { { "set", "web" }, "'set' needs something to change" },
+                { { "set", "web", "--ip", "10.0.0.1", "--no-ip" }, "contradict" },
+                { { "set", "", "--memory", "1G" }, "needs a container" },
+                { { "info", "" }, "needs a container" },
+                { { "stop", "", "--force" }, "needs a container" },
+                { { "list", "--status", "bogus" }, "bad --status 'bogus'" },
+                { { "list", "--status", "running", "--status", "," }, "--status needs a state" },
+                { { "list", "--status", "" }, "--status needs a state" },
+                { { "destroy", "web" }, "standard input is not a terminal" },
+                { { "destroy", "", "--yes" }, "needs a container" },
+        };
+        static const struct {
+                const char *args[8];
+        } fine[] = {
+                { { "create", "--memory", "1G", "--ip", "10.0.0.1", "--ip", "10.0.0.2" } },
+                { { "set", "web", "--no-on-boot" } },
+                { { "list", "--status", "running", "--status", "down,mounted" } },
+                { { "destroy", "--yes", "web" } },
+                { { "info", "web" } },
+        };
+        char msg[512];
+        int saved_stdin = dup(STDIN_FILENO);
+        int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+        /* destroy without --yes: nobody can confirm on /dev/null. */
+        ASSERT_TRUE(saved_stdin >= 0 && null_fd >= 0);
+        ASSERT_INT_EQ(dup2(null_fd, STDIN_FILENO), STDIN_FILENO);
+        close(null_fd);
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(usage_cases); i++) {
+                char *argv[10] = { "ctagent" };
+                int argc = 1, r;
+
+                for (size_t j = 0; j < 6 && usage_cases[i].args[j]; j++)
+                        argv[argc++] = (char *)usage_cases[i].args[j];
+                r = parse_check(argc, argv, msg, sizeof(msg));
+                if (!usage_cases[i].msg ? r != 0
+                                        : r != -CTA_E_INVALID || !strstr(msg, usage_cases[i].msg))
+                        TAP_FAIL("usage case %zu: %d '%s'", i, r, msg);
+        }
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(more); i++) {
+                char *argv[10] = { "ctagent" };
+                int argc = 1, r;
+
+                for (size_t j = 0; j < 8 && more[i].args[j]; j++)
+                        argv[argc++] = (char *)more[i].args[j];
+                r = parse_check(argc, argv, msg, sizeof(msg));
+                if (r != -CTA_E_INVALID || !strstr(msg, more[i].msg))
+                        TAP_FAIL("case %zu (%s): %d '%s'", i, more[i].args[0], r, msg);
+        }
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(fine); i++) {
+                char *argv[10] = { "ctagent" };
+                int argc = 1;
+
+                for (size_t j = 0; j < 8 && fine[i].args[j]; j++)
+                        argv[argc++] = (char *)fine[i].args[j];
+                if (parse_check(argc, argv, msg, sizeof(msg)) != 0)
+                        TAP_FAIL("fine case %zu (%s): '%s'", i, fine[i].args[0], msg);
+        }
+        dup2(saved_stdin, STDIN_FILENO);
+        close(saved_stdin);
+        /* Every container command has a check hook. */
+        for (const struct cli_command *c = cli_cmds_ct; c->name; c++)
+                if (!c->check)
+                        TAP_FAIL("'%s' has no check hook", c->name);
+        return 0;
+}
+
+TEST(req__ip_repeated)
+{
+        char *argv[] = { "ctagent", "create", "--ip", "10.0.0.1", "--ip", "10.0.1.2/16,10.0.0.3",
+                         "--ip=10.0.0.1/24", NULL };
+        char *argv_set[] = { "ctagent", "set", "web", "--ip", "192.168.1.7", "--ip",
+                             "192.168.1.8/30", NULL };
+        char *argv_many[] = { "ctagent", "create", "--ip", "1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4",
+                              "--ip", "1.1.1.5", "--ip", "1.1.1.6,1.1.1.7", "--ip", "1.1.1.8",
+                              "--ip", "1.1.1.9", NULL };
+        struct cli_opts o;
+        struct cli_ct_config cfg;
+        struct cta_error *e = NULL;
+        struct cli_conn c = { 0 };
+        struct cli_req r;
+
+        ASSERT_OK(opts_config((int)CTA_ARRAY_SIZE(argv) - 1, argv, &o, &cfg, &e));
+        ASSERT_TRUE(cfg.has_ips);
+        ASSERT_INT_EQ(cfg.n_ips, 3); /* every --ip counts; the repeated address once */
+        {
+                _cleanup_(cta_req_freep) struct cta_req *req = NULL;
+                struct cta_envm_create_req cr;
+                cli_ct_req_create(&r, &c, &cfg);
+                ASSERT_OK(parse_req(&r, &req));
+                ASSERT_OK(cta_envm_parse_create(req->call_node, &cr, &e));
+                ASSERT_INT_EQ(cr.cfg.n_ips, 3);
+                ASSERT_STR_EQ(cr.cfg.ips[0], "10.0.0.1/24");
+                ASSERT_STR_EQ(cr.cfg.ips[1], "10.0.1.2/16");
+                ASSERT_STR_EQ(cr.cfg.ips[2], "10.0.0.3/24");
+                cli_req_done(&r);
+        }
+        cli_opts_done(&o);
+
+        ASSERT_OK(opts_config((int)CTA_ARRAY_SIZE(argv_set) - 1, argv_set, &o, &cfg, &e));
+        {
+                _cleanup_(cta_req_freep) struct cta_req *req = NULL;
+                struct cta_envm_set_req sr;
+                cli_ct_req_set(&r, &c, EID1, &cfg);
+                ASSERT_OK(parse_req(&r, &req));
+                ASSERT_OK(cta_envm_parse_set(req->call_node, &sr, &e));
+                ASSERT_TRUE(sr.cfg.has_ips);
+                ASSERT_INT_EQ(sr.cfg.n_ips, 2);
+                ASSERT_STR_EQ(sr.cfg.ips[0], "192.168.1.7/24");
+                ASSERT_STR_EQ(sr.cfg.ips[1], "192.168.1.8/30");
+                cli_req_done(&r);
+        }
+        cli_opts_done(&o);
+
+        /* The limit counts the addresses of all --ip together. */
+        ASSERT_INT_EQ(opts_config((int)CTA_ARRAY_SIZE(argv_many) - 1, argv_many, &o, &cfg, &e),
+                      -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "at most 8"));
+        e = cta_error_free(e);
+        cli_opts_done(&o);
+        argv_many[11] = "1.1.1.8"; /* the ninth repeats one: fine */
+        ASSERT_OK(opts_config((int)CTA_ARRAY_SIZE(argv_many) - 1, argv_many, &o, &cfg, &e));
+        ASSERT_INT_EQ(cfg.n_ips, 8);
+        cli_opts_done(&o);
+        return 0;
+}
+
+TEST(list__states)
+{
+        char *a1[] = { "ctagent", "list", "--status", "running", "--status", "down,4", NULL };
+        char *a2[] = { "ctagent", "list", NULL };
+        int states[CLI_CT_MAX_STATES];
+        size_t n = 99;
+        struct cli_opts o;
+        struct cta_error *e = NULL;
+
+        ASSERT_OK(cli_parse_args(6, a1, groups, &o, &e));
+        ASSERT_OK(cli_ct_list_states(&o, states, &n, &e));
+        ASSERT_SIZE_EQ(n, 3);
+        ASSERT_INT_EQ(states[0], 6);
+        ASSERT_INT_EQ(states[1], 3);
+        ASSERT_INT_EQ(states[2], 4);
+        cli_opts_done(&o);
+        ASSERT_OK(cli_parse_args(2, a2, groups, &o, &e));
+        ASSERT_OK(cli_ct_list_states(&o, states, &n, &e));
+        ASSERT_SIZE_EQ(n, 0);
+        cli_opts_done(&o);
+        return 0;
+}
+
+/* The real binary: a usage error exits with 2 before the password prompt
+ * and before connecting. A listening socket that is never accepted on
+ * shows whether the client connected (the kernel completes the handshake
+ * anyway); no controlling terminal and no $CTAGENT_PASSWORD make any
+ * password prompt fail with exit status 4. */
+#ifdef CTA_TEST_CTAGENT
+static int run_ctagent(const char *password, const char *memory, int *ret_status,
+                       bool *ret_connected, char *err_out, size_t cap)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t slen = sizeof(sa);
+        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), efd[2], status, cfd;
+        char host[64];
+        size_t got = 0;
+        pid_t pid;
+
+        if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 4) < 0 ||
+            getsockname(lfd, (struct sockaddr *)&sa, &slen) < 0 || pipe2(efd, O_CLOEXEC) < 0)
+                return -1;
+        snprintf(host, sizeof(host), "127.0.0.1:%u", ntohs(sa.sin_port));
+        pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                char pw_env[64];
+                char *env[] = { "PATH=/usr/bin:/bin", "USER=tester", "HOME=/nonexistent",
+                                pw_env, NULL };
+                char *argv[] = { CTA_TEST_CTAGENT, "--plain", "-H", host, "--timeout", "1",
+                                 "create", "--memory", (char *)memory, NULL };
+                int nul = open("/dev/null", O_RDWR);
+
+                snprintf(pw_env, sizeof(pw_env), "%s%s", password ? "CTAGENT_PASSWORD=" : "",
+                         password ? password : "");
+                if (!password)
+                        env[3] = NULL;
+                setsid(); /* no controlling terminal: /dev/tty cannot open */
+                dup2(nul, STDIN_FILENO);
+                dup2(nul, STDOUT_FILENO);
+                dup2(efd[1], STDERR_FILENO);
+                execve(argv[0], argv, env);
+                _exit(127);
+        }
+        close(efd[1]);
+        for (;;) {
+                ssize_t n = read(efd[0], err_out + got, cap - 1 - got);
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+                if (got == cap - 1)
+                        break;
+        }
+        err_out[got] = '\0';
+        close(efd[0]);
+        waitpid(pid, &status, 0);
+        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        (void)fcntl(lfd, F_SETFL, O_NONBLOCK);
+        cfd = accept(lfd, NULL, NULL);
+        *ret_connected = cfd >= 0;
+        if (cfd >= 0)
+                close(cfd);
+        close(lfd);
+        return 0;
+}
+#endif
+
+TEST(check__binary_exits_before_connecting)
+{
+#ifdef CTA_TEST_CTAGENT
+        struct stat st;
+        char err[2048];
+        int status;
+        bool connected;
+
+        if (stat(CTA_TEST_CTAGENT, &st) < 0)
+                return 77;
+        /* A bad --memory: exit 2 with the usage message; no prompt, no
+         * connection, whether a password is at hand or not. */
+        ASSERT_OK(run_ctagent(NULL, "12X", &status, &connected, err, sizeof(err)));
+        if (status != 2 || connected || !strstr(err, "ctagent: bad --memory '12X'") ||
+            !strstr(err, "Try 'ctagent help create'") || strstr(err, "assword"))
+                TAP_FAIL("exit %d, connected %d, stderr: %s", status, connected, err);
+        ASSERT_OK(run_ctagent("pw", "12X", &status, &connected, err, sizeof(err)));
+        if (status != 2 || connected)
+                TAP_FAIL("with a password: exit %d, connected %d, stderr: %s", status, connected,
+                         err);
+        /* The controls: a good command line goes on to the password (none
+         * here: exit 4, still before connecting)... */
+        ASSERT_OK(run_ctagent(NULL, "1G", &status, &connected, err, sizeof(err)));
+        if (status != 4 || connected)
+                TAP_FAIL("control 1: exit %d, connected %d, stderr: %s", status, connected, err);
+        /* ...and with a password to the connection (no greeting: exit 3). */
+        ASSERT_OK(run_ctagent("pw", "1G", &status, &connected, err, sizeof(err)));
+        if (status != 3 || !connected)
+                TAP_FAIL("control 2: exit %d, connected %d, stderr: %s", status, connected, err);
+        return 0;
+#else
+        return 77;
+#endif
 }
 
 TEST(req__eid_calls)
@@ -720,6 +1040,9 @@ int main(void)
                              T(state__names), T(state__same_as_ct), T(req__create),
                              T(req__create_minimal),
                              T(req__set), T(req__set_partial), T(req__usage_errors),
+                             T(check__memory_before_connect), T(check__usage_errors),
+                             T(req__ip_repeated), T(list__states),
+                             T(check__binary_exits_before_connecting),
                              T(req__eid_calls), T(req__get_info_and_list), T(reply__envs),
                              T(reply__table), T(reply__info), T(reply__from_node_writer),
                              T(match__by_name_veid_eid), T(args__commands)));

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cmd_migrate.h"
@@ -131,6 +132,110 @@ TEST(spec__usage_errors)
                 cta_error_free(e);
                 cli_opts_done(&o);
         }
+        return 0;
+}
+
+/* Parse, then run migrate's check hook as main.c does before the source's
+ * password prompt and the connection. */
+static int check_of(char *msg, size_t cap, ...)
+{
+        char *argv[32] = { (char *)"ctagent" };
+        struct cli_opts o;
+        struct cli_ctx ctx = { .o = &o };
+        struct cta_error *e = NULL;
+        int argc = 1, r;
+        va_list ap;
+
+        va_start(ap, cap);
+        for (const char *a; argc < 31 && (a = va_arg(ap, const char *));)
+                argv[argc++] = (char *)a;
+        va_end(ap);
+        msg[0] = '\0';
+        r = cli_parse_args(argc, argv, groups, &o, &e);
+        if (r < 0) {
+                snprintf(msg, cap, "parse: %s", cta_error_msg(e));
+                cta_error_free(e);
+        } else if ((r = cli_check(&ctx)) < 0) {
+                if (ctx.fail != CLI_FAIL_USAGE)
+                        r = -1000;
+                snprintf(msg, cap, "%s", cta_error_msg(ctx.err));
+        }
+        cta_error_free(ctx.err);
+        cli_opts_done(&o);
+        return r;
+}
+
+TEST(check__before_connecting)
+{
+        char dir[] = "/tmp/test_cli_migrate.XXXXXX";
+        char msg[512], pw[256], missing[256], big[CLI_PASSWORD_MAX + 2];
+        FILE *f;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        snprintf(pw, sizeof(pw), "%s/pw", dir);
+        snprintf(missing, sizeof(missing), "%s/missing", dir);
+        f = fopen(pw, "w");
+        ASSERT_NOT_NULL(f);
+        fputs("dst-secret\n", f);
+        fclose(f);
+        unsetenv("CTAGENT_DST_PASSWORD");
+
+        ASSERT_OK(check_of(msg, sizeof(msg), "migrate", "web", "h", NULL));
+        ASSERT_OK(check_of(msg, sizeof(msg), "migrate", "web", "h:4434", "--dst-password-file",
+                           pw, "--one-time-pass", "--dst-fingerprint", FP, NULL));
+        /* What cli_mig_spec_from_opts() refuses, the hook refuses. */
+        ASSERT_INT_EQ(check_of(msg, sizeof(msg), "migrate", "web", "h", "--new-veid", "0", NULL),
+                      -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "bad --new-veid '0'"));
+        ASSERT_INT_EQ(check_of(msg, sizeof(msg), "migrate", "web", "h:0", NULL), -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "bad destination 'h:0'"));
+        ASSERT_INT_EQ(check_of(msg, sizeof(msg), "migrate", "web", "h", "--dst-fingerprint", FP,
+                               NULL),
+                      -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "--one-time-pass"));
+        ASSERT_INT_EQ(check_of(msg, sizeof(msg), "migrate", "web", "h", "--dst-plain",
+                               "--one-time-pass", "--dst-fingerprint", FP, NULL),
+                      -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "drop --dst-plain"));
+        /* The credentials: an unreadable --dst-password-file, an oversized
+         * $CTAGENT_DST_PASSWORD, an empty container name. */
+        ASSERT_INT_EQ(check_of(msg, sizeof(msg), "migrate", "web", "h", "--dst-password-file",
+                               missing, NULL),
+                      -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "--dst-password-file"));
+        ASSERT_NOT_NULL(strstr(msg, missing));
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        setenv("CTAGENT_DST_PASSWORD", big, 1);
+        ASSERT_INT_EQ(check_of(msg, sizeof(msg), "migrate", "web", "h", NULL), -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "CTAGENT_DST_PASSWORD"));
+        /* The file comes first, as in run(). */
+        ASSERT_OK(check_of(msg, sizeof(msg), "migrate", "web", "h", "--dst-password-file", pw,
+                           NULL));
+        unsetenv("CTAGENT_DST_PASSWORD");
+        ASSERT_INT_EQ(check_of(msg, sizeof(msg), "migrate", "", "h", NULL), -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "needs a container"));
+        ASSERT_INT_EQ(check_of(msg, sizeof(msg), "migrate", "web", "h", "--dst-password-file",
+                               dir, NULL),
+                      -CTA_E_INVALID);
+        ASSERT_NOT_NULL(strstr(msg, "is a directory"));
+        /* A pipe (--dst-password-file /dev/stdin) is not read by the check:
+         * run() gets all of it. */
+        {
+                int p[2];
+                char path[64], back[32] = "";
+                ASSERT_INT_EQ(pipe(p), 0);
+                ASSERT_INT_EQ(write(p[1], "piped-pw\n", 9), 9);
+                close(p[1]);
+                snprintf(path, sizeof(path), "/dev/fd/%d", p[0]);
+                ASSERT_OK(check_of(msg, sizeof(msg), "migrate", "web", "h",
+                                   "--dst-password-file", path, NULL));
+                ASSERT_INT_EQ(read(p[0], back, sizeof(back) - 1), 9);
+                ASSERT_STR_EQ(back, "piped-pw\n");
+                close(p[0]);
+        }
+        unlink(pw);
+        rmdir(dir);
         return 0;
 }
 
@@ -429,6 +534,7 @@ TEST(help_lists_migrate)
 int main(void)
 {
         return tap_run(TESTS(T(spec__destination_and_options), T(spec__usage_errors),
+                             T(check__before_connecting),
                              T(request__password_login), T(request__one_time_pass_and_config),
                              T(progress__parameters_and_text), T(progress__hostile_values),
                              T(split_bytes), T(summary), T(help_lists_migrate)));
