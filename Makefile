@@ -53,7 +53,7 @@ check-asan: deps $(ASAN_BUILD)/build.ninja
 	 rc=$$?; ./scripts/test-summary.py $(ASAN_BUILD); exit $$rc
 
 $(FUZZ_BUILD)/build.ninja:
-	CC=clang meson setup $(FUZZ_BUILD) -Dfuzzing=true -Dlxc=disabled --buildtype=debug
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzzing=true --buildtype=debug
 
 # Run every libFuzzer target for FUZZ_SECONDS (default 60) each.
 FUZZ_SECONDS ?= 60
