@@ -69,8 +69,16 @@ static char *peer_pin(struct cta_daemon *d, const char *host, uint16_t port)
                 char *eol = strchr(line, '\n');
                 if (eol)
                         *eol = '\0';
-                if (strncmp(line, key, strlen(key)) == 0)
-                        return cta_xstrdup(line + strlen(key));
+                if (strncmp(line, key, strlen(key)) == 0) {
+                        /* "SHA256:AB:…" as we log it, or bare "AB:…" as openssl
+                         * prints it; surrounding blanks ignored. */
+                        char *v = line + strlen(key);
+                        v += strspn(v, " \t");
+                        v[strcspn(v, " \t\r")] = '\0';
+                        if (strncasecmp(v, "SHA256:", 7) == 0)
+                                v += 7;
+                        return cta_xasprintf("SHA256:%s", v);
+                }
                 line = eol ? eol + 1 : NULL;
         }
         return NULL;
