@@ -548,7 +548,11 @@ int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len)
 {
         if (!s->binsink)
                 return s->bin_discard ? 0 : -CTA_E_PROTO;
-        return cta_chanq_push(s->binsink, data, len);
+        int r = cta_chanq_push(s->binsink, data, len);
+        /* A closed queue is a stream whose receiver already gave up: its error
+         * reply is on the way, so frames still in flight are dropped, not
+         * answered by closing the connection. */
+        return r == -CTA_E_INVALID ? 0 : r;
 }
 
 /* ---- have: what the staging area already holds ----------------------------- */
