@@ -8,6 +8,17 @@
  *   env: BENCH_FILES (default 50000 small files), BENCH_BIG_MB (default 512, one dense
  *        file; plus a 4 GiB sparse file with BENCH_BIG_MB/4 of data), BENCH_COLD=1 to drop
  *        the page cache before every run (root), BENCH_SKIP_TAR=1 to time only ctagent.
+ *
+ * Other modes (bench/fresh-fs.sh runs them on a fresh file system):
+ *   --copy-only SRC DSTPARENT   one timed, verified copy (BENCH_BM=DIR: with block maps)
+ *   --send-only SRC OUT         the source side alone, into a file or /dev/null
+ *   --recv-only STREAM DSTPARENT  the destination side alone, from a recorded stream
+ *   --incr SRC DSTPARENT        an incremental pass onto DSTPARENT/cta (an earlier copy)
+ *   --make-big DIR              a dense file (BENCH_BIG_MB, default 2048) and an 8 GiB
+ *                               sparse image with 1 GiB of data
+ *   --delta SRC DSTPARENT BMDIR full copy with block maps, 4 KiB changed in
+ *                               SRC/sparse.img, then the timed block-delta pass
+ *   BENCH_PERF=FILE (--delta, --incr): perf record of just the timed pass.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -197,26 +208,228 @@ static int copy_only(const char *src, const char *dst)
         double t0 = now_s();
         if (cta_mig_scan(sfd, &tot, &err) < 0)
                 die("scan");
-        struct cta_mig_send_opts so = { .totals = &tot };
+        /* BENCH_BM=DIR: record block maps on both sides (DIR/src, DIR/dst) as the daemon does */
+        char bms[512], bmd[512];
+        const char *bm = getenv("BENCH_BM");
+        snprintf(bms, sizeof(bms), "%s/src", bm ? bm : "");
+        snprintf(bmd, sizeof(bmd), "%s/dst", bm ? bm : "");
+        if (bm)
+                (void)mkdir(bm, 0700);
+        struct cta_mig_send_opts so = { .totals = &tot, .blockmap_dir = bm ? bms : NULL };
+        struct cta_mig_recv_opts ro = { .blockmap_dir = bm ? bmd : NULL };
         struct cta_mig_stats sst;
-        (void)run_cta(sfd, pfd, "cta", &so, NULL, &sst);
+        (void)run_cta(sfd, pfd, "cta", &so, &ro, &sst);
         double tc = now_s() - t0;
         printf("ctagent scan+send|recv: %.2f s, %.1f MB/s, %.0f files/s, peak RSS %ld MiB "
                "(both sides)\n",
                tc, (double)sst.data_bytes / 1e6 / tc, (double)tot.files / tc,
                rss_mb(RUSAGE_SELF));
         int cfd = openat(pfd, "cta", O_RDONLY | O_DIRECTORY);
-        int r = cta_mig_tree_compare(sfd, cfd, 0, NULL, &err);
-        printf("verify: %s\n", r == 0 ? "identical" : "DIFFERENT");
+        char *rep = NULL;
+        int r = cta_mig_tree_compare(sfd, cfd, 0, &rep, &err);
+        printf("verify: %s\n", r == 0 ? "identical" : rep ? rep : "error");
+        free(rep);
         return r == 0 ? 0 : 1;
+}
+
+/* --send-only SRC OUT: scan + send into a file (or /dev/null): the source side alone. */
+static int send_only(const char *src, const char *out)
+{
+        int sfd = open(src, O_RDONLY | O_DIRECTORY);
+        int ofd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (sfd < 0 || ofd < 0)
+                die("open");
+        struct cta_mig_totals tot;
+        struct cta_error *err = NULL;
+        double t0 = now_s();
+        if (cta_mig_scan(sfd, &tot, &err) < 0)
+                die("scan");
+        double ts = now_s() - t0;
+        struct cta_mig_send_opts so = { .totals = &tot };
+        struct cta_mig_stats st;
+        struct cta_mig_io io = cta_mig_fd_io(ofd);
+        if (cta_mig_send(sfd, &io, &so, &st, &err) < 0) {
+                fprintf(stderr, "send: %s\n", cta_error_msg(err));
+                return 1;
+        }
+        double t = now_s() - t0;
+        printf("scan %.2f s + send %.2f s = %.2f s, %.1f MB/s, %.0f files/s, wire %.1f MB, "
+               "peak RSS %ld MiB\n", ts, t - ts, t, (double)st.data_bytes / 1e6 / t,
+               (double)tot.files / t, (double)st.wire_bytes / 1e6, rss_mb(RUSAGE_SELF));
+        return 0;
+}
+
+/* --recv-only STREAM DSTPARENT: receive a stream file into DSTPARENT/cta: the
+ * destination side alone. */
+static int recv_only(const char *in, const char *dst)
+{
+        int ifd = open(in, O_RDONLY), pfd = open(dst, O_RDONLY | O_DIRECTORY);
+        if (ifd < 0 || pfd < 0)
+                die("open");
+        struct cta_error *err = NULL;
+        struct cta_mig_stats st;
+        struct cta_mig_io io = cta_mig_fd_io(ifd);
+        double t0 = now_s();
+        if (cta_mig_recv(pfd, "cta", &io, NULL, &st, &err) < 0) {
+                fprintf(stderr, "recv: %s\n", cta_error_msg(err));
+                return 1;
+        }
+        double t = now_s() - t0;
+        printf("recv %.2f s, %.1f MB/s, %.0f entries/s, peak RSS %ld MiB\n", t,
+               (double)st.data_bytes / 1e6 / t, (double)st.entries / t, rss_mb(RUSAGE_SELF));
+        return 0;
+}
+
+/* --make-big DIR: a dense file (BENCH_BIG_MB, default 2048 MiB) and an 8 GiB sparse image
+ * with 1 GiB of data in 64 extents of 16 MiB. */
+static int make_big(const char *dir)
+{
+        unsigned mb = getenv("BENCH_BIG_MB") ? (unsigned)atoi(getenv("BENCH_BIG_MB")) : 2048;
+        static char buf[16 << 20];
+        for (size_t i = 0; i < sizeof(buf); i += 8) {
+                uint64_t r = next_rand();
+                memcpy(buf + i, &r, 8);
+        }
+        if (mkdir(dir, 0755) < 0)
+                die(dir);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        int fd = openat(dfd, "dense", O_CREAT | O_WRONLY | O_EXCL, 0644);
+        for (unsigned i = 0; i < mb / 16; i++) {
+                memcpy(buf, &i, sizeof(i));
+                if (write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+                        die("write dense");
+        }
+        close(fd);
+        fd = openat(dfd, "sparse.img", O_CREAT | O_WRONLY | O_EXCL, 0644);
+        for (unsigned i = 0; i < 64; i++) {
+                memcpy(buf, &i, sizeof(i));
+                if (pwrite(fd, buf, sizeof(buf), (off_t)i * (128ll << 20) + (5 << 20)) < 0)
+                        die("write sparse");
+        }
+        if (ftruncate(fd, 8ll << 30) < 0)
+                die("truncate");
+        close(fd);
+        close(dfd);
+        sync();
+        return 0;
+}
+
+/*
+ * --delta SRC DSTPARENT BMDIR: the block-delta case. A full copy SRC -> DSTPARENT/cta that
+ * records block maps in BMDIR, then 4 KiB changed in the middle of SRC/sparse.img, then the
+ * timed second pass (have summary from the block maps + incremental stream), verified.
+ */
+static int delta(const char *src, const char *dst, const char *bm)
+{
+        int sfd = open(src, O_RDONLY | O_DIRECTORY), pfd = open(dst, O_RDONLY | O_DIRECTORY);
+        if (sfd < 0 || pfd < 0)
+                die("open");
+        struct cta_error *err = NULL;
+        struct cta_mig_stats sst;
+        struct cta_mig_recv_opts ro = { .blockmap_dir = bm };
+        double t = run_cta(sfd, pfd, "cta", NULL, &ro, &sst);
+        printf("full copy: %.2f s, %.1f MB of data, %.1f MB/s\n", t,
+               (double)sst.data_bytes / 1e6, (double)sst.data_bytes / 1e6 / t);
+        int fd = openat(sfd, "sparse.img", O_WRONLY);
+        char b[4096];
+        memset(b, 'A' + (int)(time(NULL) % 26), sizeof(b)); /* differs from the last run */
+        off_t off = (32ll * (128 << 20)) + (5 << 20) + (7 << 20) + 1234; /* inside extent 32 */
+        if (fd < 0 || pwrite(fd, b, sizeof(b), off) != (ssize_t)sizeof(b))
+                die("change");
+        close(fd);
+        drop_caches();
+        int cfd = openat(pfd, "cta", O_RDONLY | O_DIRECTORY);
+        int hfd = memfd_create("have", MFD_CLOEXEC);
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        /* BENCH_NO_BM=1: the have summary without block maps (the whole file goes again) */
+        const char *nobm = getenv("BENCH_NO_BM");
+        struct cta_mig_have_opts ho = { .blockmap_dir = nobm && *nobm ? NULL : bm };
+        double t0 = now_s();
+        if (cta_mig_have_build_opts(cfd, &ho, &hio, NULL, &err) < 0)
+                die("have");
+        double th = now_s() - t0;
+        lseek(hfd, 0, SEEK_SET);
+        struct cta_mig_send_opts so = { .have = &hio };
+        struct cta_mig_recv_opts ro2 = { .allow_existing = true, .blockmap_dir = bm };
+        char cmd[256];
+        if (getenv("BENCH_PERF")) { /* profile just this pass */
+                snprintf(cmd, sizeof(cmd),
+                         "perf record -q -g ${PERF_EV:-} -p %d -o %s 2>/dev/null & sleep 1",
+                         (int)getpid(), getenv("BENCH_PERF"));
+                (void)!system(cmd);
+        }
+        struct rusage ru0, ru1;
+        getrusage(RUSAGE_SELF, &ru0);
+        double ti = run_cta(sfd, pfd, "cta", &so, &ro2, &sst);
+        getrusage(RUSAGE_SELF, &ru1);
+        printf("pass CPU: user %.2f s, sys %.2f s\n",
+               (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+                       (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6,
+               (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                       (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6);
+        if (getenv("BENCH_PERF"))
+                (void)!system("pkill -INT -x perf; sleep 1");
+        printf("4 KiB changed in the sparse image: have %.3f s + pass %.2f s = %.2f s; "
+               "%.2f MB data sent, %.1f MB reused, %.2f MB wire, peak RSS %ld MiB\n",
+               th, ti, th + ti, (double)sst.data_bytes / 1e6, (double)sst.copied_bytes / 1e6,
+               (double)sst.wire_bytes / 1e6, rss_mb(RUSAGE_SELF));
+        char *rep = NULL;
+        int r = cta_mig_tree_compare(sfd, cfd, 0, &rep, &err);
+        printf("verify: %s\n", r == 0 ? "identical" : rep ? rep : "error");
+        free(rep);
+        return r == 0 ? 0 : 1;
+}
+
+/* --incr SRC DSTPARENT: an incremental pass SRC -> DSTPARENT/cta (an earlier copy), cold
+ * when BENCH_COLD; BENCH_PERF=FILE profiles the pass. */
+static int incr_only(const char *src, const char *dst)
+{
+        int sfd = open(src, O_RDONLY | O_DIRECTORY), pfd = open(dst, O_RDONLY | O_DIRECTORY);
+        int cfd = openat(pfd, "cta", O_RDONLY | O_DIRECTORY);
+        if (sfd < 0 || pfd < 0 || cfd < 0)
+                die("open");
+        struct cta_error *err = NULL;
+        int hfd = memfd_create("have", MFD_CLOEXEC);
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        drop_caches();
+        double t0 = now_s();
+        if (cta_mig_have_build(cfd, &hio, NULL, &err) < 0)
+                die("have");
+        double th = now_s() - t0;
+        lseek(hfd, 0, SEEK_SET);
+        char cmd[256];
+        if (getenv("BENCH_PERF")) {
+                snprintf(cmd, sizeof(cmd), "perf record -q -g -p %d -o %s 2>/dev/null & sleep 1",
+                         (int)getpid(), getenv("BENCH_PERF"));
+                (void)!system(cmd);
+        }
+        struct cta_mig_send_opts so = { .have = &hio };
+        struct cta_mig_recv_opts ro = { .allow_existing = true };
+        struct cta_mig_stats sst;
+        double ti = run_cta(sfd, pfd, "cta", &so, &ro, &sst);
+        if (getenv("BENCH_PERF"))
+                (void)!system("pkill -INT -x perf; sleep 1");
+        printf("incremental: have %.2f s + pass %.2f s = %.2f s, %.2f MB data, %llu unchanged, "
+               "%llu files sent\n", th, ti, th + ti, (double)sst.data_bytes / 1e6,
+               (unsigned long long)sst.unchanged, (unsigned long long)sst.files);
+        return 0;
 }
 
 int main(int argc, char **argv)
 {
-        if (argc == 4 && strcmp(argv[1], "--copy-only") == 0) {
-                signal(SIGPIPE, SIG_IGN);
+        signal(SIGPIPE, SIG_IGN);
+        if (argc == 4 && strcmp(argv[1], "--copy-only") == 0)
                 return copy_only(argv[2], argv[3]);
-        }
+        if (argc == 4 && strcmp(argv[1], "--send-only") == 0)
+                return send_only(argv[2], argv[3]);
+        if (argc == 4 && strcmp(argv[1], "--recv-only") == 0)
+                return recv_only(argv[2], argv[3]);
+        if (argc == 4 && strcmp(argv[1], "--incr") == 0)
+                return incr_only(argv[2], argv[3]);
+        if (argc == 3 && strcmp(argv[1], "--make-big") == 0)
+                return make_big(argv[2]);
+        if (argc == 5 && strcmp(argv[1], "--delta") == 0)
+                return delta(argv[2], argv[3], argv[4]);
         const char *base = argc > 1 ? argv[1] : "/tmp/cta-mig-bench";
         unsigned nfiles = getenv("BENCH_FILES") ? (unsigned)atoi(getenv("BENCH_FILES")) : 50000;
         unsigned big_mb = getenv("BENCH_BIG_MB") ? (unsigned)atoi(getenv("BENCH_BIG_MB")) : 512;
@@ -301,6 +514,7 @@ verify:;
         }
         int hfd = memfd_create("have", MFD_CLOEXEC);
         struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        drop_caches();
         t0 = now_s();
         if (cta_mig_have_build(cfd, &hio, NULL, &err) < 0)
                 die("have");

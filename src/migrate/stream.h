@@ -12,7 +12,8 @@
  * Incremental passes: the destination summarizes what it already has
  * (cta_mig_have_build → a "have" stream), the source consumes it
  * (cta_mig_send_opts.have) and sends only changed files, metadata-only records for
- * unchanged ones, and deletions for entries the source no longer has.
+ * unchanged ones, and deletions for entries the source no longer has. With block maps
+ * (blockmap_dir, version 2) a large changed file is sent as the blocks that differ.
  */
 #pragma once
 
@@ -25,7 +26,7 @@
 struct cta_error;
 
 /* The stream format version this build speaks (docs/migration-stream.md). */
-#define CTA_MIG_STREAM_VERSION 1
+#define CTA_MIG_STREAM_VERSION 2
 
 /*
  * The transport. write() writes all len bytes or fails (< 0); read() returns > 0 bytes,
@@ -68,6 +69,9 @@ struct cta_mig_stats {
         uint64_t wire_bytes;      /* stream bytes written/read */
         uint64_t vanished;        /* sender: entries gone between readdir and open */
         uint64_t changed;         /* sender: files that changed size while being read */
+        uint64_t delta_files;     /* files sent as block deltas against the destination's */
+        uint64_t copied_bytes;    /* data the destination reused from its own files (not sent) */
+        uint64_t blockmaps;       /* block maps recorded (send, recv) or offered (have) */
 };
 
 /* Receiver limits; a field left 0 takes the default in brackets. */
@@ -90,6 +94,10 @@ struct cta_mig_send_opts {
         const struct cta_mig_totals *totals;
         struct cta_mig_progress_cb progress;
         atomic_bool *cancel; /* set to true (any thread) to stop with CTA_E_CANCELLED */
+        /* Optional block map directory (see cta_mig_recv_opts.blockmap_dir): the sender
+         * records the block hashes of the large files it reads, so that if this tree is
+         * later a destination (migration back) its have stream can offer them. */
+        const char *blockmap_dir;
 };
 
 struct cta_mig_recv_opts {
@@ -104,6 +112,15 @@ struct cta_mig_recv_opts {
         bool deny_devices;
         struct cta_mig_progress_cb progress;
         atomic_bool *cancel;
+        /*
+         * Optional: a directory of this node's own (created 0700 if missing; e.g.
+         * <state dir>/blockmaps, on any file system) where the receiver records per-block
+         * hashes of the large files it commits, keyed by device and inode (so they follow
+         * the tree through renames of the staging directory into place). Give the same
+         * directory to cta_mig_have_build_opts() later: large files then travel as block
+         * deltas. A cache: it may be emptied at any time (cta_mig_blockmap_prune()).
+         */
+        const char *blockmap_dir;
 };
 
 /* Entries and data bytes of the tree at root_dirfd (nothing is read but metadata). */
@@ -137,6 +154,19 @@ int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mi
  */
 int cta_mig_have_build(int dirfd, const struct cta_mig_io *out, struct cta_mig_stats *ret,
                        struct cta_error **err);
+
+struct cta_mig_have_opts {
+        /* The block map directory the receiver (or sender) recorded into: large files
+         * with a valid record are offered with their block hashes (have version 2), so
+         * the source sends only the blocks that differ. NULL: version 1, no hashes. */
+        const char *blockmap_dir;
+};
+int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
+                            const struct cta_mig_io *out, struct cta_mig_stats *ret,
+                            struct cta_error **err);
+
+/* Remove block map records not used for max_age_sec (the daemon may call it at start). */
+int cta_mig_blockmap_prune(const char *dir, uint64_t max_age_sec, struct cta_error **err);
 
 enum {
         CTA_MIG_CMP_ATIME = 1 << 0,     /* compare atimes too */

@@ -14,7 +14,8 @@ size_t cta_mig_enc_header(uint8_t *p, uint32_t flags, uint64_t entries, uint64_t
         memset(q, 0, CTA_MIG_HEADER_LEN);
         memcpy(q, CTA_MIG_MAGIC, 8);
         cta_mig_put16(q + 8, CTA_MIG_STREAM_VERSION);
-        cta_mig_put16(q + 10, CTA_MIG_STREAM_VERSION);
+        /* only a stream with block deltas needs a version 2 reader */
+        cta_mig_put16(q + 10, (flags & CTA_MIG_HF_BASED) ? 2 : 1);
         cta_mig_put32(q + 12, flags);
         cta_mig_put64(q + 16, entries);
         cta_mig_put64(q + 24, bytes);
@@ -103,6 +104,14 @@ size_t cta_mig_enc_data_hdr(uint8_t *p, uint64_t offset, uint32_t len)
         return CTA_MIG_REC_HDR + 8;
 }
 
+size_t cta_mig_enc_copy(uint8_t *p, uint64_t offset, uint64_t len)
+{
+        cta_mig_put_rec(p, CTA_MIG_R_COPY, CTA_MIG_COPY_LEN);
+        cta_mig_put64(p + CTA_MIG_REC_HDR, offset);
+        cta_mig_put64(p + CTA_MIG_REC_HDR + 8, len);
+        return CTA_MIG_REC_HDR + CTA_MIG_COPY_LEN;
+}
+
 /* Reserve room at the end of b and return it; the caller fills exactly n bytes. */
 static uint8_t *buf_room(struct cta_buf *b, size_t n)
 {
@@ -149,6 +158,15 @@ int cta_mig_buf_file_end(struct cta_buf *b, uint64_t data_bytes, const uint8_t s
         if (!p)
                 return -CTA_E_TOO_LARGE;
         cta_mig_enc_file_end(p, data_bytes, sum);
+        return 0;
+}
+
+int cta_mig_buf_copy(struct cta_buf *b, uint64_t offset, uint64_t len)
+{
+        uint8_t *p = buf_room(b, CTA_MIG_REC_HDR + CTA_MIG_COPY_LEN);
+        if (!p)
+                return -CTA_E_TOO_LARGE;
+        cta_mig_enc_copy(p, offset, len);
         return 0;
 }
 

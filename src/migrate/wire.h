@@ -27,10 +27,20 @@ enum cta_mig_rec {
         CTA_MIG_R_FILE_END = 4,
         CTA_MIG_R_DELETE = 5,
         CTA_MIG_R_TRAILER = 6,
+        CTA_MIG_R_COPY = 7, /* version 2: bytes the destination's existing file already has */
         CTA_MIG_R_HAVE_HEADER = 16,
         CTA_MIG_R_HAVE = 17,
         CTA_MIG_R_HAVE_END = 18,
+        CTA_MIG_R_HAVE_BLOCKS = 19, /* have version 2: block hashes of the last HAVE */
 };
+
+/* Block deltas (version 2): files of at least CTA_MIG_BLOCKMAP_MIN bytes get a block map
+ * of XXH3-64 hashes per CTA_MIG_BLOCK bytes of logical content (holes as zeros). */
+#define CTA_MIG_BLOCK_SHIFT 20
+#define CTA_MIG_BLOCK (1ull << CTA_MIG_BLOCK_SHIFT)
+#define CTA_MIG_BLOCKMAP_MIN (8ull << 20)
+#define CTA_MIG_BLOCKS_PER_REC 8192u
+#define CTA_MIG_COPY_LEN 16u /* u64 offset, u64 length */
 
 enum cta_mig_kind {
         CTA_MIG_K_REG = 1,
@@ -47,12 +57,20 @@ enum {
         CTA_MIG_EF_ROOT = 1 << 0,      /* the root directory itself: empty path, first entry */
         CTA_MIG_EF_LINKABLE = 1 << 1,  /* later HARDLINK entries may name this file's id */
         CTA_MIG_EF_UNCHANGED = 1 << 2, /* regular file the destination has: metadata only */
-        CTA_MIG_EF_KNOWN = 0x07,
+        CTA_MIG_EF_BASED = 1 << 3,     /* v2: data is DATA and COPY against the existing file */
+        CTA_MIG_EF_KNOWN = 0x0f,
+};
+
+enum {
+        CTA_MIG_HAVE_HF_BLOCKS = 1 << 0, /* have header: records may carry block hashes */
+        CTA_MIG_HAVE_F_SUM = 1 << 0,     /* have record: checksum present (never produced) */
+        CTA_MIG_HAVE_F_BLOCKS = 1 << 1,  /* have record: HAVE_BLOCKS records follow */
 };
 
 enum {
         CTA_MIG_HF_INCREMENTAL = 1 << 0, /* the sender used a have stream */
-        CTA_MIG_HF_KNOWN = 0x01,
+        CTA_MIG_HF_BASED = 1 << 1,       /* v2: BASED entries and COPY records may occur */
+        CTA_MIG_HF_KNOWN = 0x03,
 };
 
 #define CTA_MIG_HEADER_LEN 48u /* magic[8] u16 ver u16 minver u32 flags u64 entries u64 bytes u64 0 u64 0 */
@@ -149,12 +167,14 @@ size_t cta_mig_enc_file_end(uint8_t *p, uint64_t data_bytes, const uint8_t sum[1
 size_t cta_mig_enc_trailer(uint8_t *p, uint64_t entries, uint64_t bytes, uint64_t deletes);
 /* DATA: header + offset; the caller puts len bytes after the 16 returned. */
 size_t cta_mig_enc_data_hdr(uint8_t *p, uint64_t offset, uint32_t len);
+size_t cta_mig_enc_copy(uint8_t *p, uint64_t offset, uint64_t len);
 
 /* The same, appended to a cta_buf (tests craft streams with these). */
 int cta_mig_buf_header(struct cta_buf *b, uint32_t flags, uint64_t entries, uint64_t bytes);
 int cta_mig_buf_entry(struct cta_buf *b, const struct cta_mig_entry *e);
 int cta_mig_buf_data(struct cta_buf *b, uint64_t offset, const void *data, uint32_t len);
 int cta_mig_buf_file_end(struct cta_buf *b, uint64_t data_bytes, const uint8_t sum[16]);
+int cta_mig_buf_copy(struct cta_buf *b, uint64_t offset, uint64_t len);
 int cta_mig_buf_delete(struct cta_buf *b, const char *path, uint16_t len);
 int cta_mig_buf_trailer(struct cta_buf *b, uint64_t entries, uint64_t bytes, uint64_t deletes);
 /* Any record with a raw payload (for malformed-record tests). */

@@ -21,6 +21,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "migrate/internal.h"
 #include "migrate/stream.h"
 #include "migrate/wire.h"
@@ -658,6 +660,233 @@ TEST(concurrent__two_transfers)
         return 0;
 }
 
+
+/* ------------------------------------------------------------------ block deltas */
+
+#define MiB (1ull << 20)
+
+static void fill_rand(uint8_t *b, size_t n, uint32_t seed)
+{
+        for (size_t i = 0; i < n; i += 4) {
+                seed = seed * 1103515245u + 12345u;
+                memcpy(b + i, &seed, 4);
+        }
+}
+
+/* A 256 MiB sparse image with 20 MiB of data in 5 extents, and a 12 MiB dense file. */
+static int build_big(int dfd)
+{
+        static uint8_t buf[4 * MiB];
+        int fd = openat(dfd, "img", O_CREAT | O_WRONLY | O_TRUNC, 0640);
+        CHK(fd);
+        for (int i = 0; i < 5; i++) {
+                fill_rand(buf, sizeof(buf), 77u + (uint32_t)i);
+                CHK(pwrite(fd, buf, sizeof(buf), (off_t)((uint64_t)i * 48 * MiB + 3 * MiB / 2)));
+        }
+        CHK(ftruncate(fd, (off_t)(256 * MiB)));
+        close(fd);
+        fd = openat(dfd, "dense", O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        CHK(fd);
+        for (int i = 0; i < 3; i++) {
+                fill_rand(buf, sizeof(buf), 999u + (uint32_t)i);
+                CHK(write(fd, buf, sizeof(buf)));
+        }
+        close(fd);
+        CHK(put_file(dfd, "small", "small", 5, 0644));
+        return 0;
+}
+
+/* Overwrite n bytes at off with a pattern (which moves the mtime). */
+static int scribble(int dfd, const char *name, uint64_t off, size_t n, char c)
+{
+        char b[8192];
+        memset(b, c, sizeof(b));
+        int fd = openat(dfd, name, O_WRONLY);
+        if (fd < 0)
+                return -1;
+        int r = pwrite(fd, b, n, (off_t)off) == (ssize_t)n ? 0 : -1;
+        close(fd);
+        return r;
+}
+
+static int have_bm_memfd(int dirfd, const char *bm, int *ret_fd, struct cta_mig_stats *st)
+{
+        int fd = memfd_create("have", MFD_CLOEXEC);
+        struct cta_mig_io io = cta_mig_fd_io(fd);
+        struct cta_error *err = NULL;
+        struct cta_mig_have_opts ho = { .blockmap_dir = bm };
+        int r = cta_mig_have_build_opts(dirfd, &ho, &io, st, &err);
+        if (r < 0)
+                printf("# have: %s\n", cta_error_msg(err));
+        cta_error_free(err);
+        lseek(fd, 0, SEEK_SET);
+        *ret_fd = fd;
+        return r;
+}
+
+/* In a have stream (memfd), the hash of block idx of path: a pointer into map. */
+static uint8_t *have_hash_at(uint8_t *map, size_t len, const char *path, uint64_t idx)
+{
+        size_t pos = 0, pl = strlen(path);
+        bool in = false;
+        while (pos + CTA_MIG_REC_HDR <= len) {
+                uint8_t type = map[pos];
+                uint32_t rl = cta_mig_get32(map + pos + 4);
+                uint8_t *p = map + pos + CTA_MIG_REC_HDR;
+                if (type == CTA_MIG_R_HAVE)
+                        in = cta_mig_get16(p + 2) == pl &&
+                             memcmp(p + CTA_MIG_HAVE_FIXED, path, pl) == 0;
+                if (type == CTA_MIG_R_HAVE_BLOCKS && in) {
+                        uint64_t first = cta_mig_get32(p + 4), n = (rl - 8) / 8;
+                        if (idx >= first && idx < first + n)
+                                return p + 8 + 8 * (idx - first);
+                }
+                pos += CTA_MIG_REC_HDR + rl;
+        }
+        return NULL;
+}
+
+static uint64_t block_hash_of(int dfd, const char *name, uint64_t idx)
+{
+        static uint8_t b[MiB];
+        int fd = openat(dfd, name, O_RDONLY);
+        ssize_t n = pread(fd, b, sizeof(b), (off_t)(idx * MiB));
+        close(fd);
+        return XXH3_64bits(b, n > 0 ? (size_t)n : 0);
+}
+
+TEST(delta__block_changes_only)
+{
+        ASSERT_OK(setup());
+        char bmd[300], bms[300];
+        snprintf(bmd, sizeof(bmd), "%s/bm-dst", g_root);
+        snprintf(bms, sizeof(bms), "%s/bm-src", g_root);
+        ASSERT_OK(mkdirat(g_rootfd, "bsrc", 0755));
+        ASSERT_OK(mkdirat(g_rootfd, "bdst", 0755));
+        int src = openat(g_rootfd, "bsrc", O_RDONLY | O_DIRECTORY);
+        int dst = openat(g_rootfd, "bdst", O_RDONLY | O_DIRECTORY);
+        ASSERT_OK(build_big(src));
+        /* the first pass records block maps on both sides */
+        struct cta_mig_send_opts so = { .blockmap_dir = bms };
+        struct cta_mig_recv_opts ro = { .blockmap_dir = bmd };
+        struct send_job job;
+        struct cta_mig_stats rst, hst;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        ASSERT_INT_EQ(rst.blockmaps, 2);
+        ASSERT_INT_EQ(job.st.blockmaps, 2);
+        uint64_t full = job.st.data_bytes;
+        ASSERT_INT_EQ(full, 32 * MiB + 5);
+        /* the daemon moves the staging directory into place: the maps follow the inodes */
+        ASSERT_OK(renameat(dst, "stage", dst, "private"));
+        int priv = openat(dst, "private", O_RDONLY | O_DIRECTORY);
+        ASSERT_INT_EQ(compare(src, priv, 0), 0);
+
+        /* 4 KiB changed in the middle of the image (inside one 1 MiB block) */
+        ASSERT_OK(scribble(src, "img", 96 * MiB + 2 * MiB + 12345, 4096, 'X'));
+        int hfd;
+        ASSERT_OK(have_bm_memfd(priv, bmd, &hfd, &hst));
+        ASSERT_INT_EQ(hst.blockmaps, 2);
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        struct cta_mig_send_opts so2 = { .have = &hio, .blockmap_dir = bms };
+        struct cta_mig_recv_opts ro2 = { .allow_existing = true, .blockmap_dir = bmd };
+        ASSERT_INT_EQ(transfer(src, dst, "private", &so2, &ro2, &job, &rst), 0);
+        close(hfd);
+        printf("# 4 KiB changed: %llu data bytes sent, %llu reused, %llu wire bytes\n",
+               (unsigned long long)job.st.data_bytes, (unsigned long long)job.st.copied_bytes,
+               (unsigned long long)job.st.wire_bytes);
+        ASSERT_INT_EQ(job.st.data_bytes, MiB); /* the one block */
+        ASSERT_INT_EQ(rst.data_bytes, MiB);
+        ASSERT_INT_EQ(job.st.delta_files, 1);
+        ASSERT_INT_EQ(rst.delta_files, 1);
+        ASSERT_INT_EQ(rst.copied_bytes, 19 * MiB);
+        ASSERT_TRUE(job.st.wire_bytes < MiB + 16384);
+        ASSERT_INT_EQ(compare(src, priv, 0), 0); /* content, sparseness, metadata */
+
+        /* the image's blocks changed on the destination behind our back (its mtime even
+         * put back): the map is stale by the ctime, so the whole file goes again */
+        ASSERT_OK(scribble(priv, "img", 2 * MiB, 100, 'D'));
+        struct stat sst;
+        ASSERT_OK(fstatat(src, "img", &sst, 0));
+        struct timespec ts[2] = { sst.st_atim, sst.st_mtim };
+        ASSERT_OK(utimensat(priv, "img", ts, 0));
+        ASSERT_OK(scribble(src, "img", 144 * MiB + 2 * MiB, 10, 'Y'));
+        ASSERT_OK(have_bm_memfd(priv, bmd, &hfd, &hst));
+        ASSERT_INT_EQ(hst.blockmaps, 1); /* only "dense" still has a valid map */
+        hio = cta_mig_fd_io(hfd);
+        ASSERT_INT_EQ(transfer(src, dst, "private", &so2, &ro2, &job, &rst), 0);
+        close(hfd);
+        ASSERT_INT_EQ(job.st.data_bytes, 20 * MiB);
+        ASSERT_INT_EQ(job.st.delta_files, 0);
+        ASSERT_INT_EQ(compare(src, priv, 0), 0);
+
+        /* a have stream that lies: block 99's hash replaced by the source's new one, so
+         * the source believes the destination has it and sends a COPY. The receiver builds
+         * the file from what it really has: the checksum refuses it, the old file stays,
+         * the lying map is dropped, and the retry sends the whole file. */
+        ASSERT_OK(scribble(src, "img", 99 * MiB + 5, 4096, 'Z'));
+        ASSERT_OK(have_bm_memfd(priv, bmd, &hfd, &hst));
+        ASSERT_INT_EQ(hst.blockmaps, 2);
+        struct stat hs;
+        ASSERT_OK(fstat(hfd, &hs));
+        uint8_t *map = mmap(NULL, (size_t)hs.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, hfd, 0);
+        ASSERT_TRUE(map != MAP_FAILED);
+        uint8_t *hp = have_hash_at(map, (size_t)hs.st_size, "img", 99);
+        ASSERT_TRUE(hp != NULL);
+        ASSERT_TRUE(cta_mig_get64(hp) != block_hash_of(src, "img", 99));
+        cta_mig_put64(hp, block_hash_of(src, "img", 99));
+        munmap(map, (size_t)hs.st_size);
+        struct stat before, after;
+        ASSERT_OK(fstatat(priv, "img", &before, 0));
+        hio = cta_mig_fd_io(hfd);
+        struct cta_mig_recv_opts ro3 = { .allow_existing = true, .keep_on_failure = true,
+                                         .blockmap_dir = bmd };
+        ASSERT_INT_EQ(transfer(src, dst, "private", &so2, &ro3, &job, &rst), CTA_E_MIG_CHECKSUM);
+        close(hfd);
+        ASSERT_OK(fstatat(priv, "img", &after, 0));
+        ASSERT_INT_EQ(after.st_ino, before.st_ino);
+        ASSERT_INT_EQ(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
+        ASSERT_OK(have_bm_memfd(priv, bmd, &hfd, &hst));
+        ASSERT_INT_EQ(hst.blockmaps, 1); /* the lying map is gone */
+        hio = cta_mig_fd_io(hfd);
+        ASSERT_INT_EQ(transfer(src, dst, "private", &so2, &ro2, &job, &rst), 0);
+        close(hfd);
+        ASSERT_INT_EQ(job.st.data_bytes, 20 * MiB);
+        ASSERT_INT_EQ(compare(src, priv, 0), 0);
+
+        /* lying the other way (every hash garbage) only costs bytes */
+        ASSERT_OK(scribble(src, "dense", 5 * MiB, 4096, 'W'));
+        ASSERT_OK(have_bm_memfd(priv, bmd, &hfd, &hst));
+        ASSERT_INT_EQ(hst.blockmaps, 2);
+        ASSERT_OK(fstat(hfd, &hs));
+        map = mmap(NULL, (size_t)hs.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, hfd, 0);
+        for (uint64_t i = 0; i < 12; i++)
+                cta_mig_put64(have_hash_at(map, (size_t)hs.st_size, "dense", i), 0x1234 + i);
+        munmap(map, (size_t)hs.st_size);
+        hio = cta_mig_fd_io(hfd);
+        ASSERT_INT_EQ(transfer(src, dst, "private", &so2, &ro2, &job, &rst), 0);
+        close(hfd);
+        ASSERT_INT_EQ(job.st.data_bytes, 12 * MiB);
+        ASSERT_INT_EQ(job.st.delta_files, 1);
+        ASSERT_INT_EQ(compare(src, priv, 0), 0);
+
+        /* migration back: the source's own maps (recorded while it sent) serve when the
+         * old source tree is the destination; 4 KiB changed on the new side */
+        ASSERT_OK(scribble(priv, "img", 200 * MiB, 4096, 'B'));
+        ASSERT_OK(have_bm_memfd(src, bms, &hfd, &hst));
+        ASSERT_INT_EQ(hst.blockmaps, 2);
+        hio = cta_mig_fd_io(hfd);
+        struct cta_mig_send_opts so4 = { .have = &hio, .blockmap_dir = bmd };
+        ASSERT_INT_EQ(transfer(priv, g_rootfd, "bsrc", &so4, &ro2, &job, &rst), 0);
+        close(hfd);
+        ASSERT_INT_EQ(job.st.data_bytes, 4096); /* written into a hole: 4 KiB of data */
+        ASSERT_INT_EQ(job.st.delta_files, 1);
+        ASSERT_INT_EQ(compare(src, priv, 0), 0);
+        close(priv);
+        close(src);
+        close(dst);
+        return 0;
+}
+
 TEST(zz_cleanup)
 {
         if (g_rootfd >= 0)
@@ -673,6 +902,6 @@ int main(void)
         }
         return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
-                             T(concurrent__two_transfers),
+                             T(concurrent__two_transfers), T(delta__block_changes_only),
                              T(zz_cleanup)));
 }

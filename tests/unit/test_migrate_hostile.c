@@ -523,8 +523,8 @@ TEST(hostile__malformed)
         /* a future version only */
         s = (struct sb){ .b = CTA_BUF_INIT(0) };
         cta_mig_buf_header(&s.b, 0, 0, 0);
-        cta_mig_put16((uint8_t *)s.b.data + CTA_MIG_REC_HDR + 8, 3);
-        cta_mig_put16((uint8_t *)s.b.data + CTA_MIG_REC_HDR + 10, 2);
+        cta_mig_put16((uint8_t *)s.b.data + CTA_MIG_REC_HDR + 8, CTA_MIG_STREAM_VERSION + 2);
+        cta_mig_put16((uint8_t *)s.b.data + CTA_MIG_REC_HDR + 10, CTA_MIG_STREAM_VERSION + 1);
         ASSERT_OK(expect(&s, NULL, CTA_E_MIG_VERSION));
         /* unknown header flags, record flags, record types */
         s = (struct sb){ .b = CTA_BUF_INIT(0) };
@@ -694,6 +694,144 @@ TEST(hostile__truncated_everywhere)
         return 0;
 }
 
+
+/* ------------------------------------------------------------------ block deltas */
+
+/* 64 bytes */
+static const char g_base[] = "0123456789bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/* A staging directory holding "base" (g_base), a directory "dir" and a fifo "fifo". */
+static int make_base(void)
+{
+        struct sb s;
+        sb_init(&s, 0);
+        sb_file(&s, "base", g_base, 0);
+        sb_ent(&s, CTA_MIG_K_DIR, "dir", NULL);
+        sb_ent(&s, CTA_MIG_K_FIFO, "fifo", NULL);
+        sb_end(&s);
+        int r = recv_bytes(s.b.data, s.b.len, NULL, NULL);
+        cta_buf_done(&s.b);
+        return r == 0 ? 0 : -1;
+}
+
+/* Header, root and one regular file entry at path. */
+static void delta_begin(struct sb *s, uint32_t hflags, const char *path, uint8_t eflags,
+                        uint64_t size)
+{
+        sb_init(s, hflags);
+        struct cta_mig_entry e = { .id = s->id++, .kind = CTA_MIG_K_REG, .flags = eflags,
+                                   .mode = 0644, .path = path,
+                                   .path_len = (uint16_t)strlen(path), .size = size };
+        cta_mig_buf_entry(&s->b, &e);
+        s->entries++;
+}
+
+static void sum_of(const char *c, size_t n, uint8_t sum[16])
+{
+        struct cta_mig_extent x = { 0, c, n };
+        cta_mig_checksum(&x, 1, n, sum);
+}
+
+TEST(hostile__block_deltas)
+{
+        ASSERT_OK(setup());
+        const uint32_t hf = CTA_MIG_HF_INCREMENTAL | CTA_MIG_HF_BASED;
+        struct cta_mig_recv_opts o = { .allow_existing = true };
+        char want[65];
+        memcpy(want, g_base, 65);
+        memcpy(want, "abcdefghij", 10);
+        uint8_t sum[16];
+        sum_of(want, 64, sum);
+        struct sb s;
+
+        /* a valid delta: bytes 0-9 sent, 10-63 reused */
+        ASSERT_OK(make_base());
+        delta_begin(&s, hf, "base", CTA_MIG_EF_BASED, 64);
+        cta_mig_buf_data(&s.b, 0, want, 10);
+        cta_mig_buf_copy(&s.b, 10, 54);
+        cta_mig_buf_file_end(&s.b, 10, sum);
+        s.bytes = 10;
+        sb_end(&s);
+        struct cta_mig_stats st = { 0 };
+        ASSERT_INT_EQ(recv_bytes(s.b.data, s.b.len, &o, &st), 0);
+        cta_buf_done(&s.b);
+        ASSERT_INT_EQ(st.copied_bytes, 54);
+        ASSERT_INT_EQ(st.delta_files, 1);
+        char got[80];
+        int fd = openat(g_parent, "stage/base", O_RDONLY);
+        ASSERT_INT_EQ(read(fd, got, sizeof(got)), 64);
+        close(fd);
+        ASSERT_MEM_EQ(got, want, 64);
+        ASSERT_OK(cta_rm_rf_at(g_parent, "stage"));
+
+        /* a lying delta: the source claims the base has "abcdefghij" at 0 */
+        struct cta_mig_recv_opts ok = { .allow_existing = true, .keep_on_failure = true };
+        ASSERT_OK(make_base());
+        delta_begin(&s, hf, "base", CTA_MIG_EF_BASED, 64);
+        cta_mig_buf_copy(&s.b, 0, 64);
+        cta_mig_buf_file_end(&s.b, 0, sum);
+        sb_end(&s);
+        ASSERT_INT_EQ(recv_bytes(s.b.data, s.b.len, &ok, NULL), CTA_E_MIG_CHECKSUM);
+        cta_buf_done(&s.b);
+        ASSERT_OK(check_clean(true));
+        fd = openat(g_parent, "stage/base", O_RDONLY);
+        ASSERT_INT_EQ(read(fd, got, sizeof(got)), 64);
+        close(fd);
+        ASSERT_MEM_EQ(got, g_base, 64); /* untouched */
+        ASSERT_INT_EQ(count_entries(g_parent, "stage"), 3); /* no temporary file left */
+        ASSERT_OK(cta_rm_rf_at(g_parent, "stage"));
+
+        /* each of these is refused and leaves nothing behind */
+        struct {
+                uint32_t hflags;
+                const char *path;
+                uint8_t eflags;
+                uint64_t size;
+                uint64_t copy_off, copy_len; /* a COPY record (copy_len 0: none) */
+                uint64_t data_off;           /* a 10-byte DATA record first (~0: none) */
+                int code;
+        } bad[] = {
+                /* BASED in a full stream, in an incremental stream that does not allow it */
+                { CTA_MIG_HF_BASED, "base", CTA_MIG_EF_BASED, 64, 10, 54, 0, CTA_E_MIG_STREAM },
+                { CTA_MIG_HF_INCREMENTAL, "base", CTA_MIG_EF_BASED, 64, 10, 54, 0,
+                  CTA_E_MIG_STREAM },
+                /* BASED with UNCHANGED */
+                { hf, "base", CTA_MIG_EF_BASED | CTA_MIG_EF_UNCHANGED, 64, 0, 0, ~0ull,
+                  CTA_E_MIG_STREAM },
+                /* COPY in a file that is not BASED */
+                { hf, "base", 0, 64, 10, 54, 0, CTA_E_MIG_STREAM },
+                /* the base is missing, a directory, a fifo (never opened for reading) */
+                { hf, "nobase", CTA_MIG_EF_BASED, 64, 10, 54, 0, CTA_E_MIG_STREAM },
+                { hf, "dir", CTA_MIG_EF_BASED, 64, 10, 54, 0, CTA_E_MIG_STREAM },
+                { hf, "fifo", CTA_MIG_EF_BASED, 64, 10, 54, 0, CTA_E_MIG_STREAM },
+                /* COPY past the base's size, past the declared size, empty, overlapping */
+                { hf, "base", CTA_MIG_EF_BASED, 80, 10, 70, 0, CTA_E_MIG_STREAM },
+                { hf, "base", CTA_MIG_EF_BASED, 32, 10, 54, 0, CTA_E_MIG_STREAM },
+                { hf, "base", CTA_MIG_EF_BASED, 64, 10, 0, 0, CTA_E_MIG_STREAM },
+                { hf, "base", CTA_MIG_EF_BASED, 64, 5, 54, 0, CTA_E_MIG_STREAM },
+                { hf, "base", CTA_MIG_EF_BASED, 64, UINT64_MAX - 3, 54, 0, CTA_E_MIG_STREAM },
+        };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(bad); i++) {
+                ASSERT_OK(make_base());
+                delta_begin(&s, bad[i].hflags, bad[i].path, bad[i].eflags, bad[i].size);
+                if (bad[i].data_off != ~0ull) {
+                        cta_mig_buf_data(&s.b, bad[i].data_off, want, 10);
+                        s.bytes = 10;
+                }
+                if (bad[i].copy_len || bad[i].copy_off) {
+                        uint8_t raw[16];
+                        cta_mig_put64(raw, bad[i].copy_off);
+                        cta_mig_put64(raw + 8, bad[i].copy_len);
+                        cta_mig_buf_raw(&s.b, CTA_MIG_R_COPY, raw, sizeof(raw));
+                }
+                cta_mig_buf_file_end(&s.b, s.bytes, sum);
+                sb_end(&s);
+                if (expect(&s, &o, bad[i].code) < 0)
+                        TAP_FAIL("block delta case #%zu", i);
+        }
+        return 0;
+}
+
 TEST(zz_cleanup)
 {
         if (g_parent >= 0)
@@ -712,5 +850,6 @@ int main(void)
                              T(hostile__lying_data), T(hostile__bad_checksum_keep_leaves_no_file),
                              T(hostile__limits), T(hostile__malformed),
                              T(hostile__existing_staging_untouched),
-                             T(hostile__truncated_everywhere), T(zz_cleanup)));
+                             T(hostile__truncated_everywhere), T(hostile__block_deltas),
+                             T(zz_cleanup)));
 }
