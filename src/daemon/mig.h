@@ -44,6 +44,12 @@ void cta_chanq_close(struct cta_chanq *q, int code);
 /* Job thread: up to cap bytes; 0 at a clean end, -code after close(code). */
 long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap);
 
+/* STATE_DIR/blockmaps: per-file block hashes recorded while files are sent
+ * or received, so a later migration of a large file sends only the blocks
+ * that changed (a cache: may be emptied at any time). Created on first use;
+ * caller frees. */
+char *cta_mig_blockmap_dir(struct cta_daemon *d);
+
 /* Journal details are "key=base64(value)" lines. */
 void cta_kv_add(struct cta_buf *b, const char *key, const char *value);
 /* A copy of the value of key (caller frees), or NULL. */

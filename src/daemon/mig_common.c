@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/config.h"
+#include "daemon/daemon.h"
 #include "daemon/mig.h"
 #include "net/conn.h"
 #include "util/base64.h"
@@ -136,4 +138,11 @@ void cta_fault_point(const char *point)
                 for (;;)
                         pause();
         }
+}
+
+char *cta_mig_blockmap_dir(struct cta_daemon *d)
+{
+        char *dir = cta_xasprintf("%s/blockmaps", d->cfg->state_dir);
+        (void)cta_mkdir_p(dir, 0700, NULL);
+        return dir;
 }

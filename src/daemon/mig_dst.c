@@ -500,6 +500,7 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         struct mig_dst *m = call->ctx;
         struct cta_daemon *d = m->d;
         struct cta_mig_io io = { .read = q_read, .abort = q_abort, .ctx = m->q };
+        _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(d);
         /* The free-space check passed for what hello declared: a source that
          * sends more than that (plus the same margin) is lying. */
         struct cta_mig_recv_opts o = {
@@ -508,6 +509,7 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                         .max_entries = m->decl_inodes + m->decl_inodes / 10 + SPACE_MARGIN_INODES,
                 },
                 /* A reused earlier copy is never deleted on failure: it goes back. */
+                .blockmap_dir = bmdir,
                 .keep_on_failure = d->cfg->keep_staging || m->base_from,
                 .allow_existing = m->have,
                 .cancel = &call->cancelled,
@@ -586,7 +588,9 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
         _cleanup_close_ int fd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", staging);
-        int r = cta_mig_have_build(fd, &io, &st, err);
+        _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(call->s->d);
+        struct cta_mig_have_opts ho = { .blockmap_dir = bmdir };
+        int r = cta_mig_have_build_opts(fd, &ho, &io, &st, err);
         if (r < 0)
                 return cta_error_wrap(err, "summarize %s", staging);
         log_info("migration %s: have summary of %" PRIu64 " entries sent", m->id, st.entries);
@@ -916,6 +920,9 @@ int cta_mig_recover(struct cta_daemon *d, struct cta_error **err)
 {
         struct cta_mig_row *rows = NULL;
         size_t n = 0;
+        _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(d);
+        /* Block maps are a cache for later migrations; a month old is stale. */
+        (void)cta_mig_blockmap_prune(bmdir, 30 * 86400, NULL);
         int r = cta_store_mig_list_unfinished(d->store, &rows, &n, err);
         if (r < 0)
                 return r;

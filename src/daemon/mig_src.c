@@ -347,7 +347,9 @@ static void on_copy_progress(void *ud, uint64_t done, uint64_t total, uint64_t f
         char phase[160];
         snprintf(phase, sizeof(phase), "copying data, %" PRIu64 " of %" PRIu64 " bytes",
                  done, total);
-        progress_bytes(m, 2, phase, total ? (int)(done * 100 / total) : 100, done, total);
+        /* done counts reused bytes too and may pass the scan's estimate. */
+        int pct = total ? (int)(done * 100 / total) : 100;
+        progress_bytes(m, 2, phase, pct > 100 ? 100 : pct, done, total);
 }
 
 /* Binary frames to the destination: the tree stream's transport. */
@@ -445,7 +447,9 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
 {
         struct cta_mig_io io = { .write = peer_stream_write, .ctx = &m->peer };
         struct cta_mig_io have_io = cta_mig_fd_io(m->have_fd);
+        _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(m->d);
         struct cta_mig_send_opts o = {
+                .blockmap_dir = bmdir,
                 .have = m->have_fd >= 0 ? &have_io : NULL,
                 .totals = &m->totals,
                 .progress = { on_copy_progress, m },

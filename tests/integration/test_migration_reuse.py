@@ -130,3 +130,38 @@ def test_one_time_pass_from_the_destination_as_dst_login(ct_nodes, ct_admin):
     with H.Client(b.node.tls_addr) as anon:
         r = anon.login(H.unb64(name.strip()), "", realm=realm)
         assert r.code == 301, r.text
+
+
+def test_small_change_in_a_big_image_sends_one_block(ct_nodes, ct_admin):
+    """A 1 GiB sparse image with 64 MiB of data goes A→B; 4 KiB change inside it on B; back
+    to A: A starts from its .migrated copy and its recorded block hashes, so only about one
+    1 MiB block crosses, and the file arrives identical."""
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    with a.client() as ca:
+        _, env = create(ca, name="img1", veid=161)
+        eid = env["eid"]
+        img = os.path.join(a.private_root, "161", "srv", "disk.img")
+        os.makedirs(os.path.dirname(img), exist_ok=True)
+        with open(img, "wb") as f:
+            f.truncate(1 << 30)
+            for i in range(64):
+                f.seek(i * (8 << 20))
+                f.write(os.urandom(1 << 20))
+        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, r.text
+    bimg = os.path.join(b.private_root, "161", "srv", "disk.img")
+    with open(bimg, "r+b") as f:
+        f.seek(20 * (8 << 20) + 12345)
+        f.write(b"x" * 4096)
+    with open(bimg, "rb") as f:
+        want = f.read()
+    with b.client() as cb:
+        r, _ = migrate(cb, seed_request(a, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, "%s\n%s" % (r.text, a.log_excerpt())
+    sent = sent_bytes(b, 0)
+    assert sent <= 2 << 20, "a 4 KiB change sent %d bytes" % sent
+    with open(img, "rb") as f:
+        assert f.read() == want
+    st = os.stat(img)
+    assert st.st_blocks * 512 < 80 << 20, "the image is no longer sparse"
