@@ -14,6 +14,23 @@ static int cta_log_level = LOG_INFO;
 static const char *cta_log_ident = "ctagent";
 static pthread_mutex_t cta_log_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* Children forked without exec (the container backend runs liblxc in one)
+ * may log: the lock must not be inherited held by another thread. */
+static void log_atfork_prepare(void)
+{
+        pthread_mutex_lock(&cta_log_mu);
+}
+
+static void log_atfork_release(void)
+{
+        pthread_mutex_unlock(&cta_log_mu);
+}
+
+__attribute__((constructor)) static void log_atfork_init(void)
+{
+        (void)pthread_atfork(log_atfork_prepare, log_atfork_release, log_atfork_release);
+}
+
 static const char *const cta_level_names[] = {
         [LOG_EMERG] = "emerg",   [LOG_ALERT] = "alert",   [LOG_CRIT] = "crit",
         [LOG_ERR] = "error",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
