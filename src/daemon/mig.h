@@ -19,7 +19,7 @@ struct cta_session;
 
 #define CTA_MIG_PROTO_MIN 1
 #define CTA_MIG_PROTO_MAX 1
-#define CTA_MIG_QUEUE_MAX (16u << 20) /* bytes buffered per incoming stream */
+#define CTA_MIG_QUEUE_MAX (8u << 20) /* bytes buffered per incoming stream */
 
 /* A bounded byte queue between the loop thread (which receives binary
  * frames) and the job thread running the stream receiver. When it holds
@@ -28,8 +28,10 @@ struct cta_session;
 struct cta_chanq {
         pthread_mutex_t mu;
         pthread_cond_t cv;
-        struct cta_buf data;
+        uint8_t *ring; /* a ring: popping never moves what is still queued */
+        size_t cap, head, len;
         size_t max;
+        bool waiting; /* the job thread sleeps in pop: push must wake it */
         bool closed;
         int close_code; /* 0 = clean end, else -CTA_E_* */
         bool paused;

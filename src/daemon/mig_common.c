@@ -13,15 +13,17 @@
 #include "util/error.h"
 #include "util/util.h"
 
-/* Room for one more binary frame above the pause threshold. */
-#define CHANQ_SLACK (8u << 20)
+/* Room above the pause threshold for what the loop already read (frames
+ * arrive in pieces of one socket read, 64 KiB). */
+#define CHANQ_SLACK (1u << 20)
 
 struct cta_chanq *cta_chanq_new(struct cta_conn *conn, size_t max)
 {
         struct cta_chanq *q = cta_xcalloc(1, sizeof(*q));
         pthread_mutex_init(&q->mu, NULL);
         pthread_cond_init(&q->cv, NULL);
-        cta_buf_init(&q->data, max + CHANQ_SLACK);
+        q->cap = max + CHANQ_SLACK;
+        q->ring = cta_xmalloc(q->cap);
         q->max = max;
         q->conn = conn ? cta_conn_ref(conn) : NULL;
         return q;
@@ -34,28 +36,49 @@ void cta_chanq_free(struct cta_chanq *q)
         if (q->paused && q->conn)
                 cta_conn_pause_read(q->conn, false);
         cta_conn_unref(q->conn);
-        cta_buf_done(&q->data);
+        free(q->ring);
         pthread_cond_destroy(&q->cv);
         pthread_mutex_destroy(&q->mu);
         free(q);
 }
 
+/* Reading pauses above max, so this only happens if more than the slack
+ * arrived in one go: make room rather than fail (bounded by that). */
+static void chanq_grow(struct cta_chanq *q, size_t need)
+{
+        size_t cap = q->cap * 2 > need ? q->cap * 2 : need;
+        uint8_t *r = cta_xmalloc(cap);
+        size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
+        memcpy(r, q->ring + q->head, first);
+        memcpy(r + first, q->ring, q->len - first);
+        free(q->ring);
+        q->ring = r;
+        q->cap = cap;
+        q->head = 0;
+}
+
 int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len)
 {
-        int r;
         pthread_mutex_lock(&q->mu);
         if (q->closed) {
                 pthread_mutex_unlock(&q->mu);
                 return -CTA_E_INVALID;
         }
-        r = cta_buf_append(&q->data, data, len);
-        if (r == 0 && q->data.len > q->max && !q->paused && q->conn) {
+        if (q->cap - q->len < len)
+                chanq_grow(q, q->len + len);
+        size_t tail = (q->head + q->len) % q->cap;
+        size_t first = q->cap - tail < len ? q->cap - tail : len;
+        memcpy(q->ring + tail, data, first);
+        memcpy(q->ring, (const uint8_t *)data + first, len - first);
+        q->len += len;
+        if (q->len > q->max && !q->paused && q->conn) {
                 q->paused = true;
                 cta_conn_pause_read(q->conn, true);
         }
-        pthread_cond_broadcast(&q->cv);
+        if (q->waiting)
+                pthread_cond_signal(&q->cv);
         pthread_mutex_unlock(&q->mu);
-        return r;
+        return 0;
 }
 
 void cta_chanq_close(struct cta_chanq *q, int code)
@@ -73,15 +96,22 @@ long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap)
 {
         long n;
         pthread_mutex_lock(&q->mu);
-        while (q->data.len == 0 && !q->closed)
+        while (q->len == 0 && !q->closed) {
+                q->waiting = true;
                 pthread_cond_wait(&q->cv, &q->mu);
-        if (q->data.len == 0) {
+                q->waiting = false;
+        }
+        if (q->len == 0) {
                 n = q->close_code;
         } else {
-                n = (long)(q->data.len < cap ? q->data.len : cap);
-                memcpy(buf, q->data.data, (size_t)n);
-                cta_buf_consume(&q->data, (size_t)n);
-                if (q->paused && q->data.len < q->max / 2) {
+                size_t take = q->len < cap ? q->len : cap;
+                size_t first = q->cap - q->head < take ? q->cap - q->head : take;
+                memcpy(buf, q->ring + q->head, first);
+                memcpy((uint8_t *)buf + first, q->ring, take - first);
+                q->head = (q->head + take) % q->cap;
+                q->len -= take;
+                n = (long)take;
+                if (q->paused && q->len < q->max / 2) {
                         q->paused = false;
                         cta_conn_pause_read(q->conn, false);
                 }

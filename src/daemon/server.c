@@ -354,6 +354,18 @@ out:
         cta_req_free(req);
 }
 
+/* Bulk data of an open migration stream (docs/migration-protocol.md).
+ * false: refused, the connection is closing. */
+static bool session_binary(struct cta_session *s, const char *data, size_t len)
+{
+        if (cta_mig_dst_binary(s, data, len) == 0)
+                return true;
+        send_error(s, NULL, "ctamig", CTA_E_MIG_STREAM,
+                   "binary frame outside an open migration stream");
+        cta_conn_close_after_flush(s->conn);
+        return false;
+}
+
 static void session_pump(struct cta_session *s)
 {
         while (!s->serial_busy && !s->closed && !cta_conn_is_closed(s->conn)) {
@@ -373,13 +385,8 @@ static void session_pump(struct cta_session *s)
                         break;
                 }
                 if (kind == CTA_FRAME_BINARY) {
-                        /* Bulk data of an open migration stream (docs/migration-protocol.md). */
-                        if (cta_mig_dst_binary(s, frame, len) < 0) {
-                                send_error(s, NULL, "ctamig", CTA_E_MIG_STREAM,
-                                           "binary frame outside an open migration stream");
-                                cta_conn_close_after_flush(s->conn);
+                        if (!session_binary(s, frame, len))
                                 break;
-                        }
                         continue;
                 }
                 handle_frame(s, frame, len);
@@ -416,6 +423,13 @@ static void on_data(struct cta_conn *c, const char *data, size_t len)
 {
         struct cta_session *s = cta_conn_get_data(c);
         if (!s || s->closed)
+                return;
+        /* The middle of a binary frame goes to the stream without a stop in
+         * the framer's buffer. */
+        for (size_t k; len && (k = cta_framer_bin_direct(s->fr, len)) > 0; data += k, len -= k)
+                if (!session_binary(s, data, k))
+                        return;
+        if (!len)
                 return;
         if (cta_framer_feed(s->fr, data, len) < 0) {
                 send_error(s, NULL, "system", CTA_E_FRAME_TOO_LARGE,

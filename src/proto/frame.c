@@ -11,6 +11,7 @@ void cta_framer_init(struct cta_framer *f, size_t max_frame)
         f->binary_ok = false;
         f->scan = 0;
         f->start = 0;
+        f->bin_left = 0;
 }
 
 void cta_framer_set_max(struct cta_framer *f, size_t max_frame)
@@ -23,6 +24,7 @@ void cta_framer_done(struct cta_framer *f)
         cta_buf_done(&f->in);
         f->scan = 0;
         f->start = 0;
+        f->bin_left = 0;
 }
 
 size_t cta_framer_pending(const struct cta_framer *f)
@@ -57,7 +59,7 @@ int cta_framer_feed(struct cta_framer *f, const void *data, size_t len)
 {
         if (len == 0)
                 return 0;
-        if (f->binary_ok && binframe_at_start(f)) {
+        if (f->bin_left || (f->binary_ok && binframe_at_start(f))) {
                 /* A partial binary frame: its own length field bounds it. */
                 if (f->start > 0) {
                         cta_buf_consume(&f->in, f->start);
@@ -92,7 +94,7 @@ int cta_framer_next(struct cta_framer *f, const char **ret_frame, size_t *ret_le
 {
         for (;;) {
                 /* A binary frame is cta_framer_next_any()'s to hand out. */
-                if (f->binary_ok && binframe_at_start(f))
+                if (f->bin_left || (f->binary_ok && binframe_at_start(f)))
                         return 0;
                 if (!framer_find_nul(f)) {
                         if (f->in.len - f->start > f->max_frame)
@@ -128,13 +130,39 @@ void cta_binframe_header(uint8_t hdr[CTA_BINFRAME_HDR], uint32_t len)
         hdr[4] = (uint8_t)len;
 }
 
+size_t cta_framer_bin_direct(struct cta_framer *f, size_t avail)
+{
+        if (!f->bin_left || f->start < f->in.len)
+                return 0;
+        size_t n = avail < f->bin_left ? avail : f->bin_left;
+        f->bin_left -= (uint32_t)n;
+        return n;
+}
+
 int cta_framer_next_any(struct cta_framer *f, enum cta_frame_kind *ret_kind,
                         const char **ret_frame, size_t *ret_len)
 {
-        if (binframe_at_start(f)) {
+        for (;;) {
+                size_t have = f->in.len - f->start;
+                if (f->bin_left) {
+                        if (!have) {
+                                cta_buf_reset(&f->in);
+                                f->start = f->scan = 0;
+                                return 0;
+                        }
+                        size_t n = have < f->bin_left ? have : f->bin_left;
+                        *ret_kind = CTA_FRAME_BINARY;
+                        *ret_frame = f->in.data + f->start;
+                        *ret_len = n;
+                        f->start += n;
+                        f->scan = f->start;
+                        f->bin_left -= (uint32_t)n;
+                        return 1;
+                }
+                if (!binframe_at_start(f))
+                        break;
                 if (!f->binary_ok)
                         return -CTA_E_PROTO;
-                size_t have = f->in.len - f->start;
                 if (have < CTA_BINFRAME_HDR)
                         return 0;
                 const uint8_t *h = (const uint8_t *)f->in.data + f->start;
@@ -142,14 +170,9 @@ int cta_framer_next_any(struct cta_framer *f, enum cta_frame_kind *ret_kind,
                                (uint32_t)h[3] << 8 | h[4];
                 if (len > CTA_BINFRAME_MAX)
                         return -CTA_E_FRAME_TOO_LARGE;
-                if (have < CTA_BINFRAME_HDR + (size_t)len)
-                        return 0;
-                *ret_kind = CTA_FRAME_BINARY;
-                *ret_frame = f->in.data + f->start + CTA_BINFRAME_HDR;
-                *ret_len = len;
-                f->start += CTA_BINFRAME_HDR + len;
+                f->start += CTA_BINFRAME_HDR;
                 f->scan = f->start;
-                return 1;
+                f->bin_left = len; /* an empty frame is simply skipped */
         }
         int r = cta_framer_next(f, ret_frame, ret_len);
         if (r == 1)

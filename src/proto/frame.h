@@ -22,6 +22,7 @@ struct cta_framer {
         bool binary_ok; /* accept binary frames (logged-in agent-to-agent traffic) */
         size_t scan;  /* in.data[start..scan) is known to contain no NUL */
         size_t start; /* first byte not yet handed out */
+        uint32_t bin_left; /* payload bytes of the current binary frame still to come */
 };
 
 void cta_framer_init(struct cta_framer *f, size_t max_frame);
@@ -53,10 +54,19 @@ size_t cta_framer_pending(const struct cta_framer *f);
 enum cta_frame_kind { CTA_FRAME_XML = 1, CTA_FRAME_BINARY = 2 };
 
 /* Like cta_framer_next(), also handing out binary frames when binary_ok:
- * *ret_kind says which. A binary frame while !binary_ok, or one longer than
+ * *ret_kind says which. A binary frame's payload is handed out in pieces as it
+ * arrives (a byte stream: the framer never holds a whole 4 MiB frame, and
+ * bulk data is copied once, to its consumer); no XML frame is handed out
+ * before the last piece. A binary frame while !binary_ok, or one longer than
  * CTA_BINFRAME_MAX, is -CTA_E_PROTO / -CTA_E_FRAME_TOO_LARGE. */
 int cta_framer_next_any(struct cta_framer *f, enum cta_frame_kind *ret_kind,
                         const char **ret_frame, size_t *ret_len);
+
+/* When nothing is buffered and a binary frame's payload is still to come:
+ * how many of the next avail bytes straight from the socket are that payload
+ * (counted as handed out). The caller passes them on without feeding them,
+ * saving a copy of the bulk data. 0 otherwise. */
+size_t cta_framer_bin_direct(struct cta_framer *f, size_t avail);
 
 /* Write a binary frame header for a payload of len bytes into hdr[5]. */
 void cta_binframe_header(uint8_t hdr[CTA_BINFRAME_HDR], uint32_t len);

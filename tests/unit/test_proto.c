@@ -297,6 +297,78 @@ TEST(frame__many_pipelined)
         return 0;
 }
 
+TEST(frame__binary_in_pieces)
+{
+        /* A binary frame is handed out as it arrives, never as a whole; XML
+         * after it comes out only once its last byte has; the middle of a
+         * frame can bypass the buffer (cta_framer_bin_direct). */
+        struct cta_framer f;
+        enum cta_frame_kind kind;
+        const char *p;
+        size_t len;
+        uint8_t hdr[CTA_BINFRAME_HDR];
+        char got[32] = "";
+        size_t ngot = 0;
+
+        cta_framer_init(&f, 64);
+        f.binary_ok = true;
+        cta_binframe_header(hdr, 10);
+        ASSERT_OK(cta_framer_feed(&f, hdr, 3));
+        ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 0);
+        ASSERT_OK(cta_framer_feed(&f, hdr + 3, 2));
+        ASSERT_OK(cta_framer_feed(&f, "0123", 4));
+        ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 1);
+        ASSERT_INT_EQ(kind, CTA_FRAME_BINARY);
+        ASSERT_SIZE_EQ(len, 4);
+        memcpy(got + ngot, p, len);
+        ngot += len;
+        ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 0);
+        /* Nothing buffered, 6 payload bytes to come: 4 of "45678<x/>" go direct. */
+        ASSERT_SIZE_EQ(cta_framer_bin_direct(&f, 4), 4);
+        memcpy(got + ngot, "4567", 4);
+        ngot += 4;
+        ASSERT_SIZE_EQ(cta_framer_bin_direct(&f, 0), 0);
+        /* The last 2 payload bytes and an XML frame in one read: not direct
+         * as a whole; fed, they come out in order. */
+        ASSERT_SIZE_EQ(cta_framer_bin_direct(&f, 7), 2);
+        memcpy(got + ngot, "89", 2);
+        ngot += 2;
+        ASSERT_SIZE_EQ(cta_framer_bin_direct(&f, 5), 0);
+        ASSERT_OK(cta_framer_feed(&f, "<x/>\0", 5));
+        ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 1);
+        ASSERT_INT_EQ(kind, CTA_FRAME_XML);
+        ASSERT_STR_EQ(p, "<x/>");
+        ASSERT_SIZE_EQ(ngot, 10);
+        ASSERT_TRUE(memcmp(got, "0123456789", 10) == 0);
+
+        /* XML never comes out of the middle of a binary frame, even if the
+         * payload looks like a packet; an empty binary frame is skipped. */
+        cta_binframe_header(hdr, 5);
+        ASSERT_OK(cta_framer_feed(&f, hdr, 5));
+        ASSERT_OK(cta_framer_feed(&f, "<y/>", 4));
+        ASSERT_INT_EQ(cta_framer_next(&f, &p, &len), 0);
+        ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 1);
+        ASSERT_INT_EQ(kind, CTA_FRAME_BINARY);
+        ASSERT_SIZE_EQ(len, 4);
+        ASSERT_OK(cta_framer_feed(&f, "\0", 1));
+        cta_binframe_header(hdr, 0);
+        ASSERT_OK(cta_framer_feed(&f, hdr, 5));
+        ASSERT_OK(cta_framer_feed(&f, "<z/>\0", 5));
+        ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 1);
+        ASSERT_INT_EQ(kind, CTA_FRAME_BINARY);
+        ASSERT_SIZE_EQ(len, 1);
+        ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 1);
+        ASSERT_INT_EQ(kind, CTA_FRAME_XML);
+        ASSERT_STR_EQ(p, "<z/>");
+
+        /* A header announcing more than the maximum is refused. */
+        cta_binframe_header(hdr, CTA_BINFRAME_MAX + 1);
+        ASSERT_OK(cta_framer_feed(&f, hdr, 5));
+        ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), -CTA_E_FRAME_TOO_LARGE);
+        cta_framer_done(&f);
+        return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* XML reader */
 
@@ -1366,7 +1438,8 @@ int main(void)
 {
         int r = tap_run(TESTS(T(frame__split_and_joined), T(frame__byte_at_a_time),
                              T(frame__empty_and_ebh_style), T(frame__over_limit),
-                             T(frame__many_pipelined), T(xml__dom_local_names_text_attrs),
+                             T(frame__many_pipelined), T(frame__binary_in_pieces),
+                             T(xml__dom_local_names_text_attrs),
                              T(xml__custom_limits), T(xml__garbage_table), T(xml__attribute_flood_is_linear), T(xml__error_messages),
                              T(packet__all_fixtures_parse), T(packet__seed_migrate_v2v),
                              T(packet__spec_migrate_eid_list), T(packet__migrate_config_any_order),
