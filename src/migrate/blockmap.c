@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migrate/hash.h"
 #include "migrate/internal.h"
 #include "util/error.h"
 #include "util/util.h"
@@ -43,7 +44,7 @@ static void zero_hash_init(void)
         XXH3_state_t *st = XXH3_createState();
         XXH3_64bits_reset(st);
         for (size_t i = 0; i < CTA_MIG_BLOCK / sizeof(zero_block); i++)
-                XXH3_64bits_update(st, zero_block, sizeof(zero_block));
+                cta_xxh3_64_update(st, zero_block, sizeof(zero_block));
         g_zero_hash = XXH3_64bits_digest(st);
         XXH3_freeState(st);
 }
@@ -66,7 +67,7 @@ void cta_mig_hash64_zeros(struct XXH3_state_s *st, uint64_t n)
 {
         while (n) {
                 size_t k = n > sizeof(zero_block) ? sizeof(zero_block) : (size_t)n;
-                XXH3_64bits_update(st, zero_block, k);
+                cta_xxh3_64_update(st, zero_block, k);
                 n -= k;
         }
 }
@@ -121,7 +122,7 @@ static void bm_flush(struct cta_bm_writer *w)
         for (size_t i = 0; i < w->nbuf; i++)
                 cta_mig_put64(raw + 8 * i, w->buf[i]);
         size_t n = w->nbuf * 8;
-        XXH3_64bits_update(w->dig, raw, n);
+        cta_xxh3_64_update(w->dig, raw, n);
         if (pwrite(w->fd, raw, n, (off_t)(BM_HDR + (w->nblocks - w->nbuf) * 8)) != (ssize_t)n)
                 w->failed = true;
         w->nbuf = 0;
@@ -155,7 +156,7 @@ void cta_bm_feed(struct cta_bm_writer *w, const void *data, uint64_t n)
                 if (in == 0)
                         XXH3_64bits_reset(w->st);
                 if (p)
-                        XXH3_64bits_update(w->st, p, (size_t)k);
+                        cta_xxh3_64_update(w->st, p, (size_t)k);
                 else
                         cta_mig_hash64_zeros(w->st, k);
                 n -= k;
@@ -264,7 +265,7 @@ int cta_bm_open(int dirfd, const struct stat *st)
                 size_t k = n - off > sizeof(buf) ? sizeof(buf) : (size_t)(n - off);
                 if (pread(fd, buf, k, (off_t)(BM_HDR + off)) != (ssize_t)k)
                         break;
-                XXH3_64bits_update(dig, buf, k);
+                cta_xxh3_64_update(dig, buf, k);
                 off += k;
         }
         bool ok = off == n && XXH3_64bits_digest(dig) == cta_mig_get64(h + 72);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migrate/hash.h"
 #include "migrate/internal.h"
 #include "util/buf.h"
 #include "util/error.h"
@@ -590,7 +591,7 @@ void cta_mig_hash_zeros(struct XXH3_state_s *st, uint64_t n)
 {
         while (n) {
                 size_t k = n > sizeof(zero_block) ? sizeof(zero_block) : (size_t)n;
-                XXH3_128bits_update(st, zero_block, k);
+                cta_xxh3_128_update(st, zero_block, k);
                 n -= k;
         }
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "migrate/hash.h"
 #include "migrate/wire.h"
 #include "util/buf.h"
 #include "util/errcodes.h"
@@ -347,11 +348,11 @@ void cta_mig_checksum(const struct cta_mig_extent *ext, size_t n, uint64_t size,
                 uint64_t off = i < n ? ext[i].offset : size;
                 while (pos < off) {
                         size_t k = off - pos > sizeof(zeros) ? sizeof(zeros) : (size_t)(off - pos);
-                        XXH3_128bits_update(st, zeros, k);
+                        cta_xxh3_128_update(st, zeros, k);
                         pos += k;
                 }
                 if (i < n) {
-                        XXH3_128bits_update(st, ext[i].data, ext[i].len);
+                        cta_xxh3_128_update(st, ext[i].data, ext[i].len);
                         pos += ext[i].len;
                 }
         }
