@@ -9,6 +9,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -495,6 +499,72 @@ static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
         return 0;
 }
 
+/* While a stream arrives, flush the file system every FLUSH_EVERY_MS in the
+ * background: writeback then runs alongside the copy (as it does under a slow
+ * tool), and the sync before commit finds little left. Without it, 200k small
+ * files took 6 s to flush after the last byte arrived. */
+#define FLUSH_EVERY_MS 1000
+
+struct flusher {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        bool stop;
+        int fd;
+        pthread_t th;
+};
+
+static void *flusher_main(void *arg)
+{
+        struct flusher *f = arg;
+        pthread_setname_np(pthread_self(), "cta-mig-flush");
+        pthread_mutex_lock(&f->mu);
+        while (!f->stop) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_sec += FLUSH_EVERY_MS / 1000;
+                ts.tv_nsec += (FLUSH_EVERY_MS % 1000) * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                if (pthread_cond_timedwait(&f->cv, &f->mu, &ts) == 0 || f->stop)
+                        continue;
+                pthread_mutex_unlock(&f->mu);
+                (void)syncfs(f->fd);
+                pthread_mutex_lock(&f->mu);
+        }
+        pthread_mutex_unlock(&f->mu);
+        return NULL;
+}
+
+static bool flusher_start(struct flusher *f, int fd)
+{
+        pthread_condattr_t ca;
+        pthread_mutex_init(&f->mu, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&f->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        f->stop = false;
+        f->fd = fd;
+        if (pthread_create(&f->th, NULL, flusher_main, f) == 0)
+                return true;
+        pthread_cond_destroy(&f->cv);
+        pthread_mutex_destroy(&f->mu);
+        return false;
+}
+
+static void flusher_stop(struct flusher *f)
+{
+        pthread_mutex_lock(&f->mu);
+        f->stop = true;
+        pthread_cond_signal(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->th, NULL);
+        pthread_cond_destroy(&f->cv);
+        pthread_mutex_destroy(&f->mu);
+}
+
 static int mig_stream(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
@@ -517,11 +587,24 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         _cleanup_close_ int pfd = open(m->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (pfd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", m->parent);
+        struct flusher fl;
+        bool flushing = flusher_start(&fl, pfd);
         int r = cta_mig_recv(pfd, m->staging_name, &io, &o, &m->stats, err);
+        if (flushing)
+                flusher_stop(&fl);
         if (r < 0)
                 return cta_error_wrap(err, "receive container %s", m->eid);
-        log_notice("migration %s: received %" PRIu64 " entries, %" PRIu64 " data bytes", m->id,
-                   m->stats.entries, m->stats.data_bytes);
+        /* Nothing is committed that is not on disk: once the source hears
+         * "committed" it may delete its copy (options/remove), and a power cut
+         * a second later must not leave empty files here. One syncfs covers
+         * every file, directory and inode of the staging area; the receiver
+         * already started writeback of big files while they arrived. */
+        uint64_t t0 = cta_now_ms();
+        if (syncfs(pfd) < 0)
+                return cta_error_errno(err, CTA_E_IO, "flush the received container to disk");
+        log_notice("migration %s: received %" PRIu64 " entries, %" PRIu64
+                   " data bytes (final flush to disk %" PRIu64 " ms)",
+                   m->id, m->stats.entries, m->stats.data_bytes, cta_now_ms() - t0);
         return 0;
 }
 
@@ -660,6 +743,12 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
                 journal(d, m, "streamed", NULL);
                 return r;
         }
+        /* The rename must be on disk before the registry says we own it. */
+        {
+                _cleanup_close_ int pd = open(m->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (pd < 0 || fsync(pd) < 0)
+                        log_warning("migration %s: cannot flush %s: %m", m->id, m->parent);
+        }
         snprintf(row.eid, sizeof(row.eid), "%s", m->eid);
         row.veid = m->veid;
         row.name = name && *name ? name : NULL;
@@ -755,6 +844,52 @@ static int mig_abort(struct cta_call *call, struct cta_error **err)
         return 0;
 }
 
+/* ---- prepare: warm the caches over an earlier copy ---------------------- */
+
+/* A source about to migrate a container here says so before it scans its own
+ * tree: if this node has an earlier copy of it (it left from here), reading
+ * that copy's inodes and xattrs starts now, in parallel with the source's
+ * scan, and the have summary built after hello finds them cached. Nothing
+ * changes on disk or in the registry; one warm-up at a time per node. */
+static atomic_bool g_warming;
+
+static void warm_work(void *arg)
+{
+        char *path = arg;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+                struct cta_mig_totals t;
+                (void)cta_mig_scan(fd, &t, NULL);
+                close(fd);
+        }
+}
+
+static void warm_done(void *arg)
+{
+        free(arg);
+        atomic_store(&g_warming, false);
+}
+
+static int mig_prepare(struct cta_call *call, struct cta_error **err)
+{
+        char eid[37];
+        int r = arg_uuid(call, "eid", eid, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *key = retired_key(eid);
+        char *retired = NULL;
+        if (cta_store_meta_get(call->s->d->store, key, &retired, NULL) < 0 || !retired ||
+            !*retired || atomic_exchange(&g_warming, true)) {
+                free(retired);
+                return 0;
+        }
+        if (cta_job_spawn(call->s->d, warm_work, warm_done, retired) < 0) {
+                free(retired);
+                atomic_store(&g_warming, false);
+        }
+        return 0;
+}
+
 static bool token_eq(const char *a, const char *b)
 {
         size_t la = strlen(a), lb = strlen(b);
@@ -820,6 +955,7 @@ void cta_mig_dst_session_closed(struct cta_session *s)
 }
 
 const struct cta_handler cta_mig_dst_handlers[] = {
+        { "ctamig", "prepare", CTA_H_SERIAL, mig_prepare, NULL, NULL },
         { "ctamig", "hello", CTA_H_SERIAL, mig_hello, NULL, NULL },
         { "ctamig", "stream", CTA_H_BACKGROUND, mig_stream, mig_stream_finish,
           mig_stream_prepare },

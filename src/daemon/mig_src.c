@@ -191,10 +191,8 @@ static void req_begin(struct req *q, struct peer *p, const char *op, const char 
         cta_xw_open(&q->w, call);
 }
 
-/* Send the request and wait for its final reply; an <error> becomes *err
- * with the peer's code (wrapped with `what`). */
-static int peer_call(struct peer *p, struct req *q, const char *what, struct cta_resp **ret,
-                     struct cta_error **err)
+/* Send the request; its reply is read (or skipped) by a later peer_call. */
+static int peer_send(struct peer *p, struct req *q, const char *what, struct cta_error **err)
 {
         int r;
         for (int i = 0; i < 4; i++)
@@ -210,6 +208,17 @@ static int peer_call(struct peer *p, struct req *q, const char *what, struct cta
         if (r < 0)
                 return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
                                      "%s: connection to the destination lost", what);
+        return 0;
+}
+
+/* Send the request and wait for its final reply; an <error> becomes *err
+ * with the peer's code (wrapped with `what`). */
+static int peer_call(struct peer *p, struct req *q, const char *what, struct cta_resp **ret,
+                     struct cta_error **err)
+{
+        int r = peer_send(p, q, what, err);
+        if (r < 0)
+                return r;
         for (;;) {
                 struct cta_resp *resp = NULL;
                 r = peer_recv(p, &resp, err);
@@ -279,7 +288,19 @@ struct mig_src {
         struct cta_mig_totals totals;
         uint64_t last_progress_ms;
         char dst_label[300];
+        /* where the time went, for the log line at the end */
+        uint64_t t_mark;
+        struct cta_buf phases;
 };
+
+/* Note that a phase ended: "name 1.23 s" goes into the summary log line. */
+static void phase(struct mig_src *m, const char *name)
+{
+        uint64_t now = cta_now_ms();
+        (void)cta_buf_printf(&m->phases, "%s%s %.2f s", m->phases.len ? ", " : "", name,
+                             (double)(now - m->t_mark) / 1000.0);
+        m->t_mark = now;
+}
 
 static void src_journal(struct mig_src *m, const char *state)
 {
@@ -649,11 +670,15 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         int r;
 
         cta_uuid_new(m->id);
+        m->t_mark = cta_now_ms();
+        cta_buf_init(&m->phases, 0);
         snprintf(m->dst_label, sizeof(m->dst_label), "%s:%u", m->req->dst.address,
                  m->req->dst.port);
         r = cta_envm_lock(d, m->row.eid, err);
-        if (r < 0)
+        if (r < 0) {
+                cta_buf_done(&m->phases);
                 return r;
+        }
         m->was_running = m->row.state == CTA_CT_RUNNING;
         src_journal(m, "locked");
         progress(m, 1, "checking", 0);
@@ -663,9 +688,6 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                 r = cta_error_errno(err, CTA_E_IO, "open '%s'", m->row.private_path);
                 goto fail;
         }
-        r = cta_mig_scan(fd, &m->totals, err);
-        if (r < 0)
-                goto fail;
         r = peer_connect(d, m->req->dst.address, m->req->dst.port,
                          m->req->dst.protocol == CTA_DST_SSL, &m->peer, err);
         if (r < 0)
@@ -674,9 +696,24 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         r = peer_login(&m->peer, &m->req->dst, err);
         if (r < 0)
                 goto fail;
+        phase(m, "connect");
+        /* The destination warms its earlier copy (if any) while we scan ours;
+         * its reply comes at once and is skipped by the next call. */
+        {
+                struct req q;
+                req_begin(&q, &m->peer, "ctamig", "prepare");
+                cta_xw_text(&q.w, "eid", m->row.eid);
+                if ((r = peer_send(&m->peer, &q, "prepare", err)) < 0)
+                        goto fail;
+        }
+        r = cta_mig_scan(fd, &m->totals, err);
+        if (r < 0)
+                goto fail;
+        phase(m, "scan");
         r = src_hello(m, err);
         if (r < 0)
                 goto fail;
+        phase(m, "hello");
         src_journal(m, "checked");
         cta_fault_point("src_after_hello");
         if (cta_call_cancelled(m->call)) {
@@ -699,10 +736,12 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                 if (r < 0)
                         goto fail;
         }
+        phase(m, m->have ? "stop+have" : "stop");
         progress(m, 2, "copying data", 0);
         r = src_stream(m, err);
         if (r < 0)
                 goto fail;
+        phase(m, "stream");
         src_journal(m, "streamed");
         if (cta_call_cancelled(m->call)) {
                 r = cta_error_set(err, CTA_E_CANCELLED, 0, "migration cancelled");
@@ -729,6 +768,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                                   m->id, m->row.eid);
                         peer_close(&m->peer);
                         cta_envm_unlock(d, m->row.eid);
+                        cta_buf_done(&m->phases);
                         return cta_error_wrap(err, "migration outcome unknown");
                 }
                 if (st >= 1) {
@@ -741,6 +781,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         if (r < 0)
                 goto fail;
         src_journal(m, "committed");
+        phase(m, "commit");
         cta_fault_point("src_after_commit");
         peer_close(&m->peer);
         r = retire(d, &m->row, m->req->remove, m->id, err);
@@ -754,8 +795,10 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                 src_journal(m, "done");
         }
         cta_envm_unlock(d, m->row.eid);
-        log_notice("migration %s: container %s moved to %s%s", m->id, m->row.eid, m->dst_label,
-                   started ? " and started there" : "");
+        phase(m, "retire");
+        log_notice("migration %s: container %s moved to %s%s (%s)", m->id, m->row.eid,
+                   m->dst_label, started ? " and started there" : "", m->phases.data);
+        cta_buf_done(&m->phases);
         progress(m, 3, "done", 100);
         if (m->was_running && !m->req->nostart && !m->forced && !started)
                 return cta_error_set(err, CTA_E_CT_BACKEND, 0,
@@ -779,6 +822,7 @@ fail:
         src_journal(m, "failed");
         cta_envm_unlock(d, m->row.eid);
         progress(m, 4, "failed", -1);
+        cta_buf_done(&m->phases);
         return r;
 }
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migrate/hash.h"
 #include "migrate/internal.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -29,6 +30,7 @@
 
 #define RING_MIN (8u << 20)
 #define READ_MAX (2u << 20)
+#define WRITEBACK_CHUNK (8u << 20)
 /* The reader sleeps until this much room is free, so a full ring (the applying thread is
  * the bottleneck with many small files) does not cost a wakeup per consumed record. */
 #define READ_MIN_ROOM (1u << 20)
@@ -201,6 +203,7 @@ struct receiver {
         uint8_t *fx;
         size_t fx_cap;
         uint64_t fpos, frecv;
+        uint64_t fsynced; /* writeback started up to here */
         uint64_t fnext; /* the next DATA or COPY may not start before this */
         XXH3_state_t *hash;
         int bfd;        /* BASED: the destination's existing file, the base of COPY records */
@@ -936,7 +939,7 @@ static int file_fast(struct receiver *r, int pfd, const struct cta_mig_entry *e,
         pos = 0;
         for (size_t i = 0; i < next; i++) {
                 cta_mig_hash_zeros(r->hash, ext[i].off - pos);
-                XXH3_128bits_update(r->hash, ext[i].p, ext[i].n);
+                cta_xxh3_128_update(r->hash, ext[i].p, ext[i].n);
                 pos = ext[i].off + ext[i].n;
         }
         cta_mig_hash_zeros(r->hash, e->size - pos);
@@ -1005,7 +1008,7 @@ static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e
         r->fe.path = r->fpath;
         r->fe.xattrs = r->fx;
         r->fe.target = NULL;
-        r->fpos = r->frecv = r->fnext = 0;
+        r->fpos = r->frecv = r->fnext = r->fsynced = 0;
         if (e->flags & CTA_MIG_EF_BASED) {
                 /* the file this delta is against: ours, at the same path, never followed,
                  * and only opened if it is a regular file (a device's open may act) */
@@ -1041,10 +1044,18 @@ static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t
                 done += (uint64_t)w;
         }
         cta_mig_hash_zeros(r->hash, off - r->fpos);
-        XXH3_128bits_update(r->hash, d, (size_t)n);
+        cta_xxh3_128_update(r->hash, d, (size_t)n);
         cta_bm_feed(&r->bmw, NULL, off - r->fpos);
         cta_bm_feed(&r->bmw, d, n);
         r->fpos = off + n;
+        /* Start writeback of what is behind us now (it does not wait): the
+         * final sync before commit then has little left to do, and the page
+         * cache does not fill with dirty pages until the kernel throttles us. */
+        if (r->fpos - r->fsynced >= WRITEBACK_CHUNK) {
+                (void)sync_file_range(r->ffd, (off_t)r->fsynced, (off_t)(r->fpos - r->fsynced),
+                                      SYNC_FILE_RANGE_WRITE);
+                r->fsynced = r->fpos;
+        }
         return 0;
 }
 

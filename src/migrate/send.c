@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migrate/hash.h"
 #include "migrate/internal.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -96,6 +98,13 @@ static int scan_dir(struct scan *sc, const char *path, struct cta_mig_totals *t,
                                 continue;
                         }
                         t->entries++;
+                        /* Both sides read every entry's xattrs later, one at a time;
+                         * an inode whose xattrs live in their own block costs a disk
+                         * read then. Asking here, in parallel, brings those blocks in
+                         * (the later walks of a cold second pass were bound by them). */
+                        char xp[40 + NAME_MAX];
+                        snprintf(xp, sizeof(xp), "/proc/self/fd/%d/%s", dfd, nm);
+                        (void)llistxattr(xp, NULL, 0);
                         if (S_ISREG(st.st_mode)) {
                                 uint64_t alloc = (uint64_t)st.st_blocks * 512;
                                 uint64_t sz = (uint64_t)st.st_size;
@@ -607,9 +616,9 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                         cta_mig_enc_data_hdr(p, d, (uint32_t)n);
                         s->cur->len += CTA_MIG_REC_HDR + 8 + (size_t)n;
                         cta_mig_hash_zeros(s->hash, d - pos);
-                        XXH3_128bits_update(s->hash, data, (size_t)n);
+                        cta_xxh3_128_update(s->hash, data, (size_t)n);
                         cta_mig_hash64_zeros(s->bhash, d - bpos);
-                        XXH3_64bits_update(s->bhash, data, (size_t)n);
+                        cta_xxh3_64_update(s->bhash, data, (size_t)n);
                         pos = bpos = off = d + (uint64_t)n;
                         bsent += (uint64_t)n;
                 }
@@ -724,7 +733,7 @@ static int send_data(struct sender *s, int fd, const struct stat *st, const char
                         cta_mig_enc_data_hdr(p, d, (uint32_t)n);
                         s->cur->len += CTA_MIG_REC_HDR + 8 + (size_t)n;
                         cta_mig_hash_zeros(s->hash, d - pos);
-                        XXH3_128bits_update(s->hash, p + CTA_MIG_REC_HDR + 8, (size_t)n);
+                        cta_xxh3_128_update(s->hash, p + CTA_MIG_REC_HDR + 8, (size_t)n);
                         d += (uint64_t)n;
                         pos = d;
                         sent += (uint64_t)n;
@@ -1282,6 +1291,22 @@ int cta_mig_have_build(int dirfd, const struct cta_mig_io *out, struct cta_mig_s
         return cta_mig_have_build_opts(dirfd, NULL, out, ret, err);
 }
 
+/* A cold tree is read one inode at a time by the sorted walk: a parallel scan
+ * beside it keeps several inode-table reads in flight, so the walk mostly
+ * finds them cached (1.4 s -> under 1 s for 206k entries, cold). */
+struct warm {
+        int fd;
+        pthread_t th;
+};
+
+static void *warm_main(void *arg)
+{
+        struct warm *w = arg;
+        struct cta_mig_totals t;
+        (void)cta_mig_scan(w->fd, &t, NULL);
+        return NULL;
+}
+
 int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
                             const struct cta_mig_io *out, struct cta_mig_stats *ret,
                             struct cta_error **err)
@@ -1292,9 +1317,14 @@ int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
         size_t cap = 1u << 20, len = 0;
         _cleanup_free_ uint8_t *buf = cta_xmalloc(cap);
         _cleanup_close_ int bmfd = cta_bm_opendir(o ? o->blockmap_dir : NULL);
+        struct warm wm = { .fd = dirfd };
+        bool warming = pthread_create(&wm.th, NULL, warm_main, &wm) == 0;
         int r = cta_walk_new(dirfd, 0, &w, err);
-        if (r < 0)
+        if (r < 0) {
+                if (warming)
+                        pthread_join(wm.th, NULL);
                 return r;
+        }
         cta_mig_put_rec(buf, CTA_MIG_R_HAVE_HEADER, 16);
         memset(buf + CTA_MIG_REC_HDR, 0, 16);
         memcpy(buf + CTA_MIG_REC_HDR, CTA_MIG_HAVE_MAGIC, 8);
@@ -1338,6 +1368,8 @@ int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
                 }
         }
         cta_walk_free(w);
+        if (warming)
+                pthread_join(wm.th, NULL);
         if (r < 0)
                 return r;
         cta_mig_put_rec(buf + len, CTA_MIG_R_HAVE_END, 8);
