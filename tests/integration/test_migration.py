@@ -8,6 +8,7 @@ migfixtures.py (node pairs, fault injection, manifests).
 """
 
 import os
+import re
 import socket
 import time
 
@@ -124,6 +125,14 @@ def test_seed_request_migrates_running_container(ct_nodes, ct_admin, xsd):
         assert not os.path.exists(priv)
         assert os.path.isdir(priv + ".migrated")
         assert p.src.init_pid(101) is None
+        # The destination flushed the tree to disk before it accepted the stream, and the
+        # source logged where the time went.
+        dlog, slog = p.dst.node.log(), p.src.node.log()
+        assert re.search(r"received \d+ entries, \d+ data bytes \(final flush to disk \d+ ms\)",
+                         dlog), p.dst.log_excerpt()
+        assert re.search(r"moved to [^ ]+ \(connect [\d.]+ s, scan [\d.]+ s, hello [\d.]+ s, "
+                         r"stop [\d.]+ s, stream [\d.]+ s, commit [\d.]+ s, retire [\d.]+ s\)",
+                         slog), p.src.log_excerpt()
 
     # nostart: whole on the destination, stopped.
     M.assert_owner(p.dst, p.src, eid, 101, running=False, what="after the seed request")

@@ -23,6 +23,7 @@
 
 #include <xxhash.h>
 
+#include "migrate/hash.h"
 #include "migrate/internal.h"
 #include "migrate/stream.h"
 #include "migrate/wire.h"
@@ -894,6 +895,43 @@ TEST(zz_cleanup)
         return cta_rm_rf_at(AT_FDCWD, g_root) < 0 ? -1 : 0;
 }
 
+/* The AVX2 update loop (when this CPU has it) gives exactly the library's results, for
+ * every length around its stripe and block boundaries and any split of the input. */
+TEST(hash__fast_update_matches_library)
+{
+        static uint8_t data[3 * 1024 * 1024 + 77];
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (uint8_t)(i * 2654435761u >> 13);
+        static const size_t lens[] = { 0, 1, 15, 16, 63, 64, 65, 239, 240, 241, 255, 256, 1023,
+                                       1024, 1025, 4096, 65536, 65537, 1u << 20,
+                                       sizeof(data) };
+        static const size_t splits[] = { 1, 7, 64, 1000, 65536, 1u << 20 };
+        XXH3_state_t *a = XXH3_createState(), *b = XXH3_createState();
+        ASSERT_TRUE(a && b);
+        for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+                size_t n = lens[i];
+                XXH128_hash_t want128 = XXH3_128bits(data, n);
+                XXH64_hash_t want64 = XXH3_64bits(data, n);
+                for (size_t j = 0; j < sizeof(splits) / sizeof(splits[0]); j++) {
+                        XXH3_128bits_reset(a);
+                        XXH3_64bits_reset(b);
+                        for (size_t off = 0; off < n; off += splits[j]) {
+                                size_t k = n - off < splits[j] ? n - off : splits[j];
+                                cta_xxh3_128_update(a, data + off, k);
+                                cta_xxh3_64_update(b, data + off, k);
+                        }
+                        XXH128_hash_t got128 = XXH3_128bits_digest(a);
+                        if (!XXH128_isEqual(got128, want128) || XXH3_64bits_digest(b) != want64)
+                                TAP_FAIL("%s: length %zu in pieces of %zu differs",
+                                         cta_xxh3_impl(), n, splits[j]);
+                }
+        }
+        XXH3_freeState(a);
+        XXH3_freeState(b);
+        printf("# XXH3 update loop: %s\n", cta_xxh3_impl());
+        return 0;
+}
+
 int main(void)
 {
         if (geteuid() != 0) {
@@ -903,5 +941,5 @@ int main(void)
         return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only),
-                             T(zz_cleanup)));
+                             T(hash__fast_update_matches_library), T(zz_cleanup)));
 }
