@@ -858,8 +858,7 @@ static void warm_work(void *arg)
         char *path = arg;
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) {
-                struct cta_mig_totals t;
-                (void)cta_mig_scan(fd, &t, NULL);
+                cta_mig_warm(fd);
                 close(fd);
         }
 }

@@ -675,10 +675,8 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         snprintf(m->dst_label, sizeof(m->dst_label), "%s:%u", m->req->dst.address,
                  m->req->dst.port);
         r = cta_envm_lock(d, m->row.eid, err);
-        if (r < 0) {
-                cta_buf_done(&m->phases);
+        if (r < 0)
                 return r;
-        }
         m->was_running = m->row.state == CTA_CT_RUNNING;
         src_journal(m, "locked");
         progress(m, 1, "checking", 0);
@@ -768,7 +766,6 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                                   m->id, m->row.eid);
                         peer_close(&m->peer);
                         cta_envm_unlock(d, m->row.eid);
-                        cta_buf_done(&m->phases);
                         return cta_error_wrap(err, "migration outcome unknown");
                 }
                 if (st >= 1) {
@@ -798,7 +795,6 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         phase(m, "retire");
         log_notice("migration %s: container %s moved to %s%s (%s)", m->id, m->row.eid,
                    m->dst_label, started ? " and started there" : "", m->phases.data);
-        cta_buf_done(&m->phases);
         progress(m, 3, "done", 100);
         if (m->was_running && !m->req->nostart && !m->forced && !started)
                 return cta_error_set(err, CTA_E_CT_BACKEND, 0,
@@ -822,7 +818,6 @@ fail:
         src_journal(m, "failed");
         cta_envm_unlock(d, m->row.eid);
         progress(m, 4, "failed", -1);
-        cta_buf_done(&m->phases);
         return r;
 }
 
@@ -886,6 +881,7 @@ static int v2v_run(struct cta_call *call, struct cta_error **err)
                 if (r < 0)
                         return r;
                 r = migrate_one(&m, err);
+                cta_buf_done(&m.phases);
                 if (m.have_fd >= 0)
                         close(m.have_fd);
                 cta_ct_row_done(&m.row);

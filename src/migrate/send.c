@@ -207,6 +207,12 @@ int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **
         return 0;
 }
 
+void cta_mig_warm(int root_dirfd)
+{
+        struct cta_mig_totals t;
+        (void)cta_mig_scan(root_dirfd, &t, NULL);
+}
+
 /* ------------------------------------------------------------------ have reader */
 
 struct have_reader {
@@ -1301,9 +1307,7 @@ struct warm {
 
 static void *warm_main(void *arg)
 {
-        struct warm *w = arg;
-        struct cta_mig_totals t;
-        (void)cta_mig_scan(w->fd, &t, NULL);
+        cta_mig_warm(((struct warm *)arg)->fd);
         return NULL;
 }
 

@@ -123,8 +123,13 @@ struct cta_mig_recv_opts {
         const char *blockmap_dir;
 };
 
-/* Entries and data bytes of the tree at root_dirfd (nothing is read but metadata). */
+/* Entries and data bytes of the tree at root_dirfd, in parallel threads (nothing is read
+ * but metadata: inodes, and the xattr names, to bring their blocks into the cache). */
 int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **err);
+/* The same parallel scan for its side effect only: every entry's inode and xattr
+ * blocks read into the caches, so a later sorted walk of a cold tree finds them
+ * there. Errors are ignored (the walk reports its own). */
+void cta_mig_warm(int root_dirfd);
 
 /*
  * Stream the tree at root_dirfd into io. Files that vanish while the tree is walked are

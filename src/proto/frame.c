@@ -55,11 +55,17 @@ static bool binframe_at_start(const struct cta_framer *f)
         return f->start < f->in.len && (unsigned char)f->in.data[f->start] == CTA_BINFRAME_MAGIC;
 }
 
+/* Binary data comes next: the rest of a frame's payload, or a new frame. */
+static bool binary_next(const struct cta_framer *f)
+{
+        return f->bin_left || (f->binary_ok && binframe_at_start(f));
+}
+
 int cta_framer_feed(struct cta_framer *f, const void *data, size_t len)
 {
         if (len == 0)
                 return 0;
-        if (f->bin_left || (f->binary_ok && binframe_at_start(f))) {
+        if (binary_next(f)) {
                 /* A partial binary frame: its own length field bounds it. */
                 if (f->start > 0) {
                         cta_buf_consume(&f->in, f->start);
@@ -94,7 +100,7 @@ int cta_framer_next(struct cta_framer *f, const char **ret_frame, size_t *ret_le
 {
         for (;;) {
                 /* A binary frame is cta_framer_next_any()'s to hand out. */
-                if (f->bin_left || (f->binary_ok && binframe_at_start(f)))
+                if (binary_next(f))
                         return 0;
                 if (!framer_find_nul(f)) {
                         if (f->in.len - f->start > f->max_frame)
