@@ -338,3 +338,83 @@ int cta_mig_blockmap_prune(const char *dir, uint64_t max_age_sec, struct cta_err
         closedir(d);
         return 0;
 }
+
+/* ------------------------------------------------------------------ block-list checksum */
+
+int cta_bsum_init(struct cta_bsum *b)
+{
+        *b = (struct cta_bsum){ .file = XXH3_createState(), .blk = XXH3_createState() };
+        if (b->file && b->blk)
+                return 0;
+        cta_bsum_done(b);
+        return -1;
+}
+
+void cta_bsum_done(struct cta_bsum *b)
+{
+        XXH3_freeState(b->file);
+        XXH3_freeState(b->blk);
+        b->file = b->blk = NULL;
+}
+
+void cta_bsum_begin(struct cta_bsum *b, uint64_t size)
+{
+        XXH3_128bits_reset(b->file);
+        b->size = size;
+        b->pos = 0;
+}
+
+void cta_bsum_block(struct cta_bsum *b, uint64_t hash)
+{
+        uint8_t h[8];
+        cta_mig_put64(h, hash);
+        XXH3_128bits_update(b->file, h, sizeof(h));
+        b->pos = (b->pos & ~(CTA_MIG_BLOCK - 1)) + CTA_MIG_BLOCK; /* the next block */
+        if (b->pos > b->size)
+                b->pos = b->size;
+}
+
+void cta_bsum_feed(struct cta_bsum *b, const void *data, uint64_t n, struct cta_bm_writer *bm)
+{
+        const uint8_t *p = data;
+        while (n && b->pos < b->size) {
+                uint64_t bs = b->pos & ~(CTA_MIG_BLOCK - 1);
+                uint64_t blen = b->size - bs < CTA_MIG_BLOCK ? b->size - bs : CTA_MIG_BLOCK;
+                uint64_t in = b->pos - bs, k = blen - in < n ? blen - in : n;
+                uint64_t done_hash = 0;
+                bool done = false;
+                if (!p && in == 0 && k == blen) { /* a whole block of hole */
+                        done_hash = cta_mig_block_hash_zeros(blen);
+                        done = true;
+                } else {
+                        if (in == 0)
+                                XXH3_64bits_reset(b->blk);
+                        if (p)
+                                cta_xxh3_64_update(b->blk, p, (size_t)k);
+                        else
+                                cta_mig_hash64_zeros(b->blk, k);
+                        if (in + k == blen) {
+                                done_hash = XXH3_64bits_digest(b->blk);
+                                done = true;
+                        }
+                }
+                n -= k;
+                if (p)
+                        p += k;
+                if (done) {
+                        cta_bsum_block(b, done_hash); /* sets pos */
+                        if (bm)
+                                cta_bm_push(bm, done_hash);
+                } else {
+                        b->pos += k;
+                }
+        }
+}
+
+void cta_bsum_final(struct cta_bsum *b, struct cta_bm_writer *bm, uint8_t out[16])
+{
+        cta_bsum_feed(b, NULL, b->size - b->pos, bm);
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(b->file));
+        memcpy(out, c.digest, 16);
+}

@@ -104,6 +104,29 @@ uint64_t cta_mig_nblocks(uint64_t size);
 uint64_t cta_mig_block_hash_zeros(uint64_t len);
 void cta_mig_hash64_zeros(struct XXH3_state_s *st, uint64_t n);
 
+/*
+ * The checksum of a large file (at least CTA_MIG_BLOCKMAP_MIN bytes) in a stream with
+ * CTA_MIG_HF_BLOCKSUM (version 3): XXH3-128 over its block hashes (XXH3-64 of each
+ * CTA_MIG_BLOCK of its logical content, holes as zeros; u64 big endian, in order). Both
+ * sides hash each byte once, for the checksum and the block map together, and a hole
+ * costs a constant per block instead of hashing its zeros.
+ */
+struct cta_bsum {
+        struct XXH3_state_s *file, *blk;
+        uint64_t size, pos;
+};
+int cta_bsum_init(struct cta_bsum *b); /* 0, or -1: out of memory */
+void cta_bsum_done(struct cta_bsum *b);
+void cta_bsum_begin(struct cta_bsum *b, uint64_t size);
+/* The next whole block's hash, computed by the caller (who read the block). */
+void cta_bsum_block(struct cta_bsum *b, uint64_t hash);
+/* The file's next n bytes of content (data NULL: zeros); completed blocks' hashes also go
+ * to bm (when it records). */
+struct cta_bm_writer;
+void cta_bsum_feed(struct cta_bsum *b, const void *data, uint64_t n, struct cta_bm_writer *bm);
+/* The rest of the file as zeros, then the checksum (canonical, as in FILE_END). */
+void cta_bsum_final(struct cta_bsum *b, struct cta_bm_writer *bm, uint8_t out[16]);
+
 /* Open (creating it) the block map directory; -1 if none or unusable. */
 int cta_bm_opendir(const char *path);
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migrate/dio.h"
 #include "migrate/hash.h"
 #include "migrate/internal.h"
 #include "util/error.h"
@@ -206,6 +207,10 @@ struct receiver {
         uint64_t fsynced; /* writeback started up to here */
         uint64_t fnext; /* the next DATA or COPY may not start before this */
         XXH3_state_t *hash;
+        struct cta_dio dio; /* the file being received, if large: written around the cache */
+        bool blocksum;       /* the stream's large files have block-list checksums */
+        bool fbsum;          /* ... and this is one */
+        struct cta_bsum bsum;
         int bfd;        /* BASED: the destination's existing file, the base of COPY records */
         uint64_t bsize;
         struct stat bst;
@@ -1025,7 +1030,13 @@ static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e
         }
         if (e->size >= CTA_MIG_BLOCKMAP_MIN)
                 (void)cta_bm_begin(&r->bmw, r->bm_dirfd, e->size);
-        XXH3_128bits_reset(r->hash);
+        if (e->size >= CTA_DIO_MIN)
+                (void)cta_dio_begin(&r->dio, r->ffd);
+        r->fbsum = r->blocksum && e->size >= CTA_MIG_BLOCKMAP_MIN;
+        if (r->fbsum)
+                cta_bsum_begin(&r->bsum, e->size);
+        else
+                XXH3_128bits_reset(r->hash);
         r->state = ST_FILE;
         return 0;
 }
@@ -1035,7 +1046,11 @@ static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e
 static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t n,
                     struct cta_error **err)
 {
-        for (uint64_t done = 0; done < n;) {
+        if (cta_dio_on(&r->dio)) {
+                if (cta_dio_pwrite(&r->dio, d, (size_t)n, off) < 0)
+                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
+        }
+        for (uint64_t done = cta_dio_on(&r->dio) ? n : 0; done < n;) {
                 ssize_t w = pwrite(r->ffd, d + done, (size_t)(n - done), (off_t)(off + done));
                 if (w < 0 && errno == EINTR)
                         continue;
@@ -1043,15 +1058,20 @@ static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t
                         return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
                 done += (uint64_t)w;
         }
-        cta_mig_hash_zeros(r->hash, off - r->fpos);
-        cta_xxh3_128_update(r->hash, d, (size_t)n);
-        cta_bm_feed(&r->bmw, NULL, off - r->fpos);
-        cta_bm_feed(&r->bmw, d, n);
+        if (r->fbsum) { /* one pass: block hashes for the checksum and the block map */
+                cta_bsum_feed(&r->bsum, NULL, off - r->fpos, &r->bmw);
+                cta_bsum_feed(&r->bsum, d, n, &r->bmw);
+        } else {
+                cta_mig_hash_zeros(r->hash, off - r->fpos);
+                cta_xxh3_128_update(r->hash, d, (size_t)n);
+                cta_bm_feed(&r->bmw, NULL, off - r->fpos);
+                cta_bm_feed(&r->bmw, d, n);
+        }
         r->fpos = off + n;
         /* Start writeback of what is behind us now (it does not wait): the
          * final sync before commit then has little left to do, and the page
          * cache does not fill with dirty pages until the kernel throttles us. */
-        if (r->fpos - r->fsynced >= WRITEBACK_CHUNK) {
+        if (r->fpos - r->fsynced >= WRITEBACK_CHUNK && !cta_dio_on(&r->dio)) {
                 (void)sync_file_range(r->ffd, (off_t)r->fsynced, (off_t)(r->fpos - r->fsynced),
                                       SYNC_FILE_RANGE_WRITE);
                 r->fsynced = r->fpos;
@@ -1156,11 +1176,20 @@ static int file_end(struct receiver *r, const uint8_t *p, size_t len, struct cta
                 return FAIL(r, CTA_E_MIG_STREAM, "'%s': %llu data bytes declared, %llu received",
                             ps, (unsigned long long)cta_mig_get64(p),
                             (unsigned long long)r->frecv);
+        if (cta_dio_on(&r->dio)) {
+                if (cta_dio_flush(&r->dio) < 0)
+                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
+                cta_dio_end(&r->dio);
+        }
         if (r->fpos < r->fe.size && ftruncate(r->ffd, (off_t)r->fe.size) < 0)
                 return sys_fail(err, 0, "truncate", r->fpath, r->fpath_len);
-        cta_mig_hash_zeros(r->hash, r->fe.size - r->fpos);
         XXH128_canonical_t c;
-        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->hash));
+        if (r->fbsum) {
+                cta_bsum_final(&r->bsum, &r->bmw, c.digest);
+        } else {
+                cta_mig_hash_zeros(r->hash, r->fe.size - r->fpos);
+                XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->hash));
+        }
         if (memcmp(c.digest, p + 8, 16) != 0) {
                 /* a delta built on a block map that lied: never offer it again, so that
                  * the retry sends the whole file */
@@ -1290,6 +1319,10 @@ static int do_header(struct receiver *r, const uint8_t *p, size_t len, struct ct
         r->based_stream = (flags & CTA_MIG_HF_BASED) && r->incr_stream && minver >= 2;
         if ((flags & CTA_MIG_HF_BASED) && !r->based_stream)
                 return FAIL(r, CTA_E_MIG_STREAM, "block deltas outside an incremental v2 stream");
+        r->blocksum = flags & CTA_MIG_HF_BLOCKSUM;
+        if (r->blocksum && minver < 3)
+                return FAIL(r, CTA_E_MIG_STREAM, "block-list checksums in a stream for version %u",
+                            minver);
         if (r->incr_stream && !r->o->allow_existing)
                 return FAIL(r, CTA_E_MIG_STREAM, "incremental stream not allowed here");
         r->replace = r->existed || r->incr_stream;
@@ -1470,11 +1503,16 @@ int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mi
         r->staging_name = staging_name;
         r->sfd = r->pc_fd = r->ffd = r->oc.fd = r->bfd = -1;
         r->bmw.fd = -1;
+        cta_dio_init(&r->dio);
         r->bm_dirfd = cta_bm_opendir(r->o->blockmap_dir);
         r->oc.euid = geteuid();
         r->oc.egid = getegid();
         r->oc.umask = read_umask();
         r->hash = XXH3_createState();
+        if (!r->hash || cta_bsum_init(&r->bsum) < 0) {
+                rr = cta_error_set(&e, CTA_E_NOMEM, 0, "hash state");
+                goto out;
+        }
         rr = open_staging(r, &e);
         if (rr < 0)
                 goto out;
@@ -1516,6 +1554,7 @@ out:
                 (void)cta_aw_drain(r->aw, NULL);
         cta_aw_stop(r->aw);
         r->aw = NULL;
+        cta_dio_end(&r->dio); /* what it still holds is dropped with the file */
         if (r->ffd >= 0) {
                 close(r->ffd);
                 (void)unlinkat(r->fpfd, r->tmpname, 0);
@@ -1542,6 +1581,9 @@ out:
         free(r->fx);
         if (r->hash)
                 XXH3_freeState(r->hash);
+        r->st.direct_bytes = r->dio.direct_bytes;
+        cta_dio_free(&r->dio);
+        cta_bsum_done(&r->bsum);
         if (rr >= 0 && ret)
                 *ret = r->st;
         free(r);

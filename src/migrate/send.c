@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migrate/dio.h"
 #include "migrate/hash.h"
 #include "migrate/internal.h"
 #include "util/error.h"
@@ -385,7 +386,7 @@ static int have_open(struct have_reader *h, const struct cta_mig_io *io, struct 
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0, "not a have stream");
         uint16_t ver = cta_mig_get16(p + 8);
         uint32_t flags = cta_mig_get32(p + 12);
-        if (ver < 1 || ver > CTA_MIG_STREAM_VERSION)
+        if (ver < 1 || ver > CTA_MIG_HAVE_VERSION)
                 return cta_error_set(err, CTA_E_MIG_VERSION, 0, "have stream version %u", ver);
         if (flags & ~(uint32_t)CTA_MIG_HAVE_HF_BLOCKS || (ver < 2 && flags))
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0, "have stream flags 0x%x", flags);
@@ -434,6 +435,9 @@ struct sender {
         struct cta_bm_writer bmw;
         XXH3_state_t *bhash; /* one block's hash */
         struct prefetcher *pf;
+        struct cta_dio dio; /* large files: read around the page cache */
+        bool blocksum;         /* large files' checksums are block lists (version 3) */
+        struct cta_bsum bsum;
 };
 
 static bool cancelled(const struct sender *s)
@@ -555,8 +559,13 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                 ed = 0;
                 eh = size;
         }
-        XXH3_128bits_reset(s->hash);
-        if (dense) /* the kernel's readahead does well on one long extent */
+        bool direct = size >= CTA_DIO_MIN && cta_dio_begin(&s->dio, fd);
+        bool bsum = s->blocksum && size >= CTA_MIG_BLOCKMAP_MIN;
+        if (bsum)
+                cta_bsum_begin(&s->bsum, size);
+        else
+                XXH3_128bits_reset(s->hash);
+        if (dense && !direct) /* the kernel's readahead does well on one long extent */
                 (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         for (uint64_t b = 0; b < cta_mig_nblocks(size); b++) {
                 uint64_t bs = b << CTA_MIG_BLOCK_SHIFT;
@@ -596,7 +605,7 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                                 break; /* the next data is in a later block */
                         if (ra < d)
                                 ra = d;
-                        if (!dense && ra < eh && ra < d + READ_AHEAD / 2) {
+                        if (!direct && !dense && ra < eh && ra < d + READ_AHEAD / 2) {
                                 /* keep the disk busy while we hash and send; data only:
                                  * readahead of a hole would fill the cache with zeros */
                                 uint64_t k = eh - ra < READ_AHEAD ? eh - ra : READ_AHEAD;
@@ -606,7 +615,10 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                         }
                         uint64_t want = (eh < be ? eh : be) - d;
                         uint8_t *p = s->cur->data + s->cur->len;
-                        ssize_t n = pread(fd, p + CTA_MIG_REC_HDR + 8, (size_t)want, (off_t)d);
+                        ssize_t n = direct ? cta_dio_pread(&s->dio, p + CTA_MIG_REC_HDR + 8,
+                                                           (size_t)want, d, eh)
+                                           : pread(fd, p + CTA_MIG_REC_HDR + 8, (size_t)want,
+                                                   (off_t)d);
                         if (n < 0 && errno == EINTR)
                                 continue;
                         if (n < 0) {
@@ -621,8 +633,10 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                         const uint8_t *data = p + CTA_MIG_REC_HDR + 8;
                         cta_mig_enc_data_hdr(p, d, (uint32_t)n);
                         s->cur->len += CTA_MIG_REC_HDR + 8 + (size_t)n;
-                        cta_mig_hash_zeros(s->hash, d - pos);
-                        cta_xxh3_128_update(s->hash, data, (size_t)n);
+                        if (!bsum) {
+                                cta_mig_hash_zeros(s->hash, d - pos);
+                                cta_xxh3_128_update(s->hash, data, (size_t)n);
+                        }
                         cta_mig_hash64_zeros(s->bhash, d - bpos);
                         cta_xxh3_64_update(s->bhash, data, (size_t)n);
                         pos = bpos = off = d + (uint64_t)n;
@@ -631,12 +645,17 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                 if (!bsent) { /* all hole here: nothing to send or copy */
                         if ((r = emit_copy(s, &copy_off, &copy_len, err)) < 0)
                                 goto out;
-                        cta_bm_push(&s->bmw, cta_mig_block_hash_zeros(be - bs));
+                        uint64_t zh = cta_mig_block_hash_zeros(be - bs);
+                        cta_bm_push(&s->bmw, zh);
+                        if (bsum)
+                                cta_bsum_block(&s->bsum, zh);
                         continue;
                 }
                 cta_mig_hash64_zeros(s->bhash, be - bpos);
                 uint64_t bh = XXH3_64bits_digest(s->bhash), theirs = 0;
                 cta_bm_push(&s->bmw, bh);
+                if (bsum)
+                        cta_bsum_block(&s->bsum, bh);
                 if (cmp && (r = have_block(s->have, b, &theirs, err)) < 0)
                         goto out;
                 if (cmp && theirs == bh) {
@@ -664,12 +683,18 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
         }
         if ((r = emit_copy(s, &copy_off, &copy_len, err)) < 0)
                 goto out;
-        cta_mig_hash_zeros(s->hash, size - pos);
-        XXH128_canonical_t c;
-        XXH128_canonicalFromHash(&c, XXH3_128bits_digest(s->hash));
+        uint8_t sum[16];
+        if (bsum) {
+                cta_bsum_final(&s->bsum, NULL, sum);
+        } else {
+                cta_mig_hash_zeros(s->hash, size - pos);
+                XXH128_canonical_t c;
+                XXH128_canonicalFromHash(&c, XXH3_128bits_digest(s->hash));
+                memcpy(sum, c.digest, sizeof(sum));
+        }
         if ((r = ensure_room(s, CTA_MIG_REC_HDR + CTA_MIG_FILE_END_LEN, err)) < 0)
                 goto out;
-        s->cur->len += cta_mig_enc_file_end(s->cur->data + s->cur->len, sent, c.digest);
+        s->cur->len += cta_mig_enc_file_end(s->cur->data + s->cur->len, sent, sum);
         s->st.files++;
         if (base)
                 s->st.delta_files++;
@@ -685,6 +710,8 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                         s->st.blockmaps++;
         }
 out:
+        if (direct)
+                cta_dio_end(&s->dio);
         cta_bm_abort(&s->bmw);
         return r;
 }
@@ -695,8 +722,10 @@ static int send_data(struct sender *s, int fd, const struct stat *st, const char
 {
         uint64_t size = (uint64_t)st->st_size, pos = 0, sent = 0;
         bool dense = (uint64_t)st->st_blocks * 512 >= size;
+        bool direct = size >= CTA_DIO_MIN && cta_dio_begin(&s->dio, fd);
+        int r = 0;
         XXH3_128bits_reset(s->hash);
-        if (size > (64u << 20))
+        if (size > (64u << 20) && !direct)
                 (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         uint64_t off = 0;
         while (off < size) {
@@ -705,20 +734,26 @@ static int send_data(struct sender *s, int fd, const struct stat *st, const char
                         off_t x = lseek(fd, (off_t)off, SEEK_DATA);
                         if (x < 0 && errno == ENXIO)
                                 break;
-                        if (x < 0)
-                                return cta_error_errno(err, CTA_E_IO, "seek %s", path);
+                        if (x < 0) {
+                                r = cta_error_errno(err, CTA_E_IO, "seek %s", path);
+                                goto out;
+                        }
                         d = (uint64_t)x;
                         x = lseek(fd, x, SEEK_HOLE);
-                        if (x < 0)
-                                return cta_error_errno(err, CTA_E_IO, "seek %s", path);
+                        if (x < 0) {
+                                r = cta_error_errno(err, CTA_E_IO, "seek %s", path);
+                                goto out;
+                        }
                         h = (uint64_t)x < size ? (uint64_t)x : size;
                         if (d >= size)
                                 break;
                 }
                 while (d < h) {
                         if (!s->cur || s->cur->cap - s->cur->len < DATA_MIN_ROOM) {
-                                if (flush_cur(s, err) < 0)
-                                        return -CTA_E_CANCELLED;
+                                if (flush_cur(s, err) < 0) {
+                                        r = -CTA_E_CANCELLED;
+                                        goto out;
+                                }
                         }
                         size_t avail = s->cur->cap - s->cur->len - CTA_MIG_REC_HDR - 8;
                         uint64_t want = h - d;
@@ -727,11 +762,16 @@ static int send_data(struct sender *s, int fd, const struct stat *st, const char
                         if (want > CTA_MIG_DATA_CHUNK)
                                 want = CTA_MIG_DATA_CHUNK;
                         uint8_t *p = s->cur->data + s->cur->len;
-                        ssize_t n = pread(fd, p + CTA_MIG_REC_HDR + 8, (size_t)want, (off_t)d);
+                        ssize_t n = direct ? cta_dio_pread(&s->dio, p + CTA_MIG_REC_HDR + 8,
+                                                           (size_t)want, d, h)
+                                           : pread(fd, p + CTA_MIG_REC_HDR + 8, (size_t)want,
+                                                   (off_t)d);
                         if (n < 0 && errno == EINTR)
                                 continue;
-                        if (n < 0)
-                                return cta_error_errno(err, CTA_E_IO, "read %s", path);
+                        if (n < 0) {
+                                r = cta_error_errno(err, CTA_E_IO, "read %s", path);
+                                goto out;
+                        }
                         if (n == 0) { /* shrank while we read: the rest is a hole */
                                 s->st.changed++;
                                 goto done;
@@ -752,11 +792,16 @@ done:
         XXH128_canonical_t c;
         XXH128_canonicalFromHash(&c, XXH3_128bits_digest(s->hash));
         uint8_t *p = room(s, CTA_MIG_REC_HDR + CTA_MIG_FILE_END_LEN, err);
-        if (!p)
-                return -CTA_E_CANCELLED;
+        if (!p) {
+                r = -CTA_E_CANCELLED;
+                goto out;
+        }
         s->cur->len += cta_mig_enc_file_end(p, sent, c.digest);
         s->st.files++;
-        return 0;
+out:
+        if (direct)
+                cta_dio_end(&s->dio);
+        return r;
 }
 
 /* The destination has the current have entry and the source does not: delete it. */
@@ -949,7 +994,7 @@ emit:
         s->next_id++;
         if (e.kind == CTA_MIG_K_REG && !(e.flags & CTA_MIG_EF_UNCHANGED)) {
                 pf_done(s->pf, e.size);
-                if (s->bm_dirfd >= 0 && e.size >= CTA_MIG_BLOCKMAP_MIN)
+                if ((s->bm_dirfd >= 0 || s->blocksum) && e.size >= CTA_MIG_BLOCKMAP_MIN)
                         return send_blocks(s, it->fd, st, it->path, NULL, err);
                 return send_data(s, it->fd, st, it->path, err);
         }
@@ -1086,6 +1131,8 @@ static int produce(struct sender *s, struct cta_error **err)
         uint32_t hf = s->have ? CTA_MIG_HF_INCREMENTAL : 0;
         if (s->have && s->have->blocks_ok)
                 hf |= CTA_MIG_HF_BASED;
+        if (s->blocksum)
+                hf |= CTA_MIG_HF_BLOCKSUM;
         s->cur->len += cta_mig_enc_header(p, hf,
                                           s->totals.entries, s->totals.data_bytes);
         while ((r = cta_walk_next(w, &it, err)) > 0) {
@@ -1149,7 +1196,9 @@ int cta_mig_send(int root_dirfd, const struct cta_mig_io *io, const struct cta_m
         s->bhash = XXH3_createState();
         s->bm_dirfd = cta_bm_opendir(o ? o->blockmap_dir : NULL);
         s->bmw.fd = -1;
-        if (!s->hash || !s->bhash) {
+        cta_dio_init(&s->dio);
+        s->blocksum = !o || !o->peer_version || o->peer_version >= 3;
+        if (!s->hash || !s->bhash || cta_bsum_init(&s->bsum) < 0) {
                 r = cta_error_set(err, CTA_E_NOMEM, 0, "hash state");
                 goto out;
         }
@@ -1235,6 +1284,7 @@ int cta_mig_send(int root_dirfd, const struct cta_mig_io *io, const struct cta_m
         }
         report(s, s->st.data_bytes + s->st.copied_bytes, s->st.entries);
         s->st.wire_bytes = wire;
+        s->st.direct_bytes = s->dio.direct_bytes;
         if (ret)
                 *ret = s->st;
         r = 0;
@@ -1246,6 +1296,8 @@ out:
         free(have);
         cta_inomap_done(&s->links);
         cta_xlist_done(&s->xl);
+        cta_dio_free(&s->dio);
+        cta_bsum_done(&s->bsum);
         if (s->hash)
                 XXH3_freeState(s->hash);
         if (s->bhash)

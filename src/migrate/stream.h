@@ -26,7 +26,9 @@
 struct cta_error;
 
 /* The stream format version this build speaks (docs/migration-stream.md). */
-#define CTA_MIG_STREAM_VERSION 2
+#define CTA_MIG_STREAM_VERSION 3
+/* The have stream's (unchanged since version 2). */
+#define CTA_MIG_HAVE_VERSION 2
 
 /*
  * The transport. write() writes all len bytes or fails (< 0); read() returns > 0 bytes,
@@ -72,6 +74,7 @@ struct cta_mig_stats {
         uint64_t delta_files;     /* files sent as block deltas against the destination's */
         uint64_t copied_bytes;    /* data the destination reused from its own files (not sent) */
         uint64_t blockmaps;       /* block maps recorded (send, recv) or offered (have) */
+        uint64_t direct_bytes;    /* file bytes read/written with O_DIRECT (migrate/dio.h) */
 };
 
 /* Receiver limits; a field left 0 takes the default in brackets. */
@@ -98,6 +101,9 @@ struct cta_mig_send_opts {
          * records the block hashes of the large files it reads, so that if this tree is
          * later a destination (migration back) its have stream can offer them. */
         const char *blockmap_dir;
+        /* The highest stream version the receiver reads (from its hello); 0: this build's.
+         * Below 3, large files get the older whole-content checksum (CTA_MIG_HF_BLOCKSUM). */
+        uint16_t peer_version;
 };
 
 struct cta_mig_recv_opts {

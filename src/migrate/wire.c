@@ -15,8 +15,10 @@ size_t cta_mig_enc_header(uint8_t *p, uint32_t flags, uint64_t entries, uint64_t
         memset(q, 0, CTA_MIG_HEADER_LEN);
         memcpy(q, CTA_MIG_MAGIC, 8);
         cta_mig_put16(q + 8, CTA_MIG_STREAM_VERSION);
-        /* only a stream with block deltas needs a version 2 reader */
-        cta_mig_put16(q + 10, (flags & CTA_MIG_HF_BASED) ? 2 : 1);
+        /* the oldest reader that understands what this stream uses */
+        cta_mig_put16(q + 10, (flags & CTA_MIG_HF_BLOCKSUM) ? 3
+                              : (flags & CTA_MIG_HF_BASED) ? 2
+                                                            : 1);
         cta_mig_put32(q + 12, flags);
         cta_mig_put64(q + 16, entries);
         cta_mig_put64(q + 24, bytes);

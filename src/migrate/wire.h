@@ -70,7 +70,8 @@ enum {
 enum {
         CTA_MIG_HF_INCREMENTAL = 1 << 0, /* the sender used a have stream */
         CTA_MIG_HF_BASED = 1 << 1,       /* v2: BASED entries and COPY records may occur */
-        CTA_MIG_HF_KNOWN = 0x03,
+        CTA_MIG_HF_BLOCKSUM = 1 << 2,    /* v3: large files' checksums are block lists */
+        CTA_MIG_HF_KNOWN = 0x07,
 };
 
 #define CTA_MIG_HEADER_LEN 48u /* magic[8] u16 ver u16 minver u32 flags u64 entries u64 bytes u64 0 u64 0 */

@@ -23,11 +23,13 @@
 
 #include <xxhash.h>
 
+#include "migrate/dio.h"
 #include "migrate/hash.h"
 #include "migrate/internal.h"
 #include "migrate/stream.h"
 #include "migrate/wire.h"
 #include "tap.h"
+#include "util/cleanup.h"
 #include "util/error.h"
 #include "util/util.h"
 
@@ -888,6 +890,157 @@ TEST(delta__block_changes_only)
         return 0;
 }
 
+/* Direct I/O windows (migrate/dio.h): writes at unaligned offsets, in odd pieces, with gaps
+ * and a ragged tail, and reads of any range give the bytes plain pwrite/pread give; on this
+ * file system most of them go direct, and the file's flags are restored afterwards. */
+TEST(dio__same_bytes_as_buffered)
+{
+        ASSERT_OK(setup());
+        const size_t n = 11 * MiB + 1234;
+        _cleanup_free_ uint8_t *src = malloc(n), *want = calloc(1, n), *got = malloc(n);
+        ASSERT_TRUE(src && want && got);
+        fill_rand(src, n, 4242u);
+        int fd = openat(g_rootfd, "dio", O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
+        ASSERT_TRUE(fd >= 0);
+        struct cta_dio d;
+        cta_dio_init(&d);
+        bool direct = cta_dio_begin(&d, fd);
+        /* [0, 5 MiB + 100), a gap, [6 MiB + 77, 9 MiB), a gap, [9 MiB + 4096, n) */
+        static const uint64_t runs[][2] = { { 0, 5 * MiB + 100 }, { 6 * MiB + 77, 9 * MiB },
+                                            { 9 * MiB + 4096, 11 * MiB + 1234 } };
+        uint32_t seed = 7;
+        for (size_t i = 0; i < 3; i++) {
+                for (uint64_t off = runs[i][0]; off < runs[i][1];) {
+                        seed = seed * 1103515245u + 12345u;
+                        uint64_t k = 1 + (seed >> 8) % (700u << 10);
+                        if (k > runs[i][1] - off)
+                                k = runs[i][1] - off;
+                        ASSERT_OK(cta_dio_pwrite(&d, src + off, (size_t)k, off));
+                        memcpy(want + off, src + off, (size_t)k);
+                        off += k;
+                }
+        }
+        ASSERT_OK(cta_dio_flush(&d));
+        cta_dio_end(&d);
+        ASSERT_TRUE(!(fcntl(fd, F_GETFL) & O_DIRECT));
+        ASSERT_TRUE(pread(fd, got, n, 0) == (ssize_t)n);
+        ASSERT_MEM_EQ(got, want, n);
+        if (direct)
+                ASSERT_TRUE(d.direct_bytes >= 9 * MiB);
+        printf("# direct I/O %s: %llu bytes written direct\n", direct ? "on" : "refused",
+               (unsigned long long)d.direct_bytes);
+        /* reads: any range, read-ahead limits short and long, the end of the file */
+        uint64_t before = d.direct_bytes;
+        direct = cta_dio_begin(&d, fd);
+        for (int i = 0; i < 300; i++) {
+                seed = seed * 1103515245u + 12345u;
+                uint64_t off = (seed >> 4) % n;
+                seed = seed * 1103515245u + 12345u;
+                size_t k = 1 + (seed >> 8) % (1u << 20);
+                uint64_t limit = off + (i % 3 ? k : 3 * MiB);
+                ssize_t r = cta_dio_pread(&d, got, k, off, limit);
+                size_t expect = k < n - off ? k : (size_t)(n - off);
+                ASSERT_TRUE(r > 0 && (size_t)r <= expect);
+                ASSERT_MEM_EQ(got, want + off, (size_t)r);
+        }
+        ASSERT_INT_EQ(cta_dio_pread(&d, got, 10, n, n + 10), 0);
+        if (direct)
+                ASSERT_TRUE(d.direct_bytes > before);
+        cta_dio_free(&d);
+        ASSERT_TRUE(!(fcntl(fd, F_GETFL) & O_DIRECT));
+        close(fd);
+        return 0;
+}
+
+/* The block-list checksum (stream version 3) is exactly its definition: XXH3-128 over the
+ * big-endian XXH3-64 of every 1 MiB block of the logical content (holes as zeros), however
+ * the content is fed, whole hole blocks included; and a sender told its receiver reads
+ * only version 2 writes the older whole-content checksums, which that receiver checks. */
+TEST(bsum__definition_and_version_2_peers)
+{
+        ASSERT_OK(setup());
+        const size_t n = 9 * MiB + 4321;
+        _cleanup_free_ uint8_t *c = calloc(1, n);
+        ASSERT_NOT_NULL(c);
+        fill_rand(c + MiB / 2, 2 * MiB, 5); /* data across blocks 0-2 */
+        fill_rand(c + 6 * MiB + 7, 3 * MiB + 4000, 6); /* data to the ragged end */
+        XXH3_state_t *want = XXH3_createState();
+        XXH3_128bits_reset(want);
+        for (size_t off = 0; off < n; off += MiB) {
+                uint8_t h[8];
+                cta_mig_put64(h, XXH3_64bits(c + off, n - off < MiB ? n - off : MiB));
+                XXH3_128bits_update(want, h, 8);
+        }
+        XXH128_canonical_t w;
+        XXH128_canonicalFromHash(&w, XXH3_128bits_digest(want));
+        XXH3_freeState(want);
+        struct cta_bsum b;
+        ASSERT_OK(cta_bsum_init(&b));
+        for (int round = 0; round < 3; round++) {
+                cta_bsum_begin(&b, n);
+                uint32_t seed = 11u + (uint32_t)round;
+                size_t off = 0;
+                while (off < n) {
+                        seed = seed * 1103515245u + 12345u;
+                        size_t k = 1 + (seed >> 8) % (round == 1 ? 3 * MiB : 300000);
+                        if (k > n - off)
+                                k = n - off;
+                        bool zero = true;
+                        for (size_t i = 0; i < k && zero; i++)
+                                zero = !c[off + i];
+                        cta_bsum_feed(&b, zero ? NULL : c + off, k, NULL); /* holes: NULL */
+                        off += k;
+                        if (round == 2 && off > 8 * MiB)
+                                break; /* the rest as zeros by final */
+                }
+                if (round == 2)
+                        memset(c + off, 0, n - off);
+                uint8_t got[16];
+                cta_bsum_final(&b, NULL, got);
+                if (round == 2) { /* the tail cut off (last round): its own expected value */
+                        XXH3_state_t *t = XXH3_createState();
+                        XXH3_128bits_reset(t);
+                        for (size_t o = 0; o < n; o += MiB) {
+                                uint8_t h[8];
+                                cta_mig_put64(h, XXH3_64bits(c + o, n - o < MiB ? n - o : MiB));
+                                XXH3_128bits_update(t, h, 8);
+                        }
+                        XXH128_canonical_t tw;
+                        XXH128_canonicalFromHash(&tw, XXH3_128bits_digest(t));
+                        XXH3_freeState(t);
+                        ASSERT_MEM_EQ(got, tw.digest, 16);
+                } else {
+                        ASSERT_MEM_EQ(got, w.digest, 16);
+                }
+        }
+        cta_bsum_done(&b);
+
+        /* to a version 2 receiver: the whole-content checksum, minimum version below 3 */
+        ASSERT_OK(mkdirat(g_rootfd, "v2src", 0755));
+        ASSERT_OK(mkdirat(g_rootfd, "v2dst", 0755));
+        int src = openat(g_rootfd, "v2src", O_RDONLY | O_DIRECTORY);
+        int dst = openat(g_rootfd, "v2dst", O_RDONLY | O_DIRECTORY);
+        ASSERT_OK(build_big(src));
+        struct send_job job;
+        struct cta_mig_stats rst;
+        for (int v = 2; v <= 3; v++) {
+                struct cta_mig_send_opts so = { .peer_version = (uint16_t)v };
+                const char *stage = v == 2 ? "s2" : "s3";
+                ASSERT_INT_EQ(transfer(src, dst, stage, &so, NULL, &job, &rst), 0);
+                int sfd = openat(dst, stage, O_RDONLY | O_DIRECTORY);
+                ASSERT_INT_EQ(compare(src, sfd, 0), 0);
+                close(sfd);
+        }
+        uint8_t hdr[CTA_MIG_REC_HDR + CTA_MIG_HEADER_LEN];
+        cta_mig_enc_header(hdr, 0, 1, 1);
+        ASSERT_INT_EQ(cta_mig_get16(hdr + CTA_MIG_REC_HDR + 10), 1);
+        cta_mig_enc_header(hdr, CTA_MIG_HF_BLOCKSUM, 1, 1);
+        ASSERT_INT_EQ(cta_mig_get16(hdr + CTA_MIG_REC_HDR + 10), 3);
+        close(src);
+        close(dst);
+        return 0;
+}
+
 TEST(zz_cleanup)
 {
         if (g_rootfd >= 0)
@@ -941,5 +1094,7 @@ int main(void)
         return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only),
-                             T(hash__fast_update_matches_library), T(zz_cleanup)));
+                             T(hash__fast_update_matches_library), T(dio__same_bytes_as_buffered),
+                             T(bsum__definition_and_version_2_peers),
+                             T(zz_cleanup)));
 }
