@@ -31,7 +31,7 @@ struct cta_chanq {
         uint8_t *ring; /* a ring: popping never moves what is still queued */
         size_t cap, head, len;
         size_t max;
-        bool waiting; /* the job thread sleeps in pop: push must wake it */
+        bool waiting; /* the job thread sleeps in pop: push may have to wake it */
         bool closed;
         int close_code; /* 0 = clean end, else -CTA_E_* */
         bool paused;
@@ -39,8 +39,11 @@ struct cta_chanq {
 };
 struct cta_chanq *cta_chanq_new(struct cta_conn *conn, size_t max);
 void cta_chanq_free(struct cta_chanq *q);
-/* Loop thread: queue bytes; -CTA_E_TOO_LARGE if the queue is closed or full. */
-int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len);
+/* Loop thread: queue bytes; -CTA_E_INVALID if the queue is closed. A waiting consumer
+ * is woken once CTA_CHANQ_WAKE bytes are queued or at a boundary (the end of a frame):
+ * not for every TLS record's worth, which cost a context switch per 16 KiB. */
+#define CTA_CHANQ_WAKE (1u << 20)
+int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len, bool boundary);
 /* Any thread: no more data; code 0 = end of stream, else the reason. */
 void cta_chanq_close(struct cta_chanq *q, int code);
 /* Job thread: up to cap bytes; 0 at a clean end, -code after close(code). */
@@ -60,7 +63,7 @@ char *cta_kv_get(const char *detail, const char *key);
 /* Destination side (mig_dst.c). */
 /* Binary frame received on a session: feed its open stream. Loop thread.
  * -CTA_E_PROTO if the session has no stream open. */
-int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len);
+int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len, bool frame_end);
 /* The session went away: abort what it left half done. Loop thread. */
 void cta_mig_dst_session_closed(struct cta_session *s);
 /* Start-up: finish or undo what a crash interrupted, both roles. */

@@ -57,7 +57,7 @@ static void chanq_grow(struct cta_chanq *q, size_t need)
         q->head = 0;
 }
 
-int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len)
+int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len, bool boundary)
 {
         pthread_mutex_lock(&q->mu);
         if (q->closed) {
@@ -75,7 +75,7 @@ int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len)
                 q->paused = true;
                 cta_conn_pause_read(q->conn, true);
         }
-        if (q->waiting)
+        if (q->waiting && (boundary || q->len >= CTA_CHANQ_WAKE || q->paused))
                 pthread_cond_signal(&q->cv);
         pthread_mutex_unlock(&q->mu);
         return 0;

@@ -431,6 +431,8 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
                    strlen(m->private_path));
         cta_xw_int(w, cta_xw_qname(qn, p, "forced"), m->force_used);
         cta_xw_int(w, cta_xw_qname(qn, p, "have"), m->have);
+        /* the newest tree-stream format we read (older agents do not say: 2) */
+        cta_xw_int(w, cta_xw_qname(qn, p, "stream"), CTA_MIG_STREAM_VERSION);
         return cta_call_end_result(call, err);
 }
 
@@ -629,11 +631,11 @@ static int mig_stream_finish(struct cta_call *call, struct cta_error **err)
         return 0;
 }
 
-int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len)
+int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len, bool frame_end)
 {
         if (!s->binsink)
                 return s->bin_discard ? 0 : -CTA_E_PROTO;
-        int r = cta_chanq_push(s->binsink, data, len);
+        int r = cta_chanq_push(s->binsink, data, len, frame_end);
         /* A closed queue is a stream whose receiver already gave up: its error
          * reply is on the way, so frames still in flight are dropped, not
          * answered by closing the connection. */

@@ -282,6 +282,7 @@ struct mig_src {
         char dst_veid[24];
         char *dst_private;
         bool was_running, stopped, forced, have;
+        uint16_t stream_version; /* the newest stream format the destination reads */
         int have_fd; /* the destination's have summary, spooled (memfd), or -1 */
         struct peer peer;
         bool connected;
@@ -436,6 +437,9 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         const char *forced = resp->op_node ? cta_xnode_ctext(resp->op_node, "forced") : NULL;
         const char *have = resp->op_node ? cta_xnode_ctext(resp->op_node, "have") : NULL;
         m->have = have && streq(have, "1");
+        const char *sv = resp->op_node ? cta_xnode_ctext(resp->op_node, "stream") : NULL;
+        long v = sv ? strtol(sv, NULL, 10) : 0;
+        m->stream_version = v >= 1 && v <= UINT16_MAX ? (uint16_t)v : 2;
         if (!token || strlen(token) >= sizeof(m->token))
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0,
                                      "the destination's hello reply has no token");
@@ -475,6 +479,7 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
                 .totals = &m->totals,
                 .progress = { on_copy_progress, m },
                 .cancel = &m->call->cancelled,
+                .peer_version = m->stream_version,
         };
         struct cta_mig_stats st = { 0 };
         struct req q;

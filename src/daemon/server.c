@@ -358,7 +358,8 @@ out:
  * false: refused, the connection is closing. */
 static bool session_binary(struct cta_session *s, const char *data, size_t len)
 {
-        if (cta_mig_dst_binary(s, data, len) == 0)
+        /* the framer's count of the frame's bytes still to come: 0 at its end */
+        if (cta_mig_dst_binary(s, data, len, s->fr->bin_left == 0) == 0)
                 return true;
         send_error(s, NULL, "ctamig", CTA_E_MIG_STREAM,
                    "binary frame outside an open migration stream");
