@@ -1,6 +1,7 @@
-/* Direct I/O windows for large files (see dio.h). */
+/* Direct I/O windows for large files, with a helper thread for the other window (dio.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,66 +9,25 @@
 #include "migrate/dio.h"
 #include "util/util.h"
 
-void cta_dio_init(struct cta_dio *d)
-{
-        memset(d, 0, sizeof(*d));
-        d->fd = -1;
-}
+#define ALIGN_DOWN(x) ((x) & ~(uint64_t)(CTA_DIO_ALIGN - 1))
+#define ALIGN_UP(x) ALIGN_DOWN((x) + CTA_DIO_ALIGN - 1)
 
-void cta_dio_free(struct cta_dio *d)
-{
-        cta_dio_end(d);
-        free(d->buf);
-        d->buf = NULL;
-}
+enum job { J_NONE, J_READ, J_WRITE, J_QUIT };
 
-bool cta_dio_on(const struct cta_dio *d)
-{
-        return d->fd >= 0;
-}
-
-bool cta_dio_begin(struct cta_dio *d, int fd)
-{
-        cta_dio_end(d);
-        if (!d->buf) {
-                void *p = NULL;
-                if (posix_memalign(&p, CTA_DIO_ALIGN, CTA_DIO_WINDOW) != 0)
-                        return false;
-                d->buf = p;
-        }
-        int fl = fcntl(fd, F_GETFL);
-        /* EINVAL here: the file system does not do direct I/O */
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0)
-                return false;
-        d->fd = fd;
-        d->flags = fl;
-        d->direct = true;
-        d->off = 0;
-        d->len = 0;
-        return true;
-}
-
-void cta_dio_end(struct cta_dio *d)
-{
-        if (d->fd >= 0 && d->direct)
-                (void)fcntl(d->fd, F_SETFL, d->flags);
-        d->fd = -1;
-        d->direct = false;
-        d->len = 0;
-}
-
-/* Direct I/O refused half way (an alignment this device wants and we do not give):
- * the file goes on through the page cache. */
-static void direct_off(struct cta_dio *d)
-{
-        (void)fcntl(d->fd, F_SETFL, d->flags);
-        d->direct = false;
-}
-
-static bool is_direct(const struct cta_dio *d)
-{
-        return d->fd >= 0 && d->direct;
-}
+/* One transfer at a time on the window the caller is not using. */
+struct dio_worker {
+        pthread_t th;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        enum job job;   /* submitted and not yet collected (J_NONE: idle) */
+        bool done;      /* ... and finished: got, err are set */
+        int fd;
+        uint8_t *buf;
+        uint64_t off;
+        size_t len;
+        ssize_t got;
+        int err;
+};
 
 static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
 {
@@ -78,22 +38,243 @@ static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
         }
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+/* All n bytes, or -1: what a short write left is retried (a direct write may stop at an
+ * aligned boundary). Returns the bytes written before a failure in *done. */
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, size_t *done)
 {
-        while (n) {
-                ssize_t w = pwrite(fd, p, n, (off_t)off);
+        size_t k = 0;
+        while (k < n) {
+                ssize_t w = pwrite(fd, p + k, n - k, (off_t)(off + k));
                 if (w < 0 && errno == EINTR)
                         continue;
-                if (w < 0)
-                        return -1;
-                if (w == 0) {
-                        errno = EIO;
-                        return -1;
+                if (w <= 0) {
+                        if (w == 0)
+                                errno = EIO;
+                        break;
                 }
-                p += w;
-                n -= (size_t)w;
-                off += (uint64_t)w;
+                k += (size_t)w;
+                if (k % CTA_DIO_ALIGN && k < n)
+                        break; /* unaligned now: the caller goes on buffered */
         }
+        if (done)
+                *done = k;
+        return k == n ? 0 : -1;
+}
+
+static void *worker_main(void *arg)
+{
+        struct dio_worker *w = arg;
+        pthread_setname_np(pthread_self(), "cta-mig-dio");
+        pthread_mutex_lock(&w->mu);
+        for (;;) {
+                while (w->job != J_QUIT && (w->job == J_NONE || w->done))
+                        pthread_cond_wait(&w->cv, &w->mu);
+                if (w->job == J_QUIT)
+                        break;
+                pthread_mutex_unlock(&w->mu);
+                ssize_t got;
+                int err = 0;
+                if (w->job == J_READ) {
+                        got = pread_full(w->fd, w->buf, w->len, w->off);
+                } else {
+                        size_t k = 0;
+                        got = pwrite_all(w->fd, w->buf, w->len, w->off, &k) == 0 ? (ssize_t)w->len
+                                                                               : (ssize_t)k;
+                        if ((size_t)got < w->len && !errno)
+                                errno = EIO;
+                }
+                if (got < 0 || (w->job == J_WRITE && (size_t)got < w->len))
+                        err = errno;
+                pthread_mutex_lock(&w->mu);
+                w->got = got;
+                w->err = err;
+                w->done = true;
+                pthread_cond_broadcast(&w->cv);
+        }
+        pthread_mutex_unlock(&w->mu);
+        return NULL;
+}
+
+static bool worker_start(struct cta_dio *d)
+{
+        if (d->w)
+                return true;
+        struct dio_worker *w = calloc(1, sizeof(*w));
+        if (!w)
+                return false;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+                pthread_mutex_destroy(&w->mu);
+                pthread_cond_destroy(&w->cv);
+                free(w);
+                return false;
+        }
+        d->w = w;
+        return true;
+}
+
+static bool busy(const struct cta_dio *d, enum job kind)
+{
+        return d->w && d->w->job == kind; /* only the caller's thread changes job */
+}
+
+static void submit(struct cta_dio *d, enum job kind, uint8_t *buf, uint64_t off, size_t len)
+{
+        struct dio_worker *w = d->w;
+        pthread_mutex_lock(&w->mu);
+        w->job = kind;
+        w->done = false;
+        w->fd = d->fd;
+        w->buf = buf;
+        w->off = off;
+        w->len = len;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+}
+
+/* Wait for the submitted job; its result (the job is then idle again). */
+static ssize_t collect(struct cta_dio *d, int *err)
+{
+        struct dio_worker *w = d->w;
+        pthread_mutex_lock(&w->mu);
+        while (!w->done)
+                pthread_cond_wait(&w->cv, &w->mu);
+        w->job = J_NONE;
+        w->done = false;
+        ssize_t got = w->got;
+        *err = w->err;
+        pthread_mutex_unlock(&w->mu);
+        return got;
+}
+
+void cta_dio_init(struct cta_dio *d)
+{
+        memset(d, 0, sizeof(*d));
+        d->fd = -1;
+}
+
+void cta_dio_free(struct cta_dio *d)
+{
+        cta_dio_end(d);
+        if (d->w) {
+                pthread_mutex_lock(&d->w->mu);
+                d->w->job = J_QUIT;
+                pthread_cond_broadcast(&d->w->cv);
+                pthread_mutex_unlock(&d->w->mu);
+                pthread_join(d->w->th, NULL);
+                pthread_mutex_destroy(&d->w->mu);
+                pthread_cond_destroy(&d->w->cv);
+                free(d->w);
+                d->w = NULL;
+        }
+        for (int i = 0; i < 2; i++) {
+                free(d->win[i]);
+                d->win[i] = NULL;
+        }
+}
+
+bool cta_dio_on(const struct cta_dio *d)
+{
+        return d->fd >= 0;
+}
+
+bool cta_dio_begin(struct cta_dio *d, int fd)
+{
+        cta_dio_end(d);
+        for (int i = 0; i < 2; i++) {
+                void *p = NULL;
+                if (!d->win[i] && posix_memalign(&p, CTA_DIO_ALIGN, CTA_DIO_WINDOW) != 0)
+                        return false;
+                if (p)
+                        d->win[i] = p;
+        }
+        if (!worker_start(d))
+                return false;
+        int fl = fcntl(fd, F_GETFL);
+        /* EINVAL here: the file system does not do direct I/O */
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0)
+                return false;
+        d->fd = fd;
+        d->flags = fl;
+        d->direct = true;
+        d->werr = 0;
+        d->off = 0;
+        d->len = 0;
+        return true;
+}
+
+/* Wait for whatever the helper does (results dropped: a reader's read-ahead, or a writer
+ * that failed anyway). */
+static void quiesce(struct cta_dio *d)
+{
+        int err;
+        if (d->w && d->w->job != J_NONE)
+                (void)collect(d, &err);
+}
+
+void cta_dio_end(struct cta_dio *d)
+{
+        quiesce(d);
+        if (d->fd >= 0 && d->direct)
+                (void)fcntl(d->fd, F_SETFL, d->flags);
+        d->fd = -1;
+        d->direct = false;
+        d->len = 0;
+}
+
+/* Direct I/O refused half way (an alignment this device wants and we do not give):
+ * the file goes on through the page cache. Only with the helper idle. */
+static void direct_off(struct cta_dio *d)
+{
+        (void)fcntl(d->fd, F_SETFL, d->flags);
+        d->direct = false;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+static void read_ahead(struct cta_dio *d, uint64_t limit)
+{
+        uint64_t next = d->off + d->len;
+        if (!d->direct || d->len != CTA_DIO_WINDOW || next >= ALIGN_UP(limit) ||
+            busy(d, J_READ))
+                return;
+        uint64_t want = ALIGN_UP(limit) - next;
+        submit(d, J_READ, d->win[d->cur ^ 1], next, want > CTA_DIO_WINDOW ? CTA_DIO_WINDOW
+                                                                       : (size_t)want);
+}
+
+/* Make the caller's window hold offset a (aligned), from the read-ahead if it has it. */
+static int refill(struct cta_dio *d, uint64_t a, uint64_t off, size_t n, uint64_t limit)
+{
+        if (busy(d, J_READ)) {
+                uint64_t ra = d->w->off;
+                int err;
+                ssize_t got = collect(d, &err);
+                if (ra == a && got > 0) {
+                        d->cur ^= 1;
+                        d->off = a;
+                        d->len = (size_t)got;
+                        d->direct_bytes += (uint64_t)got;
+                        return 0;
+                }
+        }
+        uint64_t end = limit > off + n ? limit : off + n;
+        uint64_t want = ALIGN_UP(end) - a;
+        if (want > CTA_DIO_WINDOW)
+                want = CTA_DIO_WINDOW;
+        d->len = 0;
+        ssize_t got = pread_full(d->fd, d->win[d->cur], (size_t)want, a);
+        if (got < 0 && errno == EINVAL && d->direct) {
+                direct_off(d);
+                got = pread_full(d->fd, d->win[d->cur], (size_t)want, a);
+        }
+        if (got < 0)
+                return -1;
+        if (d->direct)
+                d->direct_bytes += (uint64_t)got;
+        d->off = a;
+        d->len = (size_t)got;
         return 0;
 }
 
@@ -104,41 +285,29 @@ ssize_t cta_dio_pread(struct cta_dio *d, void *dst, size_t n, uint64_t off, uint
                 return -1;
         }
         if (!(off >= d->off && off < d->off + d->len)) {
-                uint64_t a = off & ~(uint64_t)(CTA_DIO_ALIGN - 1);
-                uint64_t end = limit > off + n ? limit : off + n;
-                uint64_t want = (end - a + CTA_DIO_ALIGN - 1) & ~(uint64_t)(CTA_DIO_ALIGN - 1);
-                if (want > CTA_DIO_WINDOW)
-                        want = CTA_DIO_WINDOW;
-                d->len = 0;
-                ssize_t got = pread_full(d->fd, d->buf, (size_t)want, a);
-                if (got < 0 && errno == EINVAL && is_direct(d)) {
-                        direct_off(d);
-                        got = pread_full(d->fd, d->buf, (size_t)want, a);
-                }
-                if (got < 0)
+                if (refill(d, ALIGN_DOWN(off), off, n, limit) < 0)
                         return -1;
-                if (is_direct(d))
-                        d->direct_bytes += (uint64_t)got;
-                d->off = a;
-                d->len = (size_t)got;
-                if (off >= a + (uint64_t)got)
+                if (off >= d->off + d->len)
                         return 0; /* end of file */
+                read_ahead(d, limit);
         }
         size_t k = (size_t)(d->off + d->len - off);
         if (k > n)
                 k = n;
-        memcpy(dst, d->buf + (off - d->off), k);
+        memcpy(dst, d->win[d->cur] + (off - d->off), k);
         return (ssize_t)k;
 }
 
+/* ------------------------------------------------------------------ writing */
+
 /* Through the page cache: O_DIRECT is a property of the open file, so it is switched off
- * around the write (only for the few unaligned bytes of a file). */
+ * around the write (only for the few unaligned bytes of a file), with the helper idle. */
 static int buffered_write(struct cta_dio *d, const uint8_t *p, size_t n, uint64_t off)
 {
-        bool was = is_direct(d);
+        bool was = d->direct;
         if (was)
                 direct_off(d);
-        int r = pwrite_all(d->fd, p, n, off);
+        int r = pwrite_all(d->fd, p, n, off, NULL);
         int e = errno;
         if (was && fcntl(d->fd, F_SETFL, d->flags | O_DIRECT) == 0)
                 d->direct = true;
@@ -146,39 +315,78 @@ static int buffered_write(struct cta_dio *d, const uint8_t *p, size_t n, uint64_
         return r;
 }
 
-/* Write window bytes [0, n) at d->off: the aligned part direct, the rest buffered. */
-static int write_window(struct cta_dio *d, size_t n)
+/* buf[0, n) at off (aligned): the aligned part direct, the rest buffered. Synchronous. */
+static int write_out(struct cta_dio *d, const uint8_t *buf, size_t n, uint64_t off)
 {
         size_t aligned = n & ~(size_t)(CTA_DIO_ALIGN - 1), done = 0;
-        while (done < aligned && is_direct(d)) {
-                ssize_t w = pwrite(d->fd, d->buf + done, aligned - done, (off_t)(d->off + done));
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0 && errno == EINVAL) {
+        if (aligned && d->direct) {
+                int r = pwrite_all(d->fd, buf, aligned, off, &done);
+                d->direct_bytes += done;
+                if (r < 0 && errno != EINVAL && done % CTA_DIO_ALIGN == 0)
+                        return -1;
+                if (r < 0 && errno == EINVAL)
                         direct_off(d);
-                        break;
-                }
-                if (w < 0)
-                        return -1;
-                if (w == 0) {
-                        errno = EIO;
-                        return -1;
-                }
-                done += (size_t)w;
-                d->direct_bytes += (uint64_t)w;
-                if (done % CTA_DIO_ALIGN)
-                        break; /* a short write left us unaligned: the rest buffered */
         }
-        return buffered_write(d, d->buf + done, n - done, d->off + done);
+        return buffered_write(d, buf + done, n - done, off + done);
+}
+
+/* The write-behind's outcome; what it could not write direct is written here. */
+static int collect_write(struct cta_dio *d)
+{
+        if (!busy(d, J_WRITE))
+                return 0;
+        const uint8_t *buf = d->w->buf;
+        uint64_t off = d->w->off;
+        size_t len = d->w->len;
+        int err;
+        ssize_t got = collect(d, &err);
+        size_t done = got > 0 ? (size_t)got : 0;
+        d->direct_bytes += done;
+        if (done == len)
+                return 0;
+        if (err == EINVAL) {
+                direct_off(d);
+        } else if (err && done % CTA_DIO_ALIGN == 0) {
+                d->werr = errno = err;
+                return -1;
+        }
+        if (buffered_write(d, buf + done, len - done, off + done) < 0) {
+                d->werr = errno;
+                return -1;
+        }
+        return 0;
 }
 
 int cta_dio_flush(struct cta_dio *d)
 {
-        if (d->fd < 0 || !d->len)
+        if (d->fd < 0)
                 return 0;
+        if (collect_write(d) < 0)
+                return -1;
+        if (d->werr) {
+                errno = d->werr;
+                return -1;
+        }
         size_t n = d->len;
         d->len = 0;
-        return write_window(d, n);
+        return n ? write_out(d, d->win[d->cur], n, d->off) : 0;
+}
+
+/* A full window goes to the helper; the caller fills the other one meanwhile. */
+static int write_behind(struct cta_dio *d)
+{
+        if (collect_write(d) < 0)
+                return -1;
+        if (!d->direct) {
+                size_t n = d->len;
+                d->len = 0;
+                return write_out(d, d->win[d->cur], n, d->off);
+        }
+        submit(d, J_WRITE, d->win[d->cur], d->off, d->len);
+        d->cur ^= 1;
+        d->off += d->len;
+        d->len = 0;
+        return 0;
 }
 
 int cta_dio_pwrite(struct cta_dio *d, const void *src, size_t n, uint64_t off)
@@ -186,6 +394,10 @@ int cta_dio_pwrite(struct cta_dio *d, const void *src, size_t n, uint64_t off)
         const uint8_t *p = src;
         if (d->fd < 0) {
                 errno = EBADF;
+                return -1;
+        }
+        if (d->werr) {
+                errno = d->werr;
                 return -1;
         }
         if (d->len && off != d->off + d->len && cta_dio_flush(d) < 0)
@@ -197,7 +409,7 @@ int cta_dio_pwrite(struct cta_dio *d, const void *src, size_t n, uint64_t off)
                                 size_t k = CTA_DIO_ALIGN - (size_t)(off % CTA_DIO_ALIGN);
                                 if (k > n)
                                         k = n;
-                                if (buffered_write(d, p, k, off) < 0)
+                                if (collect_write(d) < 0 || buffered_write(d, p, k, off) < 0)
                                         return -1;
                                 p += k;
                                 off += k;
@@ -209,12 +421,12 @@ int cta_dio_pwrite(struct cta_dio *d, const void *src, size_t n, uint64_t off)
                 size_t k = CTA_DIO_WINDOW - d->len;
                 if (k > n)
                         k = n;
-                memcpy(d->buf + d->len, p, k);
+                memcpy(d->win[d->cur] + d->len, p, k);
                 d->len += k;
                 p += k;
                 off += k;
                 n -= k;
-                if (d->len == CTA_DIO_WINDOW && cta_dio_flush(d) < 0)
+                if (d->len == CTA_DIO_WINDOW && write_behind(d) < 0)
                         return -1;
         }
         return 0;

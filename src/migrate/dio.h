@@ -6,14 +6,16 @@
  * Buffered reads and writes copy every byte between the page cache and our buffers in the
  * kernel; for gigabytes that copy (and, on the receiver, allocating and dirtying page-cache
  * pages and writing them back later) was most of the CPU time of a large migration. With
- * O_DIRECT the disk reads into and writes from our own aligned window, and the page cache
+ * O_DIRECT the disk reads into and writes from our own aligned windows, and the page cache
  * is left alone (the migrated data would only push the node's useful cache out).
  *
- * One window per file at a time, of CTA_DIO_WINDOW bytes, allocated once. Direct transfers
- * cover whole CTA_DIO_ALIGN units at aligned offsets; what is not aligned (a file's tail,
- * data starting inside a unit) goes through the page cache as before. A file system that
- * refuses O_DIRECT, or a direct transfer failing with EINVAL, turns direct I/O off for that
- * file and the rest goes buffered: same bytes, only slower.
+ * Two windows of CTA_DIO_WINDOW bytes, allocated once: the caller works in one while a
+ * helper thread reads the next one ahead (reader) or writes the last full one (writer),
+ * so the disk works while we hash, encrypt and send. Direct transfers cover whole
+ * CTA_DIO_ALIGN units at aligned offsets; what is not aligned (a file's tail, data starting
+ * inside a unit) goes through the page cache as before. A file system that refuses
+ * O_DIRECT, or a direct transfer failing with EINVAL, turns direct I/O off for that file
+ * and the rest goes buffered: same bytes, only slower.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,14 +27,19 @@
 /* Files smaller than this are read and written through the page cache. */
 #define CTA_DIO_MIN (8ull << 20)
 
+struct dio_worker;
+
 struct cta_dio {
-        uint8_t *buf;   /* CTA_DIO_WINDOW bytes aligned to CTA_DIO_ALIGN, or NULL */
-        uint64_t off;   /* file offset of buf[0]: aligned */
-        size_t len;     /* bytes in buf: read ahead, or waiting to be written */
-        int fd;         /* the file while direct I/O is on, else -1 */
-        int flags;      /* its file status flags before */
-        bool direct;    /* O_DIRECT is set on fd now */
+        uint8_t *win[2]; /* CTA_DIO_WINDOW bytes each, aligned to CTA_DIO_ALIGN */
+        int cur;         /* the caller's window; the other may be the helper's */
+        uint64_t off;    /* file offset of the caller's window: aligned */
+        size_t len;      /* bytes in it: read ahead, or waiting to be written */
+        int fd;          /* the file while direct I/O is on, else -1 */
+        int flags;       /* its file status flags before */
+        bool direct;     /* O_DIRECT is set on fd now */
+        int werr;        /* a write-behind failed with this errno: reported next call */
         uint64_t direct_bytes; /* moved by direct transfers (statistics, tests) */
+        struct dio_worker *w;  /* the helper thread, started on first use */
 };
 
 void cta_dio_init(struct cta_dio *d);
@@ -48,11 +55,12 @@ bool cta_dio_on(const struct cta_dio *d);
  * end of file, -1 with errno. */
 ssize_t cta_dio_pread(struct cta_dio *d, void *dst, size_t n, uint64_t off, uint64_t limit);
 
-/* Write n bytes at off: they may wait in the window until the next non-adjacent write,
- * cta_dio_flush or cta_dio_end. 0, or -1 with errno. */
+/* Write n bytes at off: they may wait in a window until the next non-adjacent write,
+ * cta_dio_flush or cta_dio_end. 0, or -1 with errno (possibly of an earlier write). */
 int cta_dio_pwrite(struct cta_dio *d, const void *src, size_t n, uint64_t off);
+/* Everything written and done with: 0, or -1 with errno. */
 int cta_dio_flush(struct cta_dio *d);
 
-/* Stop: a reader forgets its window, a writer must have flushed (pending bytes are
- * dropped: the caller failed). Restores fd's status flags. */
+/* Stop: waits for the helper, a reader forgets its windows, a writer must have flushed
+ * (pending bytes are dropped: the caller failed). Restores fd's status flags. */
 void cta_dio_end(struct cta_dio *d);

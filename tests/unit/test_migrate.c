@@ -944,8 +944,29 @@ TEST(dio__same_bytes_as_buffered)
                 ASSERT_MEM_EQ(got, want + off, (size_t)r);
         }
         ASSERT_INT_EQ(cta_dio_pread(&d, got, 10, n, n + 10), 0);
+        /* front to back, as the sender reads: the helper reads the next window ahead */
+        memset(got, 0, n);
+        for (uint64_t off = 0; off < n;) {
+                ssize_t r = cta_dio_pread(&d, got + off, 1000003, off, n);
+                ASSERT_TRUE(r > 0);
+                off += (uint64_t)r;
+        }
+        ASSERT_MEM_EQ(got, want, n);
         if (direct)
-                ASSERT_TRUE(d.direct_bytes > before);
+                ASSERT_TRUE(d.direct_bytes > before + 8 * MiB);
+        cta_dio_end(&d);
+        /* a long sequential write (windows written behind) then an unaligned jump */
+        ASSERT_TRUE(ftruncate(fd, 0) == 0);
+        direct = cta_dio_begin(&d, fd);
+        for (uint64_t off = 0; off < 9 * MiB; off += MiB)
+                ASSERT_OK(cta_dio_pwrite(&d, src + off, MiB, off));
+        ASSERT_OK(cta_dio_pwrite(&d, src + 9 * MiB + 5, n - 9 * MiB - 5, 9 * MiB + 5));
+        ASSERT_OK(cta_dio_flush(&d));
+        cta_dio_end(&d);
+        memcpy(want, src, n);
+        memset(want + 9 * MiB, 0, 5);
+        ASSERT_TRUE(pread(fd, got, n, 0) == (ssize_t)n);
+        ASSERT_MEM_EQ(got, want, n);
         cta_dio_free(&d);
         ASSERT_TRUE(!(fcntl(fd, F_GETFL) & O_DIRECT));
         close(fd);
