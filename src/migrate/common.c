@@ -130,9 +130,15 @@ static int frame_push(struct cta_walk *w, int dfd, size_t dir_plen, struct cta_e
 
 int cta_walk_new(int root_fd, unsigned flags, struct cta_walk **ret, struct cta_error **err)
 {
+        /* Our own open file description of the root: getdents64 moves a directory's offset
+         * for every fd sharing it, so two walks of one fd at once (the sender's and its
+         * prefetcher's) each saw entries twice or never. */
+        int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return cta_error_errno(err, CTA_E_IO, "open the root of the walk");
         struct cta_walk *w = cta_xcalloc(1, sizeof(*w));
         w->flags = flags;
-        w->root_fd = root_fd;
+        w->root_fd = fd;
         w->cur_fd = -1;
         for (size_t i = 0; i < CTA_ARRAY_SIZE(w->st); i++)
                 w->st[i].dfd = -1;
@@ -148,6 +154,7 @@ struct cta_walk *cta_walk_free(struct cta_walk *w)
                 frame_done(w, &w->st[--w->depth]);
         if (w->cur_fd >= 0)
                 close(w->cur_fd);
+        close(w->root_fd);
         free(w);
         return NULL;
 }

@@ -1062,6 +1062,70 @@ TEST(bsum__definition_and_version_2_peers)
         return 0;
 }
 
+/* Walks of one root fd in several threads at once (the sender's walk and its prefetcher
+ * do that) each see every entry once, in order: a directory's read offset is shared by all
+ * fds of one open file description, so each walk must have its own. */
+struct walk_job {
+        int fd;
+        int bad;
+};
+
+static void *walk_many(void *arg)
+{
+        struct walk_job *j = arg;
+        for (int round = 0; round < 20; round++) {
+                struct cta_walk *w = NULL;
+                struct cta_walk_item it;
+                if (cta_walk_new(j->fd, 0, &w, NULL) < 0) {
+                        j->bad++;
+                        return NULL;
+                }
+                char prev[64] = "";
+                int n = 0, r;
+                while ((r = cta_walk_next(w, &it, NULL)) > 0) {
+                        if (it.is_root)
+                                continue;
+                        if (n && strcmp(prev, it.path) >= 0)
+                                j->bad++;
+                        snprintf(prev, sizeof(prev), "%s", it.path);
+                        n++;
+                }
+                if (r < 0 || n != 3000)
+                        j->bad++;
+                cta_walk_free(w);
+        }
+        return NULL;
+}
+
+TEST(walk__concurrent_walks_of_one_fd)
+{
+        ASSERT_OK(setup());
+        ASSERT_OK(mkdirat(g_rootfd, "wsame", 0755));
+        int dfd = openat(g_rootfd, "wsame", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(dfd >= 0);
+        for (int i = 0; i < 3000; i++) {
+                char n[64];
+                snprintf(n, sizeof(n), "entry-with-a-longish-name-%05d", i);
+                int fd = openat(dfd, n, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+                ASSERT_TRUE(fd >= 0);
+                close(fd);
+        }
+        struct walk_job jobs[4];
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+                jobs[i] = (struct walk_job){ .fd = dfd };
+                ASSERT_INT_EQ(pthread_create(&th[i], NULL, walk_many, &jobs[i]), 0);
+        }
+        int bad = 0;
+        for (int i = 0; i < 4; i++) {
+                pthread_join(th[i], NULL);
+                bad += jobs[i].bad;
+        }
+        close(dfd);
+        ASSERT_INT_EQ(bad, 0);
+        return 0;
+}
+
 TEST(zz_cleanup)
 {
         if (g_rootfd >= 0)
@@ -1117,5 +1181,6 @@ int main(void)
                              T(concurrent__two_transfers), T(delta__block_changes_only),
                              T(hash__fast_update_matches_library), T(dio__same_bytes_as_buffered),
                              T(bsum__definition_and_version_2_peers),
+                             T(walk__concurrent_walks_of_one_fd),
                              T(zz_cleanup)));
 }
