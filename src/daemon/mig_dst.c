@@ -664,6 +664,8 @@ static ssize_t conn_frame_write(void *ctx, const void *buf, size_t len)
         return 0;
 }
 
+static bool warmed_recently(const char *eid); /* (prepare, below) */
+
 static int mig_have(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
@@ -674,7 +676,8 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", staging);
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(call->s->d);
-        struct cta_mig_have_opts ho = { .blockmap_dir = bmdir };
+        struct cta_mig_have_opts ho = { .blockmap_dir = bmdir,
+                                        .no_warm = warmed_recently(m->eid) };
         int r = cta_mig_have_build_opts(fd, &ho, &io, &st, err);
         if (r < 0)
                 return cta_error_wrap(err, "summarize %s", staging);
@@ -854,11 +857,22 @@ static int mig_abort(struct cta_call *call, struct cta_error **err)
  * scan, and the have summary built after hello finds them cached. Nothing
  * changes on disk or in the registry; one warm-up at a time per node. */
 static atomic_bool g_warming;
+/* The container whose copy is being or was last warmed, and when that ended (0: still
+ * running): its have summary then skips its own warm-up scan. */
+static pthread_mutex_t g_warm_mu = PTHREAD_MUTEX_INITIALIZER;
+static char g_warm_eid[37];
+static uint64_t g_warm_end_ms;
+#define WARM_FRESH_MS (5u * 60 * 1000)
+
+struct warm_job {
+        char eid[37];
+        char *path;
+};
 
 static void warm_work(void *arg)
 {
-        char *path = arg;
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct warm_job *j = arg;
+        int fd = open(j->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) {
                 cta_mig_warm(fd);
                 close(fd);
@@ -867,8 +881,23 @@ static void warm_work(void *arg)
 
 static void warm_done(void *arg)
 {
-        free(arg);
+        struct warm_job *j = arg;
+        pthread_mutex_lock(&g_warm_mu);
+        g_warm_end_ms = cta_now_ms();
+        pthread_mutex_unlock(&g_warm_mu);
+        free(j->path);
+        free(j);
         atomic_store(&g_warming, false);
+}
+
+/* Was eid's earlier copy warmed just now (or is it being warmed)? */
+static bool warmed_recently(const char *eid)
+{
+        pthread_mutex_lock(&g_warm_mu);
+        bool r = streq(g_warm_eid, eid) &&
+                 (!g_warm_end_ms || cta_now_ms() - g_warm_end_ms < WARM_FRESH_MS);
+        pthread_mutex_unlock(&g_warm_mu);
+        return r;
 }
 
 static int mig_prepare(struct cta_call *call, struct cta_error **err)
@@ -884,8 +913,19 @@ static int mig_prepare(struct cta_call *call, struct cta_error **err)
                 free(retired);
                 return 0;
         }
-        if (cta_job_spawn(call->s->d, warm_work, warm_done, retired) < 0) {
+        struct warm_job *j = cta_xcalloc(1, sizeof(*j));
+        snprintf(j->eid, sizeof(j->eid), "%s", eid);
+        j->path = retired;
+        pthread_mutex_lock(&g_warm_mu);
+        snprintf(g_warm_eid, sizeof(g_warm_eid), "%s", eid);
+        g_warm_end_ms = 0;
+        pthread_mutex_unlock(&g_warm_mu);
+        if (cta_job_spawn(call->s->d, warm_work, warm_done, j) < 0) {
                 free(retired);
+                free(j);
+                pthread_mutex_lock(&g_warm_mu);
+                g_warm_eid[0] = 0;
+                pthread_mutex_unlock(&g_warm_mu);
                 atomic_store(&g_warming, false);
         }
         return 0;

@@ -1374,7 +1374,7 @@ int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
         _cleanup_free_ uint8_t *buf = cta_xmalloc(cap);
         _cleanup_close_ int bmfd = cta_bm_opendir(o ? o->blockmap_dir : NULL);
         struct warm wm = { .fd = dirfd };
-        bool warming = pthread_create(&wm.th, NULL, warm_main, &wm) == 0;
+        bool warming = !(o && o->no_warm) && pthread_create(&wm.th, NULL, warm_main, &wm) == 0;
         int r = cta_walk_new(dirfd, 0, &w, err);
         if (r < 0) {
                 if (warming)

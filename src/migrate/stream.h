@@ -171,6 +171,9 @@ struct cta_mig_have_opts {
          * with a valid record are offered with their block hashes (have version 2), so
          * the source sends only the blocks that differ. NULL: version 1, no hashes. */
         const char *blockmap_dir;
+        /* The caller already read this tree's inodes into the cache (ctamig/prepare did):
+         * no parallel warm-up scan beside the walk (it cost a CPU second per 200k entries). */
+        bool no_warm;
 };
 int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
                             const struct cta_mig_io *out, struct cta_mig_stats *ret,
