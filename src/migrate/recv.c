@@ -1046,11 +1046,10 @@ static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e
 static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t n,
                     struct cta_error **err)
 {
-        if (cta_dio_on(&r->dio)) {
-                if (cta_dio_pwrite(&r->dio, d, (size_t)n, off) < 0)
-                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
-        }
-        for (uint64_t done = cta_dio_on(&r->dio) ? n : 0; done < n;) {
+        bool direct = cta_dio_on(&r->dio);
+        if (direct && cta_dio_pwrite(&r->dio, d, (size_t)n, off) < 0)
+                return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
+        for (uint64_t done = 0; !direct && done < n;) {
                 ssize_t w = pwrite(r->ffd, d + done, (size_t)(n - done), (off_t)(off + done));
                 if (w < 0 && errno == EINTR)
                         continue;
@@ -1071,7 +1070,7 @@ static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t
         /* Start writeback of what is behind us now (it does not wait): the
          * final sync before commit then has little left to do, and the page
          * cache does not fill with dirty pages until the kernel throttles us. */
-        if (r->fpos - r->fsynced >= WRITEBACK_CHUNK && !cta_dio_on(&r->dio)) {
+        if (!direct && r->fpos - r->fsynced >= WRITEBACK_CHUNK) {
                 (void)sync_file_range(r->ffd, (off_t)r->fsynced, (off_t)(r->fpos - r->fsynced),
                                       SYNC_FILE_RANGE_WRITE);
                 r->fsynced = r->fpos;

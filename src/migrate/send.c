@@ -522,6 +522,14 @@ static int ensure_room(struct sender *s, size_t n, struct cta_error **err)
         return 0;
 }
 
+/* n bytes of the file at off into p: through the direct-I/O window (reading ahead no
+ * further than limit) or plainly. */
+static ssize_t read_data(struct sender *s, int fd, bool direct, void *p, size_t n, uint64_t off,
+                         uint64_t limit)
+{
+        return direct ? cta_dio_pread(&s->dio, p, n, off, limit) : pread(fd, p, n, (off_t)off);
+}
+
 static int emit_copy(struct sender *s, uint64_t *off, uint64_t *len, struct cta_error **err)
 {
         if (!*len)
@@ -615,10 +623,8 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                         }
                         uint64_t want = (eh < be ? eh : be) - d;
                         uint8_t *p = s->cur->data + s->cur->len;
-                        ssize_t n = direct ? cta_dio_pread(&s->dio, p + CTA_MIG_REC_HDR + 8,
-                                                           (size_t)want, d, eh)
-                                           : pread(fd, p + CTA_MIG_REC_HDR + 8, (size_t)want,
-                                                   (off_t)d);
+                        ssize_t n = read_data(s, fd, direct, p + CTA_MIG_REC_HDR + 8,
+                                              (size_t)want, d, eh);
                         if (n < 0 && errno == EINTR)
                                 continue;
                         if (n < 0) {
@@ -762,10 +768,8 @@ static int send_data(struct sender *s, int fd, const struct stat *st, const char
                         if (want > CTA_MIG_DATA_CHUNK)
                                 want = CTA_MIG_DATA_CHUNK;
                         uint8_t *p = s->cur->data + s->cur->len;
-                        ssize_t n = direct ? cta_dio_pread(&s->dio, p + CTA_MIG_REC_HDR + 8,
-                                                           (size_t)want, d, h)
-                                           : pread(fd, p + CTA_MIG_REC_HDR + 8, (size_t)want,
-                                                   (off_t)d);
+                        ssize_t n = read_data(s, fd, direct, p + CTA_MIG_REC_HDR + 8,
+                                              (size_t)want, d, h);
                         if (n < 0 && errno == EINTR)
                                 continue;
                         if (n < 0) {
