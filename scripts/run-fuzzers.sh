@@ -10,13 +10,16 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/cta-fuzz-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 status=0
-for t in frame_xml_fuzz resp_fuzz; do
+for t in frame_xml_fuzz resp_fuzz mig_stream_fuzz mig_have_fuzz; do
         bin="$build/fuzz/$t"
         [ -x "$bin" ] || { echo "run-fuzzers: $bin is missing (meson setup -Dfuzzing=true)" >&2; exit 2; }
         mkdir -p "$work/$t"
         cp -r "$top/fuzz/corpus/$t/." "$work/$t/" 2>/dev/null || true
         echo "== $t: ${secs}s"
-        if ! "$bin" -max_total_time="$secs" -dict="$top/fuzz/packet.dict" -max_len=65536 \
+        dict=""
+        case $t in mig_*) ;; *) dict="-dict=$top/fuzz/packet.dict" ;; esac
+        # shellcheck disable=SC2086 # (an empty $dict is no argument)
+        if ! "$bin" -max_total_time="$secs" $dict -max_len=65536 \
                 -print_final_stats=1 "$work/$t" 2>"$work/$t.log"; then
                 tail -40 "$work/$t.log"
                 status=1
