@@ -141,32 +141,49 @@ void cta_bm_push(struct cta_bm_writer *w, uint64_t hash)
                 bm_flush(w);
 }
 
-void cta_bm_feed(struct cta_bm_writer *w, const void *data, uint64_t n)
+/* Cut n bytes of a file's content at *pos (data NULL: zeros) into its CTA_MIG_BLOCK
+ * blocks, hashing them in st (a whole block of zeros is a constant); each finished block's
+ * hash goes to done(ctx, hash), and *pos moves on. Used by the block map writer and the
+ * block-list checksum alike. */
+typedef void block_done_fn(void *ctx, uint64_t hash);
+
+static void feed_blocks(XXH3_state_t *st, uint64_t *pos, uint64_t size, const void *data,
+                        uint64_t n, block_done_fn *done, void *ctx)
 {
         const uint8_t *p = data;
-        while (n && w->fd >= 0 && w->pos < w->size) {
-                uint64_t bs = w->nblocks << CTA_MIG_BLOCK_SHIFT;
-                uint64_t blen = w->size - bs < CTA_MIG_BLOCK ? w->size - bs : CTA_MIG_BLOCK;
-                uint64_t in = w->pos - bs, k = blen - in < n ? blen - in : n;
-                if (!p && in == 0 && k == blen) {
-                        cta_bm_push(w, cta_mig_block_hash_zeros(blen));
-                        n -= k;
-                        continue;
-                }
-                if (in == 0)
-                        XXH3_64bits_reset(w->st);
-                if (p)
-                        cta_xxh3_64_update(w->st, p, (size_t)k);
-                else
-                        cta_mig_hash64_zeros(w->st, k);
+        while (n && *pos < size) {
+                uint64_t bs = *pos & ~(CTA_MIG_BLOCK - 1);
+                uint64_t blen = size - bs < CTA_MIG_BLOCK ? size - bs : CTA_MIG_BLOCK;
+                uint64_t in = *pos - bs, k = blen - in < n ? blen - in : n;
                 n -= k;
-                if (p)
-                        p += k;
-                if (in + k == blen)
-                        cta_bm_push(w, XXH3_64bits_digest(w->st)); /* sets pos */
-                else
-                        w->pos += k;
+                /* done() sees *pos still inside the block it finishes */
+                if (!p && in == 0 && k == blen) {
+                        done(ctx, cta_mig_block_hash_zeros(blen));
+                } else {
+                        if (in == 0)
+                                XXH3_64bits_reset(st);
+                        if (p)
+                                cta_xxh3_64_update(st, p, (size_t)k);
+                        else
+                                cta_mig_hash64_zeros(st, k);
+                        if (p)
+                                p += k;
+                        if (in + k == blen)
+                                done(ctx, XXH3_64bits_digest(st));
+                }
+                *pos = bs + in + k;
         }
+}
+
+static void bm_done(void *ctx, uint64_t hash)
+{
+        cta_bm_push(ctx, hash);
+}
+
+void cta_bm_feed(struct cta_bm_writer *w, const void *data, uint64_t n)
+{
+        if (w->fd >= 0)
+                feed_blocks(w->st, &w->pos, w->size, data, n, bm_done, w);
 }
 
 static void put_stat(uint8_t *h, const struct stat *st, uint64_t nblocks, uint64_t dig)
@@ -374,41 +391,23 @@ void cta_bsum_block(struct cta_bsum *b, uint64_t hash)
                 b->pos = b->size;
 }
 
+struct bsum_done_ctx {
+        struct cta_bsum *b;
+        struct cta_bm_writer *bm;
+};
+
+static void bsum_done(void *ctx, uint64_t hash)
+{
+        struct bsum_done_ctx *c = ctx;
+        cta_bsum_block(c->b, hash);
+        if (c->bm)
+                cta_bm_push(c->bm, hash);
+}
+
 void cta_bsum_feed(struct cta_bsum *b, const void *data, uint64_t n, struct cta_bm_writer *bm)
 {
-        const uint8_t *p = data;
-        while (n && b->pos < b->size) {
-                uint64_t bs = b->pos & ~(CTA_MIG_BLOCK - 1);
-                uint64_t blen = b->size - bs < CTA_MIG_BLOCK ? b->size - bs : CTA_MIG_BLOCK;
-                uint64_t in = b->pos - bs, k = blen - in < n ? blen - in : n;
-                uint64_t done_hash = 0;
-                bool done = false;
-                if (!p && in == 0 && k == blen) { /* a whole block of hole */
-                        done_hash = cta_mig_block_hash_zeros(blen);
-                        done = true;
-                } else {
-                        if (in == 0)
-                                XXH3_64bits_reset(b->blk);
-                        if (p)
-                                cta_xxh3_64_update(b->blk, p, (size_t)k);
-                        else
-                                cta_mig_hash64_zeros(b->blk, k);
-                        if (in + k == blen) {
-                                done_hash = XXH3_64bits_digest(b->blk);
-                                done = true;
-                        }
-                }
-                n -= k;
-                if (p)
-                        p += k;
-                if (done) {
-                        cta_bsum_block(b, done_hash); /* sets pos */
-                        if (bm)
-                                cta_bm_push(bm, done_hash);
-                } else {
-                        b->pos += k;
-                }
-        }
+        struct bsum_done_ctx c = { b, bm };
+        feed_blocks(b->blk, &b->pos, b->size, data, n, bsum_done, &c);
 }
 
 void cta_bsum_final(struct cta_bsum *b, struct cta_bm_writer *bm, uint8_t out[16])

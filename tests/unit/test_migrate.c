@@ -1044,11 +1044,30 @@ TEST(bsum__definition_and_version_2_peers)
         struct send_job job;
         struct cta_mig_stats rst;
         for (int v = 2; v <= 3; v++) {
+                /* the receiver's block maps, recorded by either path, hold the real hashes */
+                char bm[300];
+                snprintf(bm, sizeof(bm), "%s/bm-v%d", g_root, v);
                 struct cta_mig_send_opts so = { .peer_version = (uint16_t)v };
+                struct cta_mig_recv_opts ro = { .blockmap_dir = bm };
                 const char *stage = v == 2 ? "s2" : "s3";
-                ASSERT_INT_EQ(transfer(src, dst, stage, &so, NULL, &job, &rst), 0);
+                ASSERT_INT_EQ(transfer(src, dst, stage, &so, &ro, &job, &rst), 0);
+                ASSERT_INT_EQ(rst.blockmaps, 2);
                 int sfd = openat(dst, stage, O_RDONLY | O_DIRECTORY);
                 ASSERT_INT_EQ(compare(src, sfd, 0), 0);
+                int hfd;
+                struct cta_mig_stats hst;
+                ASSERT_OK(have_bm_memfd(sfd, bm, &hfd, &hst));
+                struct stat hs;
+                ASSERT_OK(fstat(hfd, &hs));
+                uint8_t *map = mmap(NULL, (size_t)hs.st_size, PROT_READ, MAP_SHARED, hfd, 0);
+                ASSERT_TRUE(map != MAP_FAILED);
+                for (uint64_t i = 0; i < 256; i += 17) { /* data blocks and hole blocks */
+                        uint8_t *hp = have_hash_at(map, (size_t)hs.st_size, "img", i);
+                        ASSERT_TRUE(hp != NULL);
+                        ASSERT_TRUE(cta_mig_get64(hp) == block_hash_of(src, "img", i));
+                }
+                munmap(map, (size_t)hs.st_size);
+                close(hfd);
                 close(sfd);
         }
         uint8_t hdr[CTA_MIG_REC_HDR + CTA_MIG_HEADER_LEN];
