@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -33,14 +34,21 @@
 /* ------------------------------------------------------------------ scan */
 
 /*
- * On a cold cache the scan waits for inode reads, one at a time when walked in order: it
- * runs SCAN_THREADS threads over a shared stack of directories (paths relative to the
- * root) so that several reads are in flight. The order does not matter for totals.
+ * On a cold cache the scan waits for inode and xattr block reads, one at a time when
+ * walked in order: it runs SCAN_THREADS threads over a shared stack of directories (paths
+ * relative to the root) so that many reads are in flight. The order does not matter for
+ * totals. (A cold scan of 206k entries on a direct-I/O loop device: 4 threads 1.31 s,
+ * 8 threads 1.22 s, 16 threads 0.90 s.)
  */
-#define SCAN_THREADS 4
+#define SCAN_THREADS 16
+#define EXT4_MAGIC 0xEF53 /* ext2/3/4 */
 
 struct scan {
         int root_fd;
+        /* ext4 counts an inode's own xattr block in st_blocks: only such inodes (9% of a
+         * container with ACLs on 2% and xattrs on 10% of its files) are worth an
+         * llistxattr here; 0 when the file system is another (then every entry is) */
+        uint64_t xblock_size;
         pthread_mutex_t mu;
         pthread_cond_t cv;
         char **stack;
@@ -64,6 +72,19 @@ static void scan_push(struct scan *sc, char *path)
 static bool scan_vanished(int e)
 {
         return e == ENOENT || e == ENOTDIR || e == ELOOP;
+}
+
+/* Might st's inode have an xattr block of its own (more blocks than its size needs)?
+ * Only a hint for the read-ahead above: a wrong answer costs time, never correctness. */
+static bool xattr_block_likely(const struct scan *sc, const struct stat *st)
+{
+        if (!sc->xblock_size)
+                return true;
+        uint64_t sz = S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) || S_ISLNK(st->st_mode)
+                              ? (uint64_t)st->st_size
+                              : 0;
+        uint64_t need = (sz + sc->xblock_size - 1) / sc->xblock_size * sc->xblock_size;
+        return (uint64_t)st->st_blocks * 512 > need;
 }
 
 /* One directory: its entries' stat into t, subdirectories onto the stack. */
@@ -103,9 +124,11 @@ static int scan_dir(struct scan *sc, const char *path, struct cta_mig_totals *t,
                          * an inode whose xattrs live in their own block costs a disk
                          * read then. Asking here, in parallel, brings those blocks in
                          * (the later walks of a cold second pass were bound by them). */
-                        char xp[40 + NAME_MAX];
-                        snprintf(xp, sizeof(xp), "/proc/self/fd/%d/%s", dfd, nm);
-                        (void)llistxattr(xp, NULL, 0);
+                        if (xattr_block_likely(sc, &st)) {
+                                char xp[40 + NAME_MAX];
+                                snprintf(xp, sizeof(xp), "/proc/self/fd/%d/%s", dfd, nm);
+                                (void)llistxattr(xp, NULL, 0);
+                        }
                         if (S_ISREG(st.st_mode)) {
                                 uint64_t alloc = (uint64_t)st.st_blocks * 512;
                                 uint64_t sz = (uint64_t)st.st_size;
@@ -182,6 +205,9 @@ int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **
         if (!S_ISDIR(st.st_mode))
                 return cta_error_set(err, CTA_E_INVALID, 0, "scan: root is not a directory");
         struct scan sc = { .root_fd = root_dirfd, .t = { .entries = 1 } };
+        struct statfs sf;
+        if (fstatfs(root_dirfd, &sf) == 0 && sf.f_type == EXT4_MAGIC && sf.f_bsize >= 512)
+                sc.xblock_size = (uint64_t)sf.f_bsize;
         pthread_mutex_init(&sc.mu, NULL);
         pthread_cond_init(&sc.cv, NULL);
         scan_push(&sc, cta_xstrdup(""));
