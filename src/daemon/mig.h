@@ -44,6 +44,12 @@ void cta_chanq_free(struct cta_chanq *q);
  * not for every TLS record's worth, which cost a context switch per 16 KiB. */
 #define CTA_CHANQ_WAKE (1u << 20)
 int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len, bool boundary);
+/* Loop thread, instead of push: where the next bytes may be written in place (saving a
+ * copy when the socket is read straight into it), at most *len contiguous bytes; NULL
+ * when the queue is closed or has less than min room there. Then commit what was
+ * written (nothing else may touch the queue from this thread in between). */
+void *cta_chanq_reserve(struct cta_chanq *q, size_t min, size_t *len);
+void cta_chanq_commit(struct cta_chanq *q, size_t n, bool boundary);
 /* Any thread: no more data; code 0 = end of stream, else the reason. */
 void cta_chanq_close(struct cta_chanq *q, int code);
 /* Job thread: up to cap bytes; 0 at a clean end, -code after close(code). */
@@ -64,6 +70,10 @@ char *cta_kv_get(const char *detail, const char *key);
 /* Binary frame received on a session: feed its open stream. Loop thread.
  * -CTA_E_PROTO if the session has no stream open. */
 int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len, bool frame_end);
+/* Loop thread: where the socket may be read straight into the open stream's queue (at
+ * least min bytes, at most *len), or NULL; then commit the n bytes read there. */
+void *cta_mig_dst_binary_span(struct cta_session *s, size_t min, size_t *len);
+void cta_mig_dst_binary_commit(struct cta_session *s, size_t n, bool frame_end);
 /* The session went away: abort what it left half done. Loop thread. */
 void cta_mig_dst_session_closed(struct cta_session *s);
 /* Start-up: finish or undo what a crash interrupted, both roles. */

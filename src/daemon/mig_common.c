@@ -57,6 +57,18 @@ static void chanq_grow(struct cta_chanq *q, size_t need)
         q->head = 0;
 }
 
+/* n more bytes are queued (q->mu held): pause reading above max, wake the consumer. */
+static void chanq_added(struct cta_chanq *q, size_t n, bool boundary)
+{
+        q->len += n;
+        if (q->len > q->max && !q->paused && q->conn) {
+                q->paused = true;
+                cta_conn_pause_read(q->conn, true);
+        }
+        if (q->waiting && (boundary || q->len >= CTA_CHANQ_WAKE || q->paused))
+                pthread_cond_signal(&q->cv);
+}
+
 int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len, bool boundary)
 {
         pthread_mutex_lock(&q->mu);
@@ -70,15 +82,31 @@ int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len, bool bound
         size_t first = q->cap - tail < len ? q->cap - tail : len;
         memcpy(q->ring + tail, data, first);
         memcpy(q->ring, (const uint8_t *)data + first, len - first);
-        q->len += len;
-        if (q->len > q->max && !q->paused && q->conn) {
-                q->paused = true;
-                cta_conn_pause_read(q->conn, true);
-        }
-        if (q->waiting && (boundary || q->len >= CTA_CHANQ_WAKE || q->paused))
-                pthread_cond_signal(&q->cv);
+        chanq_added(q, len, boundary);
         pthread_mutex_unlock(&q->mu);
         return 0;
+}
+
+/* The consumer only reads [head, head + len) and only the loop thread moves the ring
+ * (chanq_grow), so the free span after the tail is this thread's until commit. */
+void *cta_chanq_reserve(struct cta_chanq *q, size_t min, size_t *len)
+{
+        pthread_mutex_lock(&q->mu);
+        size_t tail = (q->head + q->len) % q->cap;
+        size_t room = q->cap - q->len;
+        size_t contig = q->cap - tail < room ? q->cap - tail : room;
+        bool ok = !q->closed && contig >= min && contig > 0;
+        pthread_mutex_unlock(&q->mu);
+        *len = ok ? contig : 0;
+        return ok ? q->ring + tail : NULL;
+}
+
+void cta_chanq_commit(struct cta_chanq *q, size_t n, bool boundary)
+{
+        pthread_mutex_lock(&q->mu);
+        if (!q->closed) /* a receiver that gave up meanwhile: dropped, as push does */
+                chanq_added(q, n, boundary);
+        pthread_mutex_unlock(&q->mu);
 }
 
 void cta_chanq_close(struct cta_chanq *q, int code)

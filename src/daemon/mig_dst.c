@@ -642,6 +642,19 @@ int cta_mig_dst_binary(struct cta_session *s, const void *data, size_t len, bool
         return r == -CTA_E_INVALID ? 0 : r;
 }
 
+/* Where the socket may be read straight into the stream's queue: at least min bytes,
+ * else NULL (then the bytes come through cta_mig_dst_binary()). */
+void *cta_mig_dst_binary_span(struct cta_session *s, size_t min, size_t *len)
+{
+        *len = 0;
+        return s->binsink ? cta_chanq_reserve(s->binsink, min, len) : NULL;
+}
+
+void cta_mig_dst_binary_commit(struct cta_session *s, size_t n, bool frame_end)
+{
+        cta_chanq_commit(s->binsink, n, frame_end);
+}
+
 /* ---- have: what the staging area already holds ----------------------------- */
 
 /* The have summary goes back to the source as binary frames, followed by the

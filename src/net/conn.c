@@ -740,7 +740,10 @@ static void conn_do_read(struct cta_conn *c)
 
         while (c->state == CONN_OPEN && !c->paused && total < READ_BUDGET &&
                !atomic_load(&c->stop_reading)) {
-                ssize_t n = conn_raw_read(c, buf, sizeof(buf));
+                void *into = NULL;
+                size_t into_cap = c->ops->read_into ? c->ops->read_into(c, &into) : 0;
+                ssize_t n = into_cap ? conn_raw_read(c, into, into_cap)
+                                     : conn_raw_read(c, buf, sizeof(buf));
                 if (n == -EAGAIN)
                         break;
                 if (n == 0) {
@@ -755,7 +758,9 @@ static void conn_do_read(struct cta_conn *c)
                 }
                 total += (size_t)n;
                 c->last_active = cta_now_ms();
-                if (c->ops->on_data)
+                if (into_cap)
+                        c->ops->on_data_into(c, (size_t)n);
+                else if (c->ops->on_data)
                         c->ops->on_data(c, buf, (size_t)n);
         }
         if (c->state != CONN_OPEN)

@@ -39,6 +39,12 @@ struct cta_conn_ops {
         void (*on_open)(struct cta_conn *c);
         /* Bytes received, on the loop thread. data is borrowed for the call. */
         void (*on_data)(struct cta_conn *c, const char *data, size_t len);
+        /* Optional, both or neither: a buffer of the upper layer's own where the next
+         * bytes may be read in place of on_data's (saving it a copy): at most the
+         * returned length, 0 for none (then on_data as usual). on_data_into follows with
+         * the n > 0 bytes that were read there. */
+        size_t (*read_into)(struct cta_conn *c, void **buf);
+        void (*on_data_into)(struct cta_conn *c, size_t n);
         /* The idle timeout fired (it re-arms itself); the daemon sends an error
          * packet and calls cta_conn_close_after_flush(). NULL: close at once. */
         void (*on_idle)(struct cta_conn *c);

@@ -145,6 +145,11 @@ size_t cta_framer_bin_direct(struct cta_framer *f, size_t avail)
         return n;
 }
 
+size_t cta_framer_bin_pending(const struct cta_framer *f)
+{
+        return f->start < f->in.len ? 0 : f->bin_left;
+}
+
 int cta_framer_next_any(struct cta_framer *f, enum cta_frame_kind *ret_kind,
                         const char **ret_frame, size_t *ret_len)
 {

@@ -67,6 +67,9 @@ int cta_framer_next_any(struct cta_framer *f, enum cta_frame_kind *ret_kind,
  * (counted as handed out). The caller passes them on without feeding them,
  * saving a copy of the bulk data. 0 otherwise. */
 size_t cta_framer_bin_direct(struct cta_framer *f, size_t avail);
+/* How many bytes straight from the socket cta_framer_bin_direct() would take now (the
+ * rest of the binary frame's payload when nothing is buffered, else 0); counts nothing. */
+size_t cta_framer_bin_pending(const struct cta_framer *f);
 
 /* Write a binary frame header for a payload of len bytes into hdr[5]. */
 void cta_binframe_header(uint8_t hdr[CTA_BINFRAME_HDR], uint32_t len);

@@ -317,6 +317,7 @@ TEST(frame__binary_in_pieces)
         ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 0);
         ASSERT_OK(cta_framer_feed(&f, hdr + 3, 2));
         ASSERT_OK(cta_framer_feed(&f, "0123", 4));
+        ASSERT_SIZE_EQ(cta_framer_bin_pending(&f), 0); /* "0123" is buffered */
         ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 1);
         ASSERT_INT_EQ(kind, CTA_FRAME_BINARY);
         ASSERT_SIZE_EQ(len, 4);
@@ -324,7 +325,10 @@ TEST(frame__binary_in_pieces)
         ngot += len;
         ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 0);
         /* Nothing buffered, 6 payload bytes to come: 4 of "45678<x/>" go direct. */
+        ASSERT_SIZE_EQ(cta_framer_bin_pending(&f), 6);
+        ASSERT_SIZE_EQ(cta_framer_bin_pending(&f), 6); /* asking takes nothing */
         ASSERT_SIZE_EQ(cta_framer_bin_direct(&f, 4), 4);
+        ASSERT_SIZE_EQ(cta_framer_bin_pending(&f), 2);
         memcpy(got + ngot, "4567", 4);
         ngot += 4;
         ASSERT_SIZE_EQ(cta_framer_bin_direct(&f, 0), 0);
@@ -334,6 +338,7 @@ TEST(frame__binary_in_pieces)
         memcpy(got + ngot, "89", 2);
         ngot += 2;
         ASSERT_SIZE_EQ(cta_framer_bin_direct(&f, 5), 0);
+        ASSERT_SIZE_EQ(cta_framer_bin_pending(&f), 0); /* the frame is complete */
         ASSERT_OK(cta_framer_feed(&f, "<x/>\0", 5));
         ASSERT_INT_EQ(cta_framer_next_any(&f, &kind, &p, &len), 1);
         ASSERT_INT_EQ(kind, CTA_FRAME_XML);
