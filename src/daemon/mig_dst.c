@@ -591,6 +591,8 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", m->parent);
         struct flusher fl;
         bool flushing = flusher_start(&fl, pfd);
+        /* a job thread ends with its job: the receiver may move its working directory */
+        (void)cta_mig_thread_own_cwd();
         int r = cta_mig_recv(pfd, m->staging_name, &io, &o, &m->stats, err);
         if (flushing)
                 flusher_stop(&fl);

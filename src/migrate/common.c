@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,11 +383,26 @@ static int xname_cmp(const void *a, const void *b)
         return strcmp(x->name, y->name);
 }
 
+static __thread bool tl_own_cwd;
+
+bool cta_mig_thread_own_cwd(void)
+{
+        tl_own_cwd = unshare(CLONE_FS) == 0;
+        return tl_own_cwd;
+}
+
+const char *cta_mig_at_path(int dirfd, const char *name, char *buf, size_t cap)
+{
+        if (tl_own_cwd && fchdir(dirfd) == 0)
+                return name;
+        snprintf(buf, cap, "/proc/self/fd/%d/%s", dirfd, name);
+        return buf;
+}
+
 int cta_xlist_read(struct cta_xlist *x, int fd, int dirfd, const char *name)
 {
         char pbuf[64 + NAME_MAX];
-        if (fd < 0)
-                snprintf(pbuf, sizeof(pbuf), "/proc/self/fd/%d/%s", dirfd, name);
+        const char *path = fd < 0 ? cta_mig_at_path(dirfd, name, pbuf, sizeof(pbuf)) : NULL;
         x->n = 0;
         x->vals_len = 0;
         if (!x->names_cap) { /* a size of 0 would ask for the needed size instead */
@@ -395,9 +411,9 @@ int cta_xlist_read(struct cta_xlist *x, int fd, int dirfd, const char *name)
         }
         for (;;) {
                 ssize_t n = fd >= 0 ? flistxattr(fd, x->names, x->names_cap)
-                                    : llistxattr(pbuf, x->names, x->names_cap);
+                                    : llistxattr(path, x->names, x->names_cap);
                 if (n < 0 && errno == ERANGE) {
-                        n = fd >= 0 ? flistxattr(fd, NULL, 0) : llistxattr(pbuf, NULL, 0);
+                        n = fd >= 0 ? flistxattr(fd, NULL, 0) : llistxattr(path, NULL, 0);
                         if (n < 0)
                                 return -errno;
                         x->names_cap = (size_t)n + 256;
@@ -427,7 +443,7 @@ int cta_xlist_read(struct cta_xlist *x, int fd, int dirfd, const char *name)
                         }
                         ssize_t vl = fd >= 0 ? fgetxattr(fd, nm, x->vals + x->vals_len,
                                                          x->vals_cap - x->vals_len)
-                                             : lgetxattr(pbuf, nm, x->vals + x->vals_len,
+                                             : lgetxattr(path, nm, x->vals + x->vals_len,
                                                          x->vals_cap - x->vals_len);
                         if (vl < 0 && errno == ERANGE) {
                                 x->vals_cap *= 2;

@@ -73,6 +73,10 @@ struct cta_xlist {
  * POSIX ACLs are left out. Sorted by name. Returns 0 or < 0 (errno).
  */
 int cta_xlist_read(struct cta_xlist *x, int fd, int dirfd, const char *name);
+/* The path for an l*xattr call on dirfd/name (name never followed): name itself after
+ * fchdir(dirfd) in a thread with its own working directory (cta_mig_thread_own_cwd), else
+ * "/proc/self/fd/<dirfd>/<name>" in buf. */
+const char *cta_mig_at_path(int dirfd, const char *name, char *buf, size_t cap);
 void cta_xlist_done(struct cta_xlist *x);
 /* Is this an xattr name we carry (user., trusted., security., the two POSIX ACLs)? */
 bool cta_xattr_name_ok(const char *name, size_t len);

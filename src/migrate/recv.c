@@ -371,9 +371,8 @@ static int apply_xattrs(struct receiver *r, int fd, int pfd, const char *name,
                         const struct cta_mig_entry *e, bool skip_dacl, bool sync,
                         struct cta_error **err)
 {
-        char proc[64 + NAME_MAX];
-        if (fd < 0)
-                snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", pfd, name);
+        char pbuf[64 + NAME_MAX];
+        const char *proc = fd < 0 ? cta_mig_at_path(pfd, name, pbuf, sizeof(pbuf)) : NULL;
         if (sync) {
                 char names[65536];
                 ssize_t n = fd >= 0 ? flistxattr(fd, names, sizeof(names))
@@ -823,9 +822,9 @@ static bool meta_already(struct receiver *r, int pfd, const struct cta_mig_entry
             st->st_mtim.tv_nsec != (long)e->mtime_nsec || st->st_atim.tv_sec != e->atime_sec ||
             st->st_atim.tv_nsec != (long)e->atime_nsec)
                 return false;
-        char proc[64 + NAME_MAX], names[4096];
-        snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", pfd, r->name);
-        ssize_t n = llistxattr(proc, names, sizeof(names));
+        char pbuf[64 + NAME_MAX], names[4096];
+        ssize_t n = llistxattr(cta_mig_at_path(pfd, r->name, pbuf, sizeof(pbuf)), names,
+                               sizeof(names));
         if (n < 0)
                 return errno == ENOTSUP;
         for (ssize_t off = 0; off < n;) {

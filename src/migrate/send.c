@@ -126,8 +126,8 @@ static int scan_dir(struct scan *sc, const char *path, struct cta_mig_totals *t,
                          * (the later walks of a cold second pass were bound by them). */
                         if (xattr_block_likely(sc, &st)) {
                                 char xp[40 + NAME_MAX];
-                                snprintf(xp, sizeof(xp), "/proc/self/fd/%d/%s", dfd, nm);
-                                (void)llistxattr(xp, NULL, 0);
+                                (void)llistxattr(cta_mig_at_path(dfd, nm, xp, sizeof(xp)),
+                                                 NULL, 0);
                         }
                         if (S_ISREG(st.st_mode)) {
                                 uint64_t alloc = (uint64_t)st.st_blocks * 512;
@@ -166,6 +166,7 @@ static void *scan_main(void *arg)
 {
         struct scan *sc = arg;
         pthread_setname_np(pthread_self(), "cta-mig-scan");
+        (void)cta_mig_thread_own_cwd();
         struct cta_mig_totals t = { 0 };
         pthread_mutex_lock(&sc->mu);
         for (;;) {
@@ -1193,6 +1194,7 @@ static void *producer_main(void *arg)
 {
         struct sender *s = arg;
         pthread_setname_np(pthread_self(), "cta-mig-read");
+        (void)cta_mig_thread_own_cwd();
         struct cta_error *e = NULL;
         int r = produce(s, &e);
         pthread_mutex_lock(&s->mu);

@@ -197,6 +197,17 @@ enum {
 int cta_mig_tree_compare(int a_dirfd, int b_dirfd, unsigned flags, char **ret_report,
                          struct cta_error **err);
 
+/*
+ * Give the calling thread a working directory of its own (unshare(CLONE_FS)): this
+ * module's xattr calls on entries it never opens (symlinks, devices, the files an
+ * incremental pass leaves alone) then reach them by fchdir to their directory and the bare
+ * name, one lookup, instead of "/proc/self/fd/<dir>/<name>" (six and a task lookup; for a
+ * second pass of 200k files about 1 µs each, on both sides). Only for a thread that ends
+ * with its work and relies on no relative path afterwards (a job thread, our own threads);
+ * elsewhere nothing changes. Returns true if it took effect.
+ */
+bool cta_mig_thread_own_cwd(void);
+
 /* io helpers for plain file descriptors (pipes, sockets, files): ctx is (intptr_t)fd.
  * abort() shuts a socket down (a no-op for other fds). */
 extern const struct cta_mig_io cta_mig_fd_io_ops;
