@@ -513,6 +513,89 @@ TEST(incremental__one_percent)
         return 0;
 }
 
+/* The receiver in a thread with its own working directory (as the daemon's stream job
+ * runs it): xattrs of entries it never opens (symlinks, a fifo, unchanged files) go by
+ * fchdir + name; the copy is the same, and the process's own directory stays put. */
+struct cwd_job {
+        int src, dst;
+        const struct cta_mig_send_opts *so;
+        const struct cta_mig_recv_opts *ro;
+        int rc;
+        bool own;
+};
+static void *cwd_job_main(void *arg)
+{
+        struct cwd_job *j = arg;
+        struct send_job job;
+        struct cta_mig_stats rst;
+        j->own = cta_mig_thread_own_cwd();
+        j->rc = transfer(j->src, j->dst, "stage", j->so, j->ro, &job, &rst);
+        return NULL;
+}
+
+static int transfer_own_cwd(struct cwd_job *j)
+{
+        pthread_t th;
+        if (pthread_create(&th, NULL, cwd_job_main, j) != 0)
+                return -1;
+        pthread_join(th, NULL);
+        return j->own ? j->rc : -1;
+}
+
+TEST(own_cwd__xattrs_by_name)
+{
+        ASSERT_OK(setup());
+        ASSERT_OK(mkdirat(g_rootfd, "owsrc", 0755));
+        ASSERT_OK(mkdirat(g_rootfd, "owdst", 0755));
+        int src = openat(g_rootfd, "owsrc", O_RDONLY | O_DIRECTORY);
+        int dst = openat(g_rootfd, "owdst", O_RDONLY | O_DIRECTORY);
+        char cwd0[PATH_MAX], cwd1[PATH_MAX], p[64];
+        ASSERT_NOT_NULL(getcwd(cwd0, sizeof(cwd0)));
+        ASSERT_OK(mkdirat(src, "d", 0755));
+        for (int i = 0; i < 20; i++) {
+                snprintf(p, sizeof(p), "d/f%02d", i);
+                ASSERT_OK(put_file(src, p, "data", 4, 0644));
+                snprintf(p, sizeof(p), "d/l%02d", i);
+                ASSERT_OK(symlinkat("f00", src, p));
+                char proc[96];
+                snprintf(proc, sizeof(proc), "/proc/self/fd/%d/d/l%02d", src, i);
+                ASSERT_OK(lsetxattr(proc, "trusted.link", p, strlen(p), 0));
+        }
+        ASSERT_OK(mkfifoat(src, "d/fifo", 0600));
+        char fifo[96];
+        snprintf(fifo, sizeof(fifo), "/proc/self/fd/%d/d/fifo", src);
+        ASSERT_OK(lsetxattr(fifo, "trusted.fifo", "y", 1, 0));
+        struct cwd_job j = { .src = src, .dst = dst };
+        ASSERT_INT_EQ(transfer_own_cwd(&j), 0);
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+
+        /* incremental: a symlink's xattr changed, another's removed, a file's added */
+        char proc[96];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d/d/l03", src);
+        ASSERT_OK(lsetxattr(proc, "trusted.link", "new", 3, 0));
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d/d/l04", src);
+        ASSERT_OK(lremovexattr(proc, "trusted.link"));
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d/d/f05", src);
+        ASSERT_OK(lsetxattr(proc, "user.added", "1", 1, 0));
+        int hfd;
+        struct cta_mig_stats hst;
+        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        struct cta_mig_send_opts so = { .have = &hio };
+        struct cta_mig_recv_opts ro = { .allow_existing = true };
+        j = (struct cwd_job){ .src = src, .dst = dst, .so = &so, .ro = &ro };
+        ASSERT_INT_EQ(transfer_own_cwd(&j), 0);
+        close(hfd);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        ASSERT_NOT_NULL(getcwd(cwd1, sizeof(cwd1)));
+        ASSERT_STR_EQ(cwd1, cwd0);
+        close(stage);
+        close(src);
+        close(dst);
+        return 0;
+}
+
 /* A transfer cut mid-stream with keep_on_failure: the kept staging holds only verified
  * files; a second (incremental) pass completes it without resending them. */
 struct cut_io {
@@ -1194,7 +1277,7 @@ int main(void)
                 printf("1..0 # SKIP needs root (owners, device nodes, trusted xattrs)\n");
                 return 0;
         }
-        return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent),
+        return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent), T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only),
                              T(hash__fast_update_matches_library), T(dio__same_bytes_as_buffered),
