@@ -271,6 +271,19 @@ static int transfer(int src, int parent, const char *name, const struct cta_mig_
         return code;
 }
 
+/* Fresh directories <tag>src and <tag>dst beneath the test root, opened: 0 or -1. */
+static int tree_pair(const char *tag, int *src, int *dst)
+{
+        char a[32], b[32];
+        snprintf(a, sizeof(a), "%ssrc", tag);
+        snprintf(b, sizeof(b), "%sdst", tag);
+        if (mkdirat(g_rootfd, a, 0755) < 0 || mkdirat(g_rootfd, b, 0755) < 0)
+                return -1;
+        *src = openat(g_rootfd, a, O_RDONLY | O_DIRECTORY);
+        *dst = openat(g_rootfd, b, O_RDONLY | O_DIRECTORY);
+        return *src >= 0 && *dst >= 0 ? 0 : -1;
+}
+
 static int compare(int a, int b, unsigned flags)
 {
         char *rep = NULL;
@@ -429,10 +442,8 @@ static int have_to_memfd(int dirfd, int *ret_fd, struct cta_mig_stats *st)
 TEST(incremental__one_percent)
 {
         ASSERT_OK(setup());
-        ASSERT_OK(mkdirat(g_rootfd, "isrc", 0755));
-        ASSERT_OK(mkdirat(g_rootfd, "idst", 0755));
-        int src = openat(g_rootfd, "isrc", O_RDONLY | O_DIRECTORY);
-        int dst = openat(g_rootfd, "idst", O_RDONLY | O_DIRECTORY);
+        int src, dst;
+        ASSERT_OK(tree_pair("i", &src, &dst));
         char c[4096];
         for (int d = 0; d < 10; d++) {
                 char n[64];
@@ -545,10 +556,8 @@ static int transfer_own_cwd(struct cwd_job *j)
 TEST(own_cwd__xattrs_by_name)
 {
         ASSERT_OK(setup());
-        ASSERT_OK(mkdirat(g_rootfd, "owsrc", 0755));
-        ASSERT_OK(mkdirat(g_rootfd, "owdst", 0755));
-        int src = openat(g_rootfd, "owsrc", O_RDONLY | O_DIRECTORY);
-        int dst = openat(g_rootfd, "owdst", O_RDONLY | O_DIRECTORY);
+        int src, dst;
+        ASSERT_OK(tree_pair("ow", &src, &dst));
         char cwd0[PATH_MAX], cwd1[PATH_MAX], p[64];
         ASSERT_NOT_NULL(getcwd(cwd0, sizeof(cwd0)));
         ASSERT_OK(mkdirat(src, "d", 0755));
@@ -620,10 +629,8 @@ static ssize_t cut_write(void *ctx, const void *buf, size_t len)
 TEST(retry__kept_staging_resumes)
 {
         ASSERT_OK(setup());
-        ASSERT_OK(mkdirat(g_rootfd, "rsrc", 0755));
-        ASSERT_OK(mkdirat(g_rootfd, "rdst", 0755));
-        int src = openat(g_rootfd, "rsrc", O_RDONLY | O_DIRECTORY);
-        int dst = openat(g_rootfd, "rdst", O_RDONLY | O_DIRECTORY);
+        int src, dst;
+        ASSERT_OK(tree_pair("r", &src, &dst));
         static char c[200000];
         for (int i = 0; i < 40; i++) {
                 char n[32];
@@ -847,10 +854,8 @@ TEST(delta__block_changes_only)
         char bmd[300], bms[300];
         snprintf(bmd, sizeof(bmd), "%s/bm-dst", g_root);
         snprintf(bms, sizeof(bms), "%s/bm-src", g_root);
-        ASSERT_OK(mkdirat(g_rootfd, "bsrc", 0755));
-        ASSERT_OK(mkdirat(g_rootfd, "bdst", 0755));
-        int src = openat(g_rootfd, "bsrc", O_RDONLY | O_DIRECTORY);
-        int dst = openat(g_rootfd, "bdst", O_RDONLY | O_DIRECTORY);
+        int src, dst;
+        ASSERT_OK(tree_pair("b", &src, &dst));
         ASSERT_OK(build_big(src));
         /* the first pass records block maps on both sides */
         struct cta_mig_send_opts so = { .blockmap_dir = bms };
@@ -1277,7 +1282,8 @@ int main(void)
                 printf("1..0 # SKIP needs root (owners, device nodes, trusted xattrs)\n");
                 return 0;
         }
-        return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent), T(own_cwd__xattrs_by_name),
+        return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent),
+                             T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only),
                              T(hash__fast_update_matches_library), T(dio__same_bytes_as_buffered),
