@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h> /* EXT4_SUPER_MAGIC, also ext2/3 */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,6 @@
  * 8 threads 1.22 s, 16 threads 0.90 s.)
  */
 #define SCAN_THREADS 16
-#define EXT4_MAGIC 0xEF53 /* ext2/3/4 */
 
 struct scan {
         int root_fd;
@@ -207,7 +207,7 @@ int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **
                 return cta_error_set(err, CTA_E_INVALID, 0, "scan: root is not a directory");
         struct scan sc = { .root_fd = root_dirfd, .t = { .entries = 1 } };
         struct statfs sf;
-        if (fstatfs(root_dirfd, &sf) == 0 && sf.f_type == EXT4_MAGIC && sf.f_bsize >= 512)
+        if (fstatfs(root_dirfd, &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC && sf.f_bsize >= 512)
                 sc.xblock_size = (uint64_t)sf.f_bsize;
         pthread_mutex_init(&sc.mu, NULL);
         pthread_cond_init(&sc.cv, NULL);
