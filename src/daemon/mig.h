@@ -19,7 +19,7 @@ struct cta_session;
 
 #define CTA_MIG_PROTO_MIN 1
 #define CTA_MIG_PROTO_MAX 1
-#define CTA_MIG_QUEUE_MAX (8u << 20) /* bytes buffered per incoming stream */
+#define CTA_MIG_QUEUE_MAX (16u << 20) /* bytes buffered per incoming stream */
 
 /* A bounded byte queue between the loop thread (which receives binary
  * frames) and the job thread running the stream receiver. When it holds
@@ -31,7 +31,9 @@ struct cta_chanq {
         uint8_t *ring; /* a ring: popping never moves what is still queued */
         size_t cap, head, len;
         size_t max;
-        bool waiting; /* the job thread sleeps in pop: push may have to wake it */
+        bool waiting; /* the job thread sleeps in pop or view: push may have to wake it */
+        size_t want;  /* ... until this many bytes are queued */
+        bool viewed;  /* the consumer reads the ring in place: it must never move */
         bool closed;
         int close_code; /* 0 = clean end, else -CTA_E_* */
         bool paused;
@@ -54,6 +56,15 @@ void cta_chanq_commit(struct cta_chanq *q, size_t n, bool boundary);
 void cta_chanq_close(struct cta_chanq *q, int code);
 /* Job thread: up to cap bytes; 0 at a clean end, -code after close(code). */
 long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap);
+/* Job thread, instead of pop: the queued bytes read in place, without a copy. Waits until
+ * at least want bytes are queued (0: does not wait) and returns how many are, starting at
+ * ring + *head and wrapping at *cap (the ring never moves once viewed). Fewer than want
+ * only after a clean close; -code after close(code) with fewer than want queued;
+ * -CTA_E_TOO_LARGE if want could never be queued (more than the queue's max). */
+long cta_chanq_view(struct cta_chanq *q, size_t want, const uint8_t **ring, size_t *cap,
+                    size_t *head);
+/* Job thread: the first n viewed bytes are done with (their room goes back to the loop). */
+void cta_chanq_release(struct cta_chanq *q, size_t n);
 
 /* STATE_DIR/blockmaps: per-file block hashes recorded while files are sent
  * or received, so a later migration of a large file sends only the blocks

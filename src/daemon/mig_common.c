@@ -22,8 +22,13 @@ struct cta_chanq *cta_chanq_new(struct cta_conn *conn, size_t max)
         struct cta_chanq *q = cta_xcalloc(1, sizeof(*q));
         pthread_mutex_init(&q->mu, NULL);
         pthread_cond_init(&q->cv, NULL);
-        q->cap = max + CHANQ_SLACK;
-        q->ring = cta_xmalloc(q->cap);
+        /* page-aligned, a whole number of pages: a stream offset aligned like a file
+         * offset stays so in the ring, for direct writes from it (cta_mig_io.view) */
+        q->cap = (max + CHANQ_SLACK + 4095) & ~(size_t)4095;
+        void *ring = NULL;
+        if (posix_memalign(&ring, 4096, q->cap) != 0)
+                abort();
+        q->ring = ring;
         q->max = max;
         q->conn = conn ? cta_conn_ref(conn) : NULL;
         return q;
@@ -61,11 +66,17 @@ static void chanq_grow(struct cta_chanq *q, size_t need)
 static void chanq_added(struct cta_chanq *q, size_t n, bool boundary)
 {
         q->len += n;
-        if (q->len > q->max && !q->paused && q->conn) {
+        if (q->len > q->max && !q->paused) { /* (without a connection: a test's producer) */
                 q->paused = true;
-                cta_conn_pause_read(q->conn, true);
+                if (q->conn)
+                        cta_conn_pause_read(q->conn, true);
         }
-        if (q->waiting && (boundary || q->len >= CTA_CHANQ_WAKE || q->paused))
+        /* a consumer that waits for a large record wakes once it is whole; otherwise
+         * at a frame's end, a megabyte, or a full queue (not every TLS record): full, not
+         * paused, which needs a connection to pause */
+        if (q->waiting && q->len >= q->want &&
+            (boundary || q->len >= CTA_CHANQ_WAKE || q->len > q->max ||
+             q->want > CTA_CHANQ_WAKE))
                 pthread_cond_signal(&q->cv);
 }
 
@@ -76,8 +87,16 @@ int cta_chanq_push(struct cta_chanq *q, const void *data, size_t len, bool bound
                 pthread_mutex_unlock(&q->mu);
                 return -CTA_E_INVALID;
         }
-        if (q->cap - q->len < len)
+        if (q->cap - q->len < len) {
+                if (q->viewed) { /* the consumer reads the ring in place: it cannot move */
+                        q->closed = true;
+                        q->close_code = -CTA_E_TOO_LARGE;
+                        pthread_cond_broadcast(&q->cv);
+                        pthread_mutex_unlock(&q->mu);
+                        return -CTA_E_TOO_LARGE;
+                }
                 chanq_grow(q, q->len + len);
+        }
         size_t tail = (q->head + q->len) % q->cap;
         size_t first = q->cap - tail < len ? q->cap - tail : len;
         memcpy(q->ring + tail, data, first);
@@ -109,6 +128,20 @@ void cta_chanq_commit(struct cta_chanq *q, size_t n, bool boundary)
         pthread_mutex_unlock(&q->mu);
 }
 
+static void chanq_resume(struct cta_chanq *q)
+{
+        q->paused = false;
+        if (q->conn)
+                cta_conn_pause_read(q->conn, false);
+}
+
+/* Bytes were taken (q->mu held): resume reading once half the queue is free. */
+static void chanq_taken(struct cta_chanq *q)
+{
+        if (q->paused && q->len < q->max / 2)
+                chanq_resume(q);
+}
+
 void cta_chanq_close(struct cta_chanq *q, int code)
 {
         pthread_mutex_lock(&q->mu);
@@ -126,6 +159,7 @@ long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap)
         pthread_mutex_lock(&q->mu);
         while (q->len == 0 && !q->closed) {
                 q->waiting = true;
+                q->want = 1;
                 pthread_cond_wait(&q->cv, &q->mu);
                 q->waiting = false;
         }
@@ -139,13 +173,48 @@ long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap)
                 q->head = (q->head + take) % q->cap;
                 q->len -= take;
                 n = (long)take;
-                if (q->paused && q->len < q->max / 2) {
-                        q->paused = false;
-                        cta_conn_pause_read(q->conn, false);
-                }
+                chanq_taken(q);
         }
         pthread_mutex_unlock(&q->mu);
         return n;
+}
+
+long cta_chanq_view(struct cta_chanq *q, size_t want, const uint8_t **ring, size_t *cap,
+                    size_t *head)
+{
+        /* reading pauses only above max: a consumer waiting for more would wait forever */
+        if (want > q->max)
+                return -CTA_E_TOO_LARGE;
+        pthread_mutex_lock(&q->mu);
+        q->viewed = true;
+        while (q->len < want && !q->closed) {
+                /* what the consumer still holds may keep the queue above the resume mark;
+                 * it cannot go on without more, so reading resumes (it pauses again above
+                 * max, and want is at most max) */
+                if (q->paused)
+                        chanq_resume(q);
+                q->waiting = true;
+                q->want = want;
+                pthread_cond_wait(&q->cv, &q->mu);
+                q->waiting = false;
+        }
+        long n = q->len < want && q->close_code ? q->close_code : (long)q->len;
+        *ring = q->ring;
+        *cap = q->cap;
+        *head = q->head;
+        pthread_mutex_unlock(&q->mu);
+        return n;
+}
+
+void cta_chanq_release(struct cta_chanq *q, size_t n)
+{
+        pthread_mutex_lock(&q->mu);
+        if (n > q->len)
+                n = q->len;
+        q->head = (q->head + n) % q->cap;
+        q->len -= n;
+        chanq_taken(q);
+        pthread_mutex_unlock(&q->mu);
 }
 
 void cta_kv_add(struct cta_buf *b, const char *key, const char *value)

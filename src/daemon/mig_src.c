@@ -360,12 +360,13 @@ static void on_copy_progress(void *ud, uint64_t done, uint64_t total, uint64_t f
                              uint64_t files_total)
 {
         struct mig_src *m = ud;
+        /* (a test hook: at the first report past half, not the first packet after it) */
+        if (done >= total / 2 && done > 0)
+                cta_fault_point("src_mid_copy");
         uint64_t now = cta_now_ms();
         if (now - m->last_progress_ms < PROGRESS_EVERY_MS && done < total)
                 return;
         m->last_progress_ms = now;
-        if (done >= total / 2 && done > 0)
-                cta_fault_point("src_mid_copy");
         char phase[160];
         snprintf(phase, sizeof(phase), "copying data, %" PRIu64 " of %" PRIu64 " bytes",
                  done, total);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "migrate/dio.h"
@@ -22,9 +23,11 @@ struct dio_worker {
         enum job job;   /* submitted and not yet collected (J_NONE: idle) */
         bool done;      /* ... and finished: got, err are set */
         int fd;
-        uint8_t *buf;
+        uint8_t *buf;   /* J_READ: into here */
+        struct iovec iov[CTA_DIO_LEND_IOV]; /* J_WRITE: from here */
+        int niov;
         uint64_t off;
-        size_t len;
+        size_t len;     /* in all */
         ssize_t got;
         int err;
 };
@@ -61,6 +64,38 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, size_t *
         return k == n ? 0 : -1;
 }
 
+/* The same for a list of buffers (iov is consumed). */
+static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off, size_t *done)
+{
+        size_t k = 0;
+        int i = 0;
+        while (i < n) {
+                ssize_t w = pwritev(fd, iov + i, n - i, (off_t)(off + k));
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0) {
+                        if (w == 0)
+                                errno = EIO;
+                        break;
+                }
+                k += (size_t)w;
+                for (size_t left = (size_t)w; i < n && left;) {
+                        size_t t = left < iov[i].iov_len ? left : iov[i].iov_len;
+                        iov[i].iov_base = (uint8_t *)iov[i].iov_base + t;
+                        iov[i].iov_len -= t;
+                        left -= t;
+                        if (!iov[i].iov_len)
+                                i++;
+                }
+                while (i < n && !iov[i].iov_len)
+                        i++;
+                if (k % CTA_DIO_ALIGN && i < n)
+                        break; /* unaligned now: the caller goes on buffered */
+        }
+        *done = k;
+        return i == n ? 0 : -1;
+}
+
 static void *worker_main(void *arg)
 {
         struct dio_worker *w = arg;
@@ -78,8 +113,10 @@ static void *worker_main(void *arg)
                         got = pread_full(w->fd, w->buf, w->len, w->off);
                 } else {
                         size_t k = 0;
-                        got = pwrite_all(w->fd, w->buf, w->len, w->off, &k) == 0 ? (ssize_t)w->len
-                                                                               : (ssize_t)k;
+                        struct iovec v[CTA_DIO_LEND_IOV];
+                        memcpy(v, w->iov, sizeof(v[0]) * (size_t)w->niov);
+                        got = pwritev_all(w->fd, v, w->niov, w->off, &k) == 0 ? (ssize_t)w->len
+                                                                              : (ssize_t)k;
                         if ((size_t)got < w->len && !errno)
                                 errno = EIO;
                 }
@@ -119,7 +156,8 @@ static bool busy(const struct cta_dio *d, enum job kind)
         return d->w && d->w->job == kind; /* only the caller's thread changes job */
 }
 
-static void submit(struct cta_dio *d, enum job kind, uint8_t *buf, uint64_t off, size_t len)
+static void submit_v(struct cta_dio *d, enum job kind, uint8_t *buf, const struct iovec *iov,
+                     int niov, uint64_t off, size_t len)
 {
         struct dio_worker *w = d->w;
         pthread_mutex_lock(&w->mu);
@@ -127,10 +165,19 @@ static void submit(struct cta_dio *d, enum job kind, uint8_t *buf, uint64_t off,
         w->done = false;
         w->fd = d->fd;
         w->buf = buf;
+        if (niov)
+                memcpy(w->iov, iov, sizeof(iov[0]) * (size_t)niov);
+        w->niov = niov;
         w->off = off;
         w->len = len;
         pthread_cond_broadcast(&w->cv);
         pthread_mutex_unlock(&w->mu);
+}
+
+static void submit(struct cta_dio *d, enum job kind, uint8_t *buf, uint64_t off, size_t len)
+{
+        struct iovec v = { buf, len };
+        submit_v(d, kind, buf, &v, kind == J_WRITE, off, len);
 }
 
 /* Wait for the submitted job; its result (the job is then idle again). */
@@ -211,6 +258,9 @@ static void quiesce(struct cta_dio *d)
         int err;
         if (d->w && d->w->job != J_NONE)
                 (void)collect(d, &err);
+        d->lent = false;
+        d->nlv = 0;
+        d->lv_len = 0;
 }
 
 void cta_dio_end(struct cta_dio *d)
@@ -335,32 +385,51 @@ static int collect_write(struct cta_dio *d)
 {
         if (!busy(d, J_WRITE))
                 return 0;
-        const uint8_t *buf = d->w->buf;
         uint64_t off = d->w->off;
         size_t len = d->w->len;
         int err;
         ssize_t got = collect(d, &err);
         size_t done = got > 0 ? (size_t)got : 0;
         d->direct_bytes += done;
-        if (done == len)
+        if (d->lent)
+                d->lent_bytes += done;
+        /* (what is retried below still reads lent memory: the caller has not had it back) */
+        if (done == len) {
+                d->lent = false;
                 return 0;
+        }
         if (err == EINVAL) {
                 direct_off(d);
         } else if (err && done % CTA_DIO_ALIGN == 0) {
                 d->werr = errno = err;
+                d->lent = false;
                 return -1;
         }
-        if (buffered_write(d, buf + done, len - done, off + done) < 0) {
+        /* the rest of the job's buffers, from byte done on */
+        int r = 0;
+        size_t pos = 0;
+        for (int i = 0; i < d->w->niov && r == 0; i++) {
+                const struct iovec *v = &d->w->iov[i];
+                size_t skip = done > pos ? done - pos : 0;
+                if (skip < v->iov_len)
+                        r = buffered_write(d, (const uint8_t *)v->iov_base + skip,
+                                           v->iov_len - skip, off + pos + skip);
+                pos += v->iov_len;
+        }
+        if (r < 0)
                 d->werr = errno;
-                return -1;
-        }
-        return 0;
+        d->lent = false;
+        return r;
 }
+
+static int lend_submit(struct cta_dio *d);
 
 int cta_dio_flush(struct cta_dio *d)
 {
         if (d->fd < 0)
                 return 0;
+        if (d->nlv && lend_submit(d) < 0)
+                return -1;
         if (collect_write(d) < 0)
                 return -1;
         if (d->werr) {
@@ -430,4 +499,83 @@ int cta_dio_pwrite(struct cta_dio *d, const void *src, size_t n, uint64_t off)
                         return -1;
         }
         return 0;
+}
+
+/* A lent piece smaller than this is copied: not worth an entry in a job. */
+#define LEND_MIN (64u << 10)
+/* Lent pieces are gathered into one write of up to this many bytes. */
+#define LEND_BATCH CTA_DIO_WINDOW
+
+/* The gathered pieces go to the helper (after what it is doing now). */
+static int lend_submit(struct cta_dio *d)
+{
+        if (collect_write(d) < 0)
+                return -1;
+        int n = d->nlv;
+        d->nlv = 0;
+        size_t len = d->lv_len;
+        d->lv_len = 0;
+        if (!d->direct) { /* refused meanwhile: through the page cache, now */
+                uint64_t off = d->lv_off;
+                for (int i = 0; i < n; i++) {
+                        if (buffered_write(d, d->lv[i].iov_base, d->lv[i].iov_len, off) < 0)
+                                return -1;
+                        off += d->lv[i].iov_len;
+                }
+                return 0;
+        }
+        submit_v(d, J_WRITE, NULL, d->lv, n, d->lv_off, len);
+        d->lent = true;
+        d->job_tag = d->lv_tag;
+        return 0;
+}
+
+int cta_dio_pwrite_lend(struct cta_dio *d, const void *src, size_t n, uint64_t off, uint64_t tag)
+{
+        const uint8_t *p = src;
+        uint64_t a = ALIGN_UP(off), b = ALIGN_DOWN(off + n);
+        if (d->fd < 0 || !d->direct || d->werr || b <= a || b - a < LEND_MIN ||
+            ((uintptr_t)p - off) % CTA_DIO_ALIGN)
+                return cta_dio_pwrite(d, src, n, off) < 0 ? -1 : 0;
+        /* the unaligned head and tail go through the window (or buffered) */
+        if (a > off && cta_dio_pwrite(d, p, (size_t)(a - off), off) < 0)
+                return -1;
+        if (d->nlv && (a != d->lv_off + d->lv_len || d->nlv == CTA_DIO_LEND_IOV ||
+                       d->lv_len + (b - a) > LEND_BATCH) &&
+            lend_submit(d) < 0)
+                return -1;
+        if (!d->direct) /* the last collect found direct I/O refused */
+                return cta_dio_pwrite(d, p + (a - off), (size_t)(off + n - a), a) < 0 ? -1 : 0;
+        if (!d->nlv) {
+                d->lv_off = a;
+                d->lv_tag = tag;
+        }
+        d->lv[d->nlv++] = (struct iovec){ (void *)(uintptr_t)(p + (a - off)), (size_t)(b - a) };
+        d->lv_len += (size_t)(b - a);
+        if (d->lv_len >= LEND_BATCH && lend_submit(d) < 0)
+                return -1;
+        if (off + n > b && cta_dio_pwrite(d, p + (b - off), (size_t)(off + n - b), b) < 0)
+                return -1;
+        return 1;
+}
+
+int cta_dio_kick(struct cta_dio *d)
+{
+        if (!d->nlv)
+                return 0;
+        if (d->w && d->w->job != J_NONE) {
+                pthread_mutex_lock(&d->w->mu);
+                bool done = d->w->done;
+                pthread_mutex_unlock(&d->w->mu);
+                if (!done)
+                        return 0;
+        }
+        return lend_submit(d);
+}
+
+int cta_dio_unlend(struct cta_dio *d)
+{
+        if (d->nlv && lend_submit(d) < 0)
+                return -1;
+        return d->lent ? collect_write(d) : 0;
 }

@@ -21,11 +21,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define CTA_DIO_ALIGN 4096u
 #define CTA_DIO_WINDOW (4u << 20)
 /* Files smaller than this are read and written through the page cache. */
 #define CTA_DIO_MIN (8ull << 20)
+/* Pieces of lent memory gathered into one write (cta_dio_pwrite_lend). */
+#define CTA_DIO_LEND_IOV 16
 
 struct dio_worker;
 
@@ -39,6 +42,14 @@ struct cta_dio {
         bool direct;     /* O_DIRECT is set on fd now */
         int werr;        /* a write-behind failed with this errno: reported next call */
         uint64_t direct_bytes; /* moved by direct transfers (statistics, tests) */
+        uint64_t lent_bytes;   /* ... of them written straight from the caller's memory */
+        bool lent;             /* the helper writes from memory the caller lent it */
+        uint64_t job_tag;      /* ... the tag of its first piece */
+        struct iovec lv[CTA_DIO_LEND_IOV]; /* lent pieces gathered for the next write */
+        int nlv;
+        uint64_t lv_off;       /* their file offset (they are contiguous in the file) */
+        size_t lv_len;
+        uint64_t lv_tag;       /* the tag of the first */
         struct dio_worker *w;  /* the helper thread, started on first use */
 };
 
@@ -58,6 +69,31 @@ ssize_t cta_dio_pread(struct cta_dio *d, void *dst, size_t n, uint64_t off, uint
 /* Write n bytes at off: they may wait in a window until the next non-adjacent write,
  * cta_dio_flush or cta_dio_end. 0, or -1 with errno (possibly of an earlier write). */
 int cta_dio_pwrite(struct cta_dio *d, const void *src, size_t n, uint64_t off);
+/*
+ * Like cta_dio_pwrite, but when src is aligned like off (src - off a multiple of
+ * CTA_DIO_ALIGN) its aligned middle is written straight from src, without the copy into a
+ * window: pieces contiguous in the file are gathered into one write of up to a window's
+ * size, which the helper does while the caller goes on. Returns 1 when src is now lent:
+ * the caller keeps it unchanged until cta_dio_lent_from() is past its tag (a number the
+ * caller chooses, increasing from call to call: a stream offset); 0 when done with src;
+ * -1 with errno.
+ */
+int cta_dio_pwrite_lend(struct cta_dio *d, const void *src, size_t n, uint64_t off,
+                        uint64_t tag);
+/* The tag of the oldest memory still lent, or UINT64_MAX. */
+static inline uint64_t cta_dio_lent_from(const struct cta_dio *d)
+{
+        return d->lent ? d->job_tag : d->nlv ? d->lv_tag : UINT64_MAX;
+}
+static inline bool cta_dio_lent(const struct cta_dio *d)
+{
+        return d->lent || d->nlv;
+}
+/* Hand what is gathered to the helper if it is idle (never waits): the caller is about
+ * to wait for something else. 0, or -1 with errno (of an earlier write). */
+int cta_dio_kick(struct cta_dio *d);
+/* Write what is gathered and wait until nothing is lent: 0, or -1 with errno. */
+int cta_dio_unlend(struct cta_dio *d);
 /* Everything written and done with: 0, or -1 with errno. */
 int cta_dio_flush(struct cta_dio *d);
 

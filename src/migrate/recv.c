@@ -25,135 +25,14 @@
 #include "migrate/dio.h"
 #include "migrate/hash.h"
 #include "migrate/internal.h"
+#include "migrate/recv_ring.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/util.h"
 
-#define RING_MIN (8u << 20)
-#define READ_MAX (2u << 20)
 #define WRITEBACK_CHUNK (8u << 20)
-/* The reader sleeps until this much room is free, so a full ring (the applying thread is
- * the bottleneck with many small files) does not cost a wakeup per consumed record. */
-#define READ_MIN_ROOM (1u << 20)
 #define ACL_DEFAULT "system.posix_acl_default"
 #define ACL_ACCESS "system.posix_acl_access"
-
-struct ring {
-        const struct cta_mig_io *io;
-        uint8_t *buf;
-        size_t cap;
-        uint64_t head, tail;      /* absolute stream offsets */
-        uint64_t next_hdr, stop_at;
-        uint32_t max_record;
-        uint64_t want;      /* the consumer sleeps until tail reaches this (0: awake) */
-        bool reader_waits;  /* the reader sleeps until there is room */
-        bool done, stop;
-        int rerr;
-        pthread_mutex_t mu;
-        pthread_cond_t cv;
-        uint8_t *asm_buf; /* a record that wraps around the ring end is copied here */
-        size_t asm_cap;
-};
-
-static void ring_copy_out(const struct ring *r, uint64_t at, void *dst, size_t n)
-{
-        size_t off = (size_t)(at % r->cap), first = r->cap - off < n ? r->cap - off : n;
-        memcpy(dst, r->buf + off, first);
-        memcpy((uint8_t *)dst + first, r->buf, n - first);
-}
-
-static void *reader_main(void *arg)
-{
-        struct ring *r = arg;
-        pthread_setname_np(pthread_self(), "cta-mig-recv");
-        pthread_mutex_lock(&r->mu);
-        for (;;) {
-                while (!r->stop && r->cap - (size_t)(r->tail - r->head) < READ_MIN_ROOM) {
-                        r->reader_waits = true;
-                        pthread_cond_wait(&r->cv, &r->mu);
-                        r->reader_waits = false;
-                }
-                if (r->stop || r->tail >= r->stop_at)
-                        break;
-                size_t off = (size_t)(r->tail % r->cap);
-                size_t n = r->cap - off;
-                if (n > r->cap - (size_t)(r->tail - r->head))
-                        n = r->cap - (size_t)(r->tail - r->head);
-                if (n > READ_MAX)
-                        n = READ_MAX;
-                pthread_mutex_unlock(&r->mu);
-                ssize_t got = r->io->read(r->io->ctx, r->buf + off, n);
-                pthread_mutex_lock(&r->mu);
-                if (got <= 0) {
-                        r->rerr = got < 0 ? (int)-got : 0;
-                        break;
-                }
-                r->tail += (uint64_t)got;
-                /* follow the record lengths so we stop reading after the trailer */
-                while (r->stop_at == UINT64_MAX && r->next_hdr + CTA_MIG_REC_HDR <= r->tail) {
-                        uint8_t h[CTA_MIG_REC_HDR];
-                        ring_copy_out(r, r->next_hdr, h, sizeof(h));
-                        uint32_t len = cta_mig_get32(h + 4);
-                        if (len > r->max_record) {
-                                r->stop_at = r->next_hdr + CTA_MIG_REC_HDR;
-                                break;
-                        }
-                        if (h[0] == CTA_MIG_R_TRAILER)
-                                r->stop_at = r->next_hdr + CTA_MIG_REC_HDR + len;
-                        r->next_hdr += CTA_MIG_REC_HDR + len;
-                }
-                /* wake the consumer only once what it waits for is complete */
-                if (r->want && (r->tail >= r->want || r->tail >= r->stop_at))
-                        pthread_cond_broadcast(&r->cv);
-        }
-        r->done = true;
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        return NULL;
-}
-
-/* n contiguous bytes at the head, waiting for the reader. */
-static int ring_get(struct ring *r, size_t n, const uint8_t **ret, struct cta_error **err)
-{
-        pthread_mutex_lock(&r->mu);
-        while (r->tail - r->head < n && !r->done) {
-                r->want = r->head + n;
-                pthread_cond_wait(&r->cv, &r->mu);
-                r->want = 0;
-        }
-        bool have = r->tail - r->head >= n;
-        int rerr = r->rerr;
-        pthread_mutex_unlock(&r->mu);
-        if (!have) {
-                if (rerr)
-                        return cta_error_set(err, CTA_E_MIG_LINK_LOST, rerr, "read stream: %s",
-                                             strerror(rerr));
-                return cta_error_set(err, CTA_E_MIG_STREAM, 0,
-                                     "stream truncated at byte %llu",
-                                     (unsigned long long)r->tail);
-        }
-        size_t off = (size_t)(r->head % r->cap);
-        if (off + n <= r->cap) {
-                *ret = r->buf + off;
-                return 0;
-        }
-        if (r->asm_cap < n) {
-                r->asm_cap = n;
-                r->asm_buf = cta_xrealloc(r->asm_buf, n);
-        }
-        ring_copy_out(r, r->head, r->asm_buf, n);
-        *ret = r->asm_buf;
-        return 0;
-}
-
-static void ring_consume(struct ring *r, size_t n)
-{
-        pthread_mutex_lock(&r->mu);
-        r->head += n;
-        if (r->reader_waits && r->cap - (size_t)(r->tail - r->head) >= READ_MIN_ROOM)
-                pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-}
 
 /* ------------------------------------------------------------------ receiver state */
 
@@ -183,7 +62,10 @@ struct receiver {
         bool incr_stream; /* the header says incremental: deletions, unchanged files */
         bool replace;     /* entries may already exist (existing staging or incremental) */
         bool based_stream; /* the header allows block deltas (BASED entries, COPY records) */
-        struct ring ring;
+        bool aligned_stream; /* the header allows PAD records (version 4) */
+        bool last_pad;       /* ... and the last record was one (two in a row are not) */
+        uint64_t hold;       /* view: stream bytes from here on are lent to the dio helper */
+        struct cta_mig_ring ring;
 
         int state;
         uint64_t next_id, entries, data_bytes, deletes;
@@ -878,14 +760,6 @@ static int do_unchanged(struct receiver *r, int pfd, const struct cta_mig_entry 
 #define FAST_MAX_SIZE (1u << 20)
 #define FAST_MAX_EXT CTA_AW_MAX_EXT
 
-/* Stream bytes [at, at + n) if the reader already has them, contiguous in the ring. */
-static const uint8_t *ring_peek(const struct ring *g, uint64_t at, size_t n, uint64_t tail)
-{
-        if (at + n > tail)
-                return NULL;
-        size_t off = (size_t)(at % g->cap);
-        return off + n <= g->cap ? g->buf + off : NULL;
-}
 
 /*
  * A small regular file into a fresh staging directory, when all its records (DATA*,
@@ -899,7 +773,7 @@ static const uint8_t *ring_peek(const struct ring *g, uint64_t at, size_t n, uin
 static int file_fast(struct receiver *r, int pfd, const struct cta_mig_entry *e, size_t elen,
                      struct cta_error **err)
 {
-        struct ring *g = &r->ring;
+        struct cta_mig_ring *g = &r->ring;
         struct {
                 const uint8_t *p;
                 uint64_t off;
@@ -908,19 +782,17 @@ static int file_fast(struct receiver *r, int pfd, const struct cta_mig_entry *e,
         size_t next = 0;
         if (r->replace || e->size > FAST_MAX_SIZE || (e->flags & ~CTA_MIG_EF_LINKABLE))
                 return 1;
-        pthread_mutex_lock(&g->mu);
-        uint64_t tail = g->tail;
-        pthread_mutex_unlock(&g->mu);
+        uint64_t tail = cta_mig_ring_tail(g);
         uint64_t start = g->head + elen, at = start, pos = 0, total = 0;
         const uint8_t *fend = NULL;
         while (!fend) {
-                const uint8_t *h = ring_peek(g, at, CTA_MIG_REC_HDR, tail);
+                const uint8_t *h = cta_mig_ring_peek(g, at, CTA_MIG_REC_HDR, tail);
                 if (!h)
                         return 1;
                 uint32_t len = cta_mig_get32(h + 4);
                 if (h[1] || cta_mig_get16(h + 2) || len > r->lim.max_record)
                         return 1;
-                const uint8_t *p = ring_peek(g, at + CTA_MIG_REC_HDR, len, tail);
+                const uint8_t *p = cta_mig_ring_peek(g, at + CTA_MIG_REC_HDR, len, tail);
                 if (!p)
                         return 1;
                 at += CTA_MIG_REC_HDR + len;
@@ -1046,8 +918,16 @@ static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t
                     struct cta_error **err)
 {
         bool direct = cta_dio_on(&r->dio);
-        if (direct && cta_dio_pwrite(&r->dio, d, (size_t)n, off) < 0)
-                return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
+        if (direct) {
+                /* straight from the io's ring when it is there (the helper writes it
+                 * while we hash; its bytes stay queued until the write is done) */
+                int lr = cta_mig_ring_owns(&r->ring, d, (size_t)n)
+                                 ? cta_dio_pwrite_lend(&r->dio, d, (size_t)n, off, r->ring.head)
+                                 : cta_dio_pwrite(&r->dio, d, (size_t)n, off);
+                if (lr < 0)
+                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
+                r->hold = cta_dio_lent_from(&r->dio);
+        }
         for (uint64_t done = 0; !direct && done < n;) {
                 ssize_t w = pwrite(r->ffd, d + done, (size_t)(n - done), (off_t)(off + done));
                 if (w < 0 && errno == EINTR)
@@ -1318,6 +1198,9 @@ static int do_header(struct receiver *r, const uint8_t *p, size_t len, struct ct
         if ((flags & CTA_MIG_HF_BASED) && !r->based_stream)
                 return FAIL(r, CTA_E_MIG_STREAM, "block deltas outside an incremental v2 stream");
         r->blocksum = flags & CTA_MIG_HF_BLOCKSUM;
+        r->aligned_stream = flags & CTA_MIG_HF_ALIGNED;
+        if (r->aligned_stream && minver < 4)
+                return FAIL(r, CTA_E_MIG_STREAM, "padding in a stream for version %u", minver);
         if (r->blocksum && minver < 3)
                 return FAIL(r, CTA_E_MIG_STREAM, "block-list checksums in a stream for version %u",
                             minver);
@@ -1351,12 +1234,34 @@ static int do_trailer(struct receiver *r, const uint8_t *p, size_t len, struct c
         return 0;
 }
 
+/* ring_get, for a receiver that may have lent the io's bytes to the direct-I/O helper:
+ * before it waits for more, the helper starts on what is gathered; if the lent bytes and
+ * the record together are more than the io can ever queue, it takes them back first. */
+static int rec_get(struct receiver *r, size_t n, const uint8_t **ret, struct cta_error **err)
+{
+        struct cta_mig_ring *g = &r->ring;
+        if (g->view && g->rel < g->head && g->tail - g->head < n &&
+            (cta_mig_ring_view(g, 0), g->tail - g->head < n)) {
+                if (cta_dio_kick(&r->dio) < 0)
+                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
+                r->hold = cta_dio_lent_from(&r->dio);
+                if (!cta_mig_ring_view(g, n) && g->rerr == CTA_E_TOO_LARGE) {
+                        g->rerr = 0;
+                        if (cta_dio_unlend(&r->dio) < 0)
+                                return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
+                        r->hold = UINT64_MAX;
+                        cta_mig_ring_consume(g, 0, r->hold);
+                }
+        }
+        return cta_mig_ring_get(g, n, ret, err);
+}
+
 static int run(struct receiver *r, struct cta_error **err)
 {
         unsigned n = 0;
         while (r->state != ST_DONE) {
                 const uint8_t *h, *p;
-                int rr = ring_get(&r->ring, CTA_MIG_REC_HDR, &h, err);
+                int rr = rec_get(r, CTA_MIG_REC_HDR, &h, err);
                 if (rr < 0)
                         return rr;
                 uint8_t type = h[0];
@@ -1365,10 +1270,22 @@ static int run(struct receiver *r, struct cta_error **err)
                         return FAIL(r, CTA_E_MIG_STREAM, "record flags set");
                 if (len > r->lim.max_record)
                         return FAIL(r, CTA_E_TOO_LARGE, "record of %u bytes", len);
-                ring_consume(&r->ring, CTA_MIG_REC_HDR);
-                rr = ring_get(&r->ring, len, &p, err);
+                cta_mig_ring_consume(&r->ring, CTA_MIG_REC_HDR, r->hold);
+                rr = rec_get(r, len, &p, err);
                 if (rr < 0)
                         return rr;
+                if (type == CTA_MIG_R_PAD) {
+                        /* at most one, shorter than the alignment, before a record
+                         * after the root */
+                        if (!r->aligned_stream || r->state == ST_HEADER ||
+                            r->state == ST_ROOT || r->last_pad ||
+                            len >= CTA_MIG_ALIGN)
+                                return FAIL(r, CTA_E_MIG_STREAM, "unexpected padding record");
+                        r->last_pad = true;
+                        cta_mig_ring_consume(&r->ring, len, r->hold);
+                        continue;
+                }
+                r->last_pad = false;
                 if (r->o->cancel && atomic_load(r->o->cancel))
                         return FAIL(r, CTA_E_CANCELLED, "migration cancelled");
                 bool ok_type;
@@ -1406,7 +1323,8 @@ static int run(struct receiver *r, struct cta_error **err)
                         return FAIL(r, CTA_E_MIG_STREAM, "unexpected record type %u", type);
                 if (rr < 0)
                         return rr;
-                ring_consume(&r->ring, len + r->skip);
+                r->hold = cta_dio_lent_from(&r->dio);
+                cta_mig_ring_consume(&r->ring, len + r->skip, r->hold);
                 r->skip = 0;
                 if ((++n & 63) == 0)
                         progress(r, false);
@@ -1500,6 +1418,7 @@ int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mi
         r->parent_fd = parent_dirfd;
         r->staging_name = staging_name;
         r->sfd = r->pc_fd = r->ffd = r->oc.fd = r->bfd = -1;
+        r->hold = UINT64_MAX;
         r->bmw.fd = -1;
         cta_dio_init(&r->dio);
         r->bm_dirfd = cta_bm_opendir(r->o->blockmap_dir);
@@ -1515,36 +1434,16 @@ int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mi
         if (rr < 0)
                 goto out;
 
-        struct ring *g = &r->ring;
-        g->io = io;
-        g->max_record = r->lim.max_record;
-        g->cap = (size_t)r->lim.max_record + CTA_MIG_REC_HDR;
-        g->cap = g->cap * 2 < RING_MIN ? RING_MIN : g->cap * 2;
-        g->buf = cta_xmalloc(g->cap);
-        g->stop_at = UINT64_MAX;
-        pthread_mutex_init(&g->mu, NULL);
-        pthread_cond_init(&g->cv, NULL);
-        pthread_t th;
-        if ((rr = pthread_create(&th, NULL, reader_main, g)) != 0) {
-                rr = cta_error_set(&e, CTA_E_INTERNAL, rr, "start the reader thread");
-        } else {
+        struct cta_mig_ring *g = &r->ring;
+        rr = cta_mig_ring_open(g, io, r->lim.max_record, &e);
+        if (rr == 0) {
                 rr = run(r, &e);
-                pthread_mutex_lock(&g->mu);
-                g->stop = true;
-                bool reading = !g->done;
-                pthread_cond_broadcast(&g->cv);
-                pthread_mutex_unlock(&g->mu);
-                if (reading && rr < 0 && io->abort)
-                        io->abort(io->ctx);
-                pthread_join(th, NULL);
+                cta_mig_ring_close(g, rr < 0);
         }
         r->st.wire_bytes = g->head;
         r->st.entries = r->entries;
         r->st.data_bytes = r->data_bytes;
-        pthread_mutex_destroy(&g->mu);
-        pthread_cond_destroy(&g->cv);
-        free(g->buf);
-        free(g->asm_buf);
+        cta_mig_ring_free(g);
 out:
         /* before any cleanup: it creates files in the staging tree (a kept one gets the
          * verified files still queued) */
@@ -1580,6 +1479,7 @@ out:
         if (r->hash)
                 XXH3_freeState(r->hash);
         r->st.direct_bytes = r->dio.direct_bytes;
+        r->st.lent_bytes = r->dio.lent_bytes;
         cta_dio_free(&r->dio);
         cta_bsum_done(&r->bsum);
         if (rr >= 0 && ret)

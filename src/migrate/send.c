@@ -26,11 +26,16 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define OBUF_SIZE ((4u << 20) + (256u << 10)) /* four whole blocks and their headers */
+#define OBUF_SIZE ((4u << 20) + (512u << 10)) /* four whole blocks, headers and padding */
 #define OBUF_COUNT 4
 #define DATA_MIN_ROOM (64u << 10)
 #define COPY_FLUSH (4u << 20)    /* a COPY range this large is handed on at once */
 #define READ_AHEAD (16u << 20)   /* large files: asynchronous readahead this far ahead */
+/* Version 4: a DATA payload of a direct-I/O file at least this large gets a PAD record
+ * before it, so that it lands in the receiver's buffer aligned like its file offset and
+ * is written to disk from there (no copy). At most 1 MiB / ALIGN_MIN_DATA pads a block. */
+#define ALIGN_MIN_DATA (64u << 10)
+#define BLOCK_SLACK (128u << 10) /* record headers and pads of one block */
 
 /* ------------------------------------------------------------------ scan */
 
@@ -464,6 +469,8 @@ struct sender {
         struct prefetcher *pf;
         struct cta_dio dio; /* large files: read around the page cache */
         bool blocksum;         /* large files' checksums are block lists (version 3) */
+        bool align;            /* PAD records align large DATA payloads (version 4) */
+        uint64_t out_pos;      /* stream offset of the current buffer's first byte */
         struct cta_bsum bsum;
 };
 
@@ -481,6 +488,7 @@ static int flush_cur(struct sender *s, struct cta_error **err)
                 s->cur->entries = s->st.entries;
                 s->full[(s->full_head + s->nfull) % OBUF_COUNT] = s->cur;
                 s->nfull++;
+                s->out_pos += s->cur->len;
                 s->cur = NULL;
                 pthread_cond_broadcast(&s->cv);
         }
@@ -609,8 +617,8 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                            (be - bs == CTA_MIG_BLOCK || be == base->size);
                 if (!cmp && (r = emit_copy(s, &copy_off, &copy_len, err)) < 0)
                         goto out;
-                /* the whole block fits: it can be taken back */
-                if ((r = ensure_room(s, CTA_MIG_BLOCK + (64u << 10), err)) < 0)
+                /* the whole block fits (with padding): it can be taken back */
+                if ((r = ensure_room(s, CTA_MIG_BLOCK + BLOCK_SLACK, err)) < 0)
                         goto out;
                 size_t mark = s->cur->len;
                 uint64_t bpos = bs, bsent = 0;
@@ -649,6 +657,12 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                                 ra += k;
                         }
                         uint64_t want = (eh < be ? eh : be) - d;
+                        if (s->align && direct && want >= ALIGN_MIN_DATA) {
+                                size_t pad = cta_mig_pad_for(s->out_pos + s->cur->len, d);
+                                if (pad)
+                                        s->cur->len += cta_mig_enc_pad(s->cur->data +
+                                                                       s->cur->len, pad);
+                        }
                         uint8_t *p = s->cur->data + s->cur->len;
                         ssize_t n = read_data(s, fd, direct, p + CTA_MIG_REC_HDR + 8,
                                               (size_t)want, d, eh);
@@ -1164,6 +1178,8 @@ static int produce(struct sender *s, struct cta_error **err)
                 hf |= CTA_MIG_HF_BASED;
         if (s->blocksum)
                 hf |= CTA_MIG_HF_BLOCKSUM;
+        if (s->align)
+                hf |= CTA_MIG_HF_ALIGNED;
         s->cur->len += cta_mig_enc_header(p, hf,
                                           s->totals.entries, s->totals.data_bytes);
         while ((r = cta_walk_next(w, &it, err)) > 0) {
@@ -1230,6 +1246,7 @@ int cta_mig_send(int root_dirfd, const struct cta_mig_io *io, const struct cta_m
         s->bmw.fd = -1;
         cta_dio_init(&s->dio);
         s->blocksum = !o || !o->peer_version || o->peer_version >= 3;
+        s->align = !o || !o->peer_version || o->peer_version >= 4;
         if (!s->hash || !s->bhash || cta_bsum_init(&s->bsum) < 0) {
                 r = cta_error_set(err, CTA_E_NOMEM, 0, "hash state");
                 goto out;

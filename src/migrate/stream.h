@@ -26,7 +26,7 @@
 struct cta_error;
 
 /* The stream format version this build speaks (docs/migration-stream.md). */
-#define CTA_MIG_STREAM_VERSION 3
+#define CTA_MIG_STREAM_VERSION 4
 /* The have stream's (unchanged since version 2). */
 #define CTA_MIG_HAVE_VERSION 2
 
@@ -43,6 +43,14 @@ struct cta_mig_io {
         ssize_t (*read)(void *ctx, void *buf, size_t len);
         void (*abort)(void *ctx);
         void *ctx;
+        /* Optional for a receiver, instead of read: the producer's own ring buffer, read
+         * in place (no copy into the receiver's ring, no reader thread). view waits until
+         * want bytes are there (0: does not wait) and returns how many are, from ring +
+         * *head, wrapping at *cap; fewer only at a clean end; negative: the error code.
+         * release gives back the first n of them. The ring must not move or change size. */
+        ssize_t (*view)(void *ctx, size_t want, const uint8_t **ring, size_t *cap,
+                        size_t *head);
+        void (*release)(void *ctx, size_t n);
 };
 
 /* Progress: called from the sender's writer thread at most every ~100 ms and once at
@@ -75,6 +83,7 @@ struct cta_mig_stats {
         uint64_t copied_bytes;    /* data the destination reused from its own files (not sent) */
         uint64_t blockmaps;       /* block maps recorded (send, recv) or offered (have) */
         uint64_t direct_bytes;    /* file bytes read/written with O_DIRECT (migrate/dio.h) */
+        uint64_t lent_bytes;      /* ... written from the io's own ring (cta_mig_io.view) */
 };
 
 /* Receiver limits; a field left 0 takes the default in brackets. */

@@ -16,13 +16,28 @@ size_t cta_mig_enc_header(uint8_t *p, uint32_t flags, uint64_t entries, uint64_t
         memcpy(q, CTA_MIG_MAGIC, 8);
         cta_mig_put16(q + 8, CTA_MIG_STREAM_VERSION);
         /* the oldest reader that understands what this stream uses */
-        cta_mig_put16(q + 10, (flags & CTA_MIG_HF_BLOCKSUM) ? 3
-                              : (flags & CTA_MIG_HF_BASED) ? 2
-                                                            : 1);
+        cta_mig_put16(q + 10, (flags & CTA_MIG_HF_ALIGNED)    ? 4
+                              : (flags & CTA_MIG_HF_BLOCKSUM) ? 3
+                              : (flags & CTA_MIG_HF_BASED)    ? 2
+                                                              : 1);
         cta_mig_put32(q + 12, flags);
         cta_mig_put64(q + 16, entries);
         cta_mig_put64(q + 24, bytes);
         return CTA_MIG_REC_HDR + CTA_MIG_HEADER_LEN;
+}
+
+size_t cta_mig_enc_pad(uint8_t *p, size_t n)
+{
+        cta_mig_put_rec(p, CTA_MIG_R_PAD, (uint32_t)(n - CTA_MIG_REC_HDR));
+        memset(p + CTA_MIG_REC_HDR, 0, n - CTA_MIG_REC_HDR);
+        return n;
+}
+
+size_t cta_mig_pad_for(uint64_t pos, uint64_t off)
+{
+        /* the payload follows the record header and the u64 offset */
+        size_t pad = (size_t)((off - pos - CTA_MIG_REC_HDR - 8) & (CTA_MIG_ALIGN - 1));
+        return pad && pad < CTA_MIG_REC_HDR ? pad + CTA_MIG_ALIGN : pad;
 }
 
 static size_t xattr_area_len(const struct cta_mig_entry *e)

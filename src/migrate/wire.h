@@ -28,6 +28,7 @@ enum cta_mig_rec {
         CTA_MIG_R_DELETE = 5,
         CTA_MIG_R_TRAILER = 6,
         CTA_MIG_R_COPY = 7, /* version 2: bytes the destination's existing file already has */
+        CTA_MIG_R_PAD = 8,  /* version 4: skipped; puts the next DATA payload in alignment */
         CTA_MIG_R_HAVE_HEADER = 16,
         CTA_MIG_R_HAVE = 17,
         CTA_MIG_R_HAVE_END = 18,
@@ -71,7 +72,8 @@ enum {
         CTA_MIG_HF_INCREMENTAL = 1 << 0, /* the sender used a have stream */
         CTA_MIG_HF_BASED = 1 << 1,       /* v2: BASED entries and COPY records may occur */
         CTA_MIG_HF_BLOCKSUM = 1 << 2,    /* v3: large files' checksums are block lists */
-        CTA_MIG_HF_KNOWN = 0x07,
+        CTA_MIG_HF_ALIGNED = 1 << 3,     /* v4: PAD records align large DATA payloads */
+        CTA_MIG_HF_KNOWN = 0x0f,
 };
 
 #define CTA_MIG_HEADER_LEN 48u /* magic[8] u16 ver u16 minver u32 flags u64 entries u64 bytes u64 0 u64 0 */
@@ -166,6 +168,13 @@ size_t cta_mig_entry_size(const struct cta_mig_entry *e);
 size_t cta_mig_enc_entry(uint8_t *p, const struct cta_mig_entry *e);
 size_t cta_mig_enc_file_end(uint8_t *p, uint64_t data_bytes, const uint8_t sum[16]);
 size_t cta_mig_enc_trailer(uint8_t *p, uint64_t entries, uint64_t bytes, uint64_t deletes);
+/* PAD: a record of n bytes in all (n >= CTA_MIG_REC_HDR), payload zeros. */
+size_t cta_mig_enc_pad(uint8_t *p, size_t n);
+/* The PAD size (0, or at least CTA_MIG_REC_HDR) that puts a DATA payload for file offset
+ * off, whose record would start at stream offset pos, at a stream offset aligned like
+ * off (modulo CTA_MIG_ALIGN): what a receiver needs to write it direct from its buffer. */
+#define CTA_MIG_ALIGN 4096u
+size_t cta_mig_pad_for(uint64_t pos, uint64_t off);
 /* DATA: header + offset; the caller puts len bytes after the 16 returned. */
 size_t cta_mig_enc_data_hdr(uint8_t *p, uint64_t offset, uint32_t len);
 size_t cta_mig_enc_copy(uint8_t *p, uint64_t offset, uint64_t len);

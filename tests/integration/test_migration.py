@@ -128,8 +128,13 @@ def test_seed_request_migrates_running_container(ct_nodes, ct_admin, xsd):
         # The destination flushed the tree to disk before it accepted the stream, and the
         # source logged where the time went.
         dlog, slog = p.dst.node.log(), p.src.node.log()
-        assert re.search(r"received \d+ entries, \d+ data bytes \(final flush to disk \d+ ms\)",
-                         dlog), p.dst.log_excerpt()
+        got = re.search(r"received \d+ entries, \d+ data bytes \((\d+) written direct, (\d+) "
+                        r"of them from the stream queue; final flush to disk \d+ ms\)", dlog)
+        assert got, p.dst.log_excerpt()
+        # the sparse image's 4 MiB of data arrived aligned and went to disk from the queue
+        # (on a file system that does direct I/O)
+        if int(got.group(1)):
+            assert int(got.group(2)) >= 2 << 20, got.group(0)
         assert re.search(r"moved to [^ ]+ \(connect [\d.]+ s, scan [\d.]+ s, hello [\d.]+ s, "
                          r"stop [\d.]+ s, stream [\d.]+ s, commit [\d.]+ s, retire [\d.]+ s\)",
                          slog), p.src.log_excerpt()
@@ -454,7 +459,8 @@ def test_kill_source(ct_nodes, ct_admin, point):
     with p.src.client() as ca:
         # mid-copy: enough data and a slow receiver that the copy is half done at the fault
         eid = new_ct(p, ca, 101, data_mb=200 if mid else 8)
-        with M.SlowCpu(p.dst, SLOW):
+        # (a receiver without copies takes 200 MiB in well under a second at SLOW)
+        with M.SlowCpu(p.dst, SLOW // 4 if mid else SLOW):
             M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
             M.wait_fault(p.src, point)
             if mid:

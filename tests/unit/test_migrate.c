@@ -1062,6 +1062,68 @@ TEST(dio__same_bytes_as_buffered)
         return 0;
 }
 
+/* Writes from lent memory: the same bytes as copies, whatever the alignment of memory and
+ * offset; the memory is the caller's again (and may change) once it is no longer lent. */
+TEST(dio__lent_writes_same_bytes)
+{
+        ASSERT_OK(setup());
+        const size_t n = 13 * MiB + 3; /* the end of the last write below */
+        void *m = NULL;
+        ASSERT_INT_EQ(posix_memalign(&m, 4096, n + 8192), 0);
+        uint8_t *src = m;
+        _cleanup_free_ uint8_t *want = calloc(1, n), *got = malloc(n), *keep = malloc(n + 8192);
+        ASSERT_TRUE(want && got && keep);
+        fill_rand(keep, n + 8192, 99u);
+        int fd = openat(g_rootfd, "lend", O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
+        ASSERT_TRUE(fd >= 0);
+        struct cta_dio d;
+        cta_dio_init(&d);
+        bool direct = cta_dio_begin(&d, fd);
+        /* memory aligned like the offset (lent), 1 MiB records; unaligned offsets with
+         * memory aligned like them (head and tail through the window); memory that is not
+         * aligned like the offset (copied); a small one (copied) */
+        static const struct { uint64_t off, len, mem; } w[] = {
+                { 0, MiB, 0 },
+                { MiB, MiB, MiB },
+                { 2 * MiB, 300 << 10, 2 * MiB },
+                { 2 * MiB + (300 << 10), MiB + 77, 2 * MiB + (300 << 10) },
+                { 4 * MiB + 5, 2 * MiB, 4 * MiB + 5 },
+                { 6 * MiB + 5, MiB, 6 * MiB + 9 },
+                { 8 * MiB + 100, 1000, 8 * MiB + 100 },
+                { 9 * MiB, 4 * MiB + 3, 9 * MiB },
+        };
+        for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+                memcpy(src + w[i].mem, keep + w[i].mem, w[i].len);
+                int r = cta_dio_pwrite_lend(&d, src + w[i].mem, w[i].len, w[i].off, i);
+                ASSERT_TRUE(r >= 0);
+                if (r > 0)
+                        ASSERT_TRUE(cta_dio_lent(&d));
+                if (i == 1) /* gathered with the first (contiguous): lent from its tag */
+                        ASSERT_INT_EQ(cta_dio_lent_from(&d), 0);
+                memcpy(want + w[i].off, keep + w[i].mem, w[i].len);
+                if (i % 2) { /* taken back now: the caller may scribble over it */
+                        ASSERT_OK(cta_dio_unlend(&d));
+                        ASSERT_TRUE(!cta_dio_lent(&d));
+                        memset(src + w[i].mem, 0xee, w[i].len);
+                }
+        }
+        ASSERT_OK(cta_dio_flush(&d));
+        ASSERT_TRUE(!cta_dio_lent(&d));
+        memset(src, 0xdd, n);
+        cta_dio_end(&d);
+        ASSERT_TRUE(pread(fd, got, n, 0) == (ssize_t)n);
+        ASSERT_MEM_EQ(got, want, n);
+        printf("# direct I/O %s: %llu bytes direct, %llu of them lent\n",
+               direct ? "on" : "refused", (unsigned long long)d.direct_bytes,
+               (unsigned long long)d.lent_bytes);
+        if (direct)
+                ASSERT_TRUE(d.lent_bytes >= 8 * MiB);
+        cta_dio_free(&d);
+        free(m);
+        close(fd);
+        return 0;
+}
+
 /* The definition of the block-list checksum, straight from the library. */
 static XXH128_canonical_t block_list_sum(const uint8_t *c, size_t n)
 {
@@ -1286,7 +1348,7 @@ int main(void)
                              T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only),
-                             T(hash__fast_update_matches_library), T(dio__same_bytes_as_buffered),
+                             T(hash__fast_update_matches_library), T(dio__same_bytes_as_buffered), T(dio__lent_writes_same_bytes),
                              T(bsum__definition_and_version_2_peers),
                              T(walk__concurrent_walks_of_one_fd),
                              T(zz_cleanup)));

@@ -616,6 +616,73 @@ TEST(hostile__malformed)
         return 0;
 }
 
+/* Version 4 padding: where the header allows it, one PAD (shorter than the alignment) may
+ * stand before any record after the header; nowhere else. */
+TEST(hostile__padding)
+{
+        ASSERT_OK(setup());
+        static const uint8_t zeros[CTA_MIG_ALIGN];
+        struct sb s;
+        sb_init(&s, CTA_MIG_HF_ALIGNED);
+        cta_mig_buf_raw(&s.b, CTA_MIG_R_PAD, zeros, 100);
+        struct cta_mig_entry e = { .id = s.id++, .kind = CTA_MIG_K_REG, .mode = 0644,
+                                   .path = "f", .path_len = 1, .size = 5 };
+        cta_mig_buf_entry(&s.b, &e);
+        s.entries++;
+        cta_mig_buf_raw(&s.b, CTA_MIG_R_PAD, zeros, CTA_MIG_ALIGN - 1);
+        cta_mig_buf_data(&s.b, 0, "hello", 5);
+        struct cta_mig_extent x = { 0, "hello", 5 };
+        uint8_t sum[16];
+        cta_mig_checksum(&x, 1, 5, sum);
+        cta_mig_buf_raw(&s.b, CTA_MIG_R_PAD, zeros, 0);
+        cta_mig_buf_file_end(&s.b, 5, sum);
+        s.bytes += 5;
+        sb_end(&s);
+        struct cta_mig_stats st = { 0 };
+        ASSERT_INT_EQ(recv_bytes(s.b.data, s.b.len, NULL, &st), 0);
+        cta_buf_done(&s.b);
+        ASSERT_INT_EQ(st.files, 1);
+        ASSERT_INT_EQ(check_clean(true), 0);
+        char buf[8] = { 0 };
+        int fd = openat(g_parent, "stage/f", O_RDONLY);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_INT_EQ(read(fd, buf, sizeof(buf)), 5);
+        close(fd);
+        ASSERT_STR_EQ(buf, "hello");
+        ASSERT_OK(cta_rm_rf_at(g_parent, "stage"));
+
+        /* a stream that does not declare it */
+        sb_init(&s, 0);
+        cta_mig_buf_raw(&s.b, CTA_MIG_R_PAD, zeros, 8);
+        sb_end(&s);
+        ASSERT_OK(expect(&s, NULL, CTA_E_MIG_STREAM));
+        /* declared, but for readers older than version 4 */
+        sb_init(&s, CTA_MIG_HF_ALIGNED);
+        sb_end(&s);
+        cta_mig_put16((uint8_t *)s.b.data + CTA_MIG_REC_HDR + 10, 3);
+        ASSERT_OK(expect(&s, NULL, CTA_E_MIG_STREAM));
+        /* two in a row, one as long as the alignment, one before the root */
+        sb_init(&s, CTA_MIG_HF_ALIGNED);
+        cta_mig_buf_raw(&s.b, CTA_MIG_R_PAD, zeros, 8);
+        cta_mig_buf_raw(&s.b, CTA_MIG_R_PAD, zeros, 8);
+        sb_end(&s);
+        ASSERT_OK(expect(&s, NULL, CTA_E_MIG_STREAM));
+        sb_init(&s, CTA_MIG_HF_ALIGNED);
+        cta_mig_buf_raw(&s.b, CTA_MIG_R_PAD, zeros, CTA_MIG_ALIGN);
+        sb_end(&s);
+        ASSERT_OK(expect(&s, NULL, CTA_E_MIG_STREAM));
+        s = (struct sb){ .b = CTA_BUF_INIT(0) };
+        cta_mig_buf_header(&s.b, CTA_MIG_HF_ALIGNED, 0, 0);
+        cta_mig_buf_raw(&s.b, CTA_MIG_R_PAD, zeros, 8);
+        struct cta_mig_entry root = { .id = 0, .kind = CTA_MIG_K_DIR, .flags = CTA_MIG_EF_ROOT,
+                                      .mode = 0755 };
+        cta_mig_buf_entry(&s.b, &root);
+        s.entries = 1;
+        sb_end(&s);
+        ASSERT_OK(expect(&s, NULL, CTA_E_MIG_STREAM));
+        return 0;
+}
+
 TEST(hostile__existing_staging_untouched)
 {
         ASSERT_OK(setup());
@@ -854,7 +921,7 @@ int main(void)
                              T(hostile__through_symlinks), T(hostile__hard_links),
                              T(hostile__lying_data), T(hostile__bad_checksum_keep_leaves_no_file),
                              T(hostile__limits), T(hostile__malformed),
-                             T(hostile__existing_staging_untouched),
+                             T(hostile__padding), T(hostile__existing_staging_untouched),
                              T(hostile__truncated_everywhere), T(hostile__block_deltas),
                              T(zz_cleanup)));
 }
