@@ -559,20 +559,6 @@ int cta_dio_pwrite_lend(struct cta_dio *d, const void *src, size_t n, uint64_t o
         return 1;
 }
 
-int cta_dio_kick(struct cta_dio *d)
-{
-        if (!d->nlv)
-                return 0;
-        if (d->w && d->w->job != J_NONE) {
-                pthread_mutex_lock(&d->w->mu);
-                bool done = d->w->done;
-                pthread_mutex_unlock(&d->w->mu);
-                if (!done)
-                        return 0;
-        }
-        return lend_submit(d);
-}
-
 int cta_dio_unlend(struct cta_dio *d)
 {
         if (d->nlv && lend_submit(d) < 0)

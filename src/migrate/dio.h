@@ -89,9 +89,6 @@ static inline bool cta_dio_lent(const struct cta_dio *d)
 {
         return d->lent || d->nlv;
 }
-/* Hand what is gathered to the helper if it is idle (never waits): the caller is about
- * to wait for something else. 0, or -1 with errno (of an earlier write). */
-int cta_dio_kick(struct cta_dio *d);
 /* Write what is gathered and wait until nothing is lent: 0, or -1 with errno. */
 int cta_dio_unlend(struct cta_dio *d);
 /* Everything written and done with: 0, or -1 with errno. */

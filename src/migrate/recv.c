@@ -1235,23 +1235,19 @@ static int do_trailer(struct receiver *r, const uint8_t *p, size_t len, struct c
 }
 
 /* ring_get, for a receiver that may have lent the io's bytes to the direct-I/O helper:
- * before it waits for more, the helper starts on what is gathered; if the lent bytes and
- * the record together are more than the io can ever queue, it takes them back first. */
+ * if the lent bytes and the record together are more than the io can ever queue, it
+ * takes them back first. (Gathered pieces are not handed on early when it waits: writes
+ * of a window's size keep this disk faster than writes of what arrived so far.) */
 static int rec_get(struct receiver *r, size_t n, const uint8_t **ret, struct cta_error **err)
 {
         struct cta_mig_ring *g = &r->ring;
         if (g->view && g->rel < g->head && g->tail - g->head < n &&
-            (cta_mig_ring_view(g, 0), g->tail - g->head < n)) {
-                if (cta_dio_kick(&r->dio) < 0)
+            !cta_mig_ring_view(g, n) && g->rerr == CTA_E_TOO_LARGE) {
+                g->rerr = 0;
+                if (cta_dio_unlend(&r->dio) < 0)
                         return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
-                r->hold = cta_dio_lent_from(&r->dio);
-                if (!cta_mig_ring_view(g, n) && g->rerr == CTA_E_TOO_LARGE) {
-                        g->rerr = 0;
-                        if (cta_dio_unlend(&r->dio) < 0)
-                                return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
-                        r->hold = UINT64_MAX;
-                        cta_mig_ring_consume(g, 0, r->hold);
-                }
+                r->hold = UINT64_MAX;
+                cta_mig_ring_consume(g, 0, r->hold);
         }
         return cta_mig_ring_get(g, n, ret, err);
 }
