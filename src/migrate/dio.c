@@ -41,35 +41,20 @@ static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
         }
 }
 
-/* All n bytes, or -1: what a short write left is retried (a direct write may stop at an
- * aligned boundary). Returns the bytes written before a failure in *done. */
-static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, size_t *done)
-{
-        size_t k = 0;
-        while (k < n) {
-                ssize_t w = pwrite(fd, p + k, n - k, (off_t)(off + k));
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0) {
-                        if (w == 0)
-                                errno = EIO;
-                        break;
-                }
-                k += (size_t)w;
-                if (k % CTA_DIO_ALIGN && k < n)
-                        break; /* unaligned now: the caller goes on buffered */
-        }
-        if (done)
-                *done = k;
-        return k == n ? 0 : -1;
-}
-
-/* The same for a list of buffers (iov is consumed). */
+/* All bytes of iov[0, n), or -1: what a short write left is retried (a direct write may
+ * stop at an aligned boundary). Returns the bytes written before a failure in *done.
+ * iov is consumed. */
 static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off, size_t *done)
 {
-        size_t k = 0;
+        size_t k = 0, total = 0;
         int i = 0;
-        while (i < n) {
+        for (int j = 0; j < n; j++)
+                total += iov[j].iov_len;
+        for (;;) {
+                while (i < n && !iov[i].iov_len)
+                        i++;
+                if (i == n)
+                        break;
                 ssize_t w = pwritev(fd, iov + i, n - i, (off_t)(off + k));
                 if (w < 0 && errno == EINTR)
                         continue;
@@ -79,7 +64,7 @@ static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off, size_t *d
                         break;
                 }
                 k += (size_t)w;
-                for (size_t left = (size_t)w; i < n && left;) {
+                for (size_t left = (size_t)w; left;) {
                         size_t t = left < iov[i].iov_len ? left : iov[i].iov_len;
                         iov[i].iov_base = (uint8_t *)iov[i].iov_base + t;
                         iov[i].iov_len -= t;
@@ -87,13 +72,18 @@ static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off, size_t *d
                         if (!iov[i].iov_len)
                                 i++;
                 }
-                while (i < n && !iov[i].iov_len)
-                        i++;
-                if (k % CTA_DIO_ALIGN && i < n)
+                if (k % CTA_DIO_ALIGN && k < total)
                         break; /* unaligned now: the caller goes on buffered */
         }
-        *done = k;
-        return i == n ? 0 : -1;
+        if (done)
+                *done = k;
+        return k == total ? 0 : -1;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, size_t *done)
+{
+        struct iovec v = { (void *)(uintptr_t)p, n };
+        return pwritev_all(fd, &v, 1, off, done);
 }
 
 static void *worker_main(void *arg)
