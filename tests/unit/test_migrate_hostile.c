@@ -184,6 +184,28 @@ static int expect(struct sb *s, const struct cta_mig_recv_opts *o, int code)
         return check_clean(false);
 }
 
+/* A stream that must be taken whole: one regular file at path with content c, nothing
+ * beside the staging area; which is removed afterwards. */
+static int expect_one_file(struct sb *s, const char *path, const char *c)
+{
+        struct cta_mig_stats st = { 0 };
+        int r = recv_bytes(s->b.data, s->b.len, NULL, &st);
+        cta_buf_done(&s->b);
+        ASSERT_INT_EQ(r, 0);
+        ASSERT_INT_EQ(st.files, 1);
+        ASSERT_INT_EQ(check_clean(true), 0);
+        char buf[64] = { 0 }, at[PATH_MAX];
+        snprintf(at, sizeof(at), "stage/%s", path);
+        int fd = openat(g_parent, at, O_RDONLY);
+        ASSERT_TRUE(fd >= 0);
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        ASSERT_INT_EQ(n, (ssize_t)strlen(c));
+        ASSERT_STR_EQ(buf, c);
+        ASSERT_OK(cta_rm_rf_at(g_parent, "stage"));
+        return 0;
+}
+
 TEST(hostile__valid_control)
 {
         ASSERT_OK(setup());
@@ -193,18 +215,7 @@ TEST(hostile__valid_control)
         sb_file(&s, "a/f", "hello", 0);
         sb_ent(&s, CTA_MIG_K_LNK, "a/l", "../../../etc/passwd");
         sb_end(&s);
-        struct cta_mig_stats st = { 0 };
-        ASSERT_INT_EQ(recv_bytes(s.b.data, s.b.len, NULL, &st), 0);
-        cta_buf_done(&s.b);
-        ASSERT_INT_EQ(st.files, 1);
-        ASSERT_INT_EQ(check_clean(true), 0);
-        char buf[16] = { 0 };
-        int fd = openat(g_parent, "stage/a/f", O_RDONLY);
-        ASSERT_TRUE(fd >= 0);
-        ASSERT_INT_EQ(read(fd, buf, sizeof(buf)), 5);
-        close(fd);
-        ASSERT_STR_EQ(buf, "hello");
-        ASSERT_OK(cta_rm_rf_at(g_parent, "stage"));
+        ASSERT_OK(expect_one_file(&s, "a/f", "hello"));
         return 0;
 }
 
@@ -638,18 +649,7 @@ TEST(hostile__padding)
         cta_mig_buf_file_end(&s.b, 5, sum);
         s.bytes += 5;
         sb_end(&s);
-        struct cta_mig_stats st = { 0 };
-        ASSERT_INT_EQ(recv_bytes(s.b.data, s.b.len, NULL, &st), 0);
-        cta_buf_done(&s.b);
-        ASSERT_INT_EQ(st.files, 1);
-        ASSERT_INT_EQ(check_clean(true), 0);
-        char buf[8] = { 0 };
-        int fd = openat(g_parent, "stage/f", O_RDONLY);
-        ASSERT_TRUE(fd >= 0);
-        ASSERT_INT_EQ(read(fd, buf, sizeof(buf)), 5);
-        close(fd);
-        ASSERT_STR_EQ(buf, "hello");
-        ASSERT_OK(cta_rm_rf_at(g_parent, "stage"));
+        ASSERT_OK(expect_one_file(&s, "f", "hello"));
 
         /* a stream that does not declare it */
         sb_init(&s, 0);
