@@ -28,10 +28,10 @@ struct cta_session;
 struct cta_chanq {
         pthread_mutex_t mu;
         pthread_cond_t cv;
-        uint8_t *ring; /* a ring: popping never moves what is still queued */
+        uint8_t *ring; /* a ring: releasing never moves what is still queued */
         size_t cap, head, len;
         size_t max;
-        bool waiting; /* the job thread sleeps in pop or view: push may have to wake it */
+        bool waiting; /* the job thread sleeps in view: push may have to wake it */
         size_t want;  /* ... until this many bytes are queued */
         bool viewed;  /* the consumer reads the ring in place: it must never move */
         bool closed;
@@ -54,9 +54,7 @@ void *cta_chanq_reserve(struct cta_chanq *q, size_t min, size_t *len);
 void cta_chanq_commit(struct cta_chanq *q, size_t n, bool boundary);
 /* Any thread: no more data; code 0 = end of stream, else the reason. */
 void cta_chanq_close(struct cta_chanq *q, int code);
-/* Job thread: up to cap bytes; 0 at a clean end, -code after close(code). */
-long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap);
-/* Job thread, instead of pop: the queued bytes read in place, without a copy. Waits until
+/* Job thread: the queued bytes read in place, without a copy. Waits until
  * at least want bytes are queued (0: does not wait) and returns how many are, starting at
  * ring + *head and wrapping at *cap (the ring never moves once viewed). Fewer than want
  * only after a clean close; -code after close(code) with fewer than want queued;

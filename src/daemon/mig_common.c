@@ -153,32 +153,6 @@ void cta_chanq_close(struct cta_chanq *q, int code)
         pthread_mutex_unlock(&q->mu);
 }
 
-long cta_chanq_pop(struct cta_chanq *q, void *buf, size_t cap)
-{
-        long n;
-        pthread_mutex_lock(&q->mu);
-        while (q->len == 0 && !q->closed) {
-                q->waiting = true;
-                q->want = 1;
-                pthread_cond_wait(&q->cv, &q->mu);
-                q->waiting = false;
-        }
-        if (q->len == 0) {
-                n = q->close_code;
-        } else {
-                size_t take = q->len < cap ? q->len : cap;
-                size_t first = q->cap - q->head < take ? q->cap - q->head : take;
-                memcpy(buf, q->ring + q->head, first);
-                memcpy((uint8_t *)buf + first, q->ring, take - first);
-                q->head = (q->head + take) % q->cap;
-                q->len -= take;
-                n = (long)take;
-                chanq_taken(q);
-        }
-        pthread_mutex_unlock(&q->mu);
-        return n;
-}
-
 long cta_chanq_view(struct cta_chanq *q, size_t want, const uint8_t **ring, size_t *cap,
                     size_t *head)
 {

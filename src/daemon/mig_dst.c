@@ -470,15 +470,6 @@ static void dst_abort(struct mig_dst *m, const char *why)
 
 /* ---- stream ---------------------------------------------------------------- */
 
-static ssize_t q_read(void *ctx, void *buf, size_t len)
-{
-        static _Thread_local uint64_t got;
-        long n = cta_chanq_pop(ctx, buf, len);
-        if (n > 0 && (got += (uint64_t)n) > (1u << 20))
-                cta_fault_point("dst_mid_receive");
-        return n;
-}
-
 static ssize_t q_view(void *ctx, size_t want, const uint8_t **ring, size_t *cap, size_t *head)
 {
         return cta_chanq_view(ctx, want, ring, cap, head);
@@ -584,10 +575,9 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
         struct cta_daemon *d = m->d;
-        /* the receiver reads the queue in place (view), so q_read is for a reader that
-         * cannot (none now; kept as the plain interface) */
-        struct cta_mig_io io = { .read = q_read, .view = q_view, .release = q_release,
-                                 .abort = q_abort, .ctx = m->q };
+        /* the receiver reads the queue in place */
+        struct cta_mig_io io = { .view = q_view, .release = q_release, .abort = q_abort,
+                                 .ctx = m->q };
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(d);
         /* The free-space check passed for what hello declared: a source that
          * sends more than that (plus the same margin) is lying. */
