@@ -83,6 +83,12 @@ struct cli_command {
          * Returns 0, or -CTA_E_INVALID with *err saying what is wrong (exit
          * status 2). Must not change anything: run() may repeat the checks. */
         int (*check)(struct cli_ctx *ctx, struct cta_error **err);
+        /* Optional: work that needs nothing from this node, done while it
+         * checks the login's password (an OS password hash: tens of ms) —
+         * after the login request is sent, before its reply is read. It may
+         * prompt (a logged-in connection idles for minutes). Returns 0, or
+         * a negative code with ctx->err set: the command ends with that error. */
+        int (*while_login)(struct cli_ctx *ctx);
         int (*run)(struct cli_ctx *ctx);
 };
 

@@ -868,6 +868,35 @@ static int migrate_check(struct cli_ctx *ctx, struct cta_error **err)
         return r < 0 ? r : 0;
 }
 
+/* A one-time pass fetched by migrate_while_login() for run() (one command per
+ * process; run() takes it and wipes it). */
+static char early_pass[CTA_NAME_MAX + 1];
+
+/* With --one-time-pass: the destination's password check and the source's run
+ * at the same time (each an OS password hash, tens of ms) - the pass is fetched
+ * while the source checks the client's login. */
+static int migrate_while_login(struct cli_ctx *ctx)
+{
+        const char *user = cli_opt(ctx->o, "dst-user") ? cli_opt(ctx->o, "dst-user")
+                                                       : ctx->o->user;
+        struct cta_error *e = NULL;
+        struct cli_mig_spec s;
+        char *password = NULL;
+        int rc;
+
+        explicit_bzero(early_pass, sizeof(early_pass));
+        if (!cli_opt(ctx->o, "one-time-pass"))
+                return 0;
+        if (cli_mig_spec_from_opts(ctx->o, &s, &e) < 0)
+                return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
+        rc = dst_password(ctx, user, &s, &password);
+        if (rc < 0)
+                return rc;
+        rc = one_time_pass(ctx, &s, user, password, early_pass);
+        cli_secret_free(password);
+        return rc;
+}
+
 static int cmd_migrate(struct cli_ctx *ctx)
 {
         struct cli_opts *o = ctx->o;
@@ -896,12 +925,18 @@ static int cmd_migrate(struct cli_ctx *ctx)
                 return rc;
         _cleanup_free_ char *label = ct.label;
 
-        rc = dst_password(ctx, user, &s, &password);
-        if (rc < 0)
-                return rc;
         s.eid = ct.eid;
+        if (otp && early_pass[0]) {
+                memcpy(pass_name, early_pass, sizeof(pass_name));
+                explicit_bzero(early_pass, sizeof(early_pass));
+        } else {
+                rc = dst_password(ctx, user, &s, &password);
+                if (rc < 0)
+                        return rc;
+        }
         if (otp) {
-                rc = one_time_pass(ctx, &s, user, password, pass_name);
+                if (!pass_name[0])
+                        rc = one_time_pass(ctx, &s, user, password, pass_name);
                 cli_secret_free(password);
                 password = NULL;
                 if (rc < 0)
@@ -1012,6 +1047,7 @@ const struct cli_command cli_cmds_migrate[] = {
                 .max_args = 2,
                 .opts = migrate_opts,
                 .check = migrate_check,
+                .while_login = migrate_while_login,
                 .run = cmd_migrate,
         },
         { .name = NULL },

@@ -416,10 +416,8 @@ static bool is_progress(const struct cta_resp *resp)
         return resp->is_progress || (resp->type & 1);
 }
 
-int cli_conn_call(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r, unsigned flags,
-                  cli_packet_fn cb, void *userdata, struct cta_resp **ret)
+int cli_conn_send(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r)
 {
-        bool print = ctx->o && ctx->o->xml && !(flags & CLI_CALL_QUIET);
         int rc;
 
         dump_packet(c->o, "sending:", r->b.data, r->b.len, r->secret_start, r->secret_end);
@@ -427,8 +425,22 @@ int cli_conn_call(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r, un
         rc = cli_conn_send_raw(ctx, c, r->b.data, r->b.len);
         r->b.len--;
         r->b.data[r->b.len] = '\0';
-        if (rc < 0)
-                return rc;
+        return rc;
+}
+
+int cli_conn_call(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r, unsigned flags,
+                  cli_packet_fn cb, void *userdata, struct cta_resp **ret)
+{
+        int rc = cli_conn_send(ctx, c, r);
+
+        return rc < 0 ? rc : cli_conn_reply(ctx, c, r, flags, cb, userdata, ret);
+}
+
+int cli_conn_reply(struct cli_ctx *ctx, struct cli_conn *c, const struct cli_req *r,
+                   unsigned flags, cli_packet_fn cb, void *userdata, struct cta_resp **ret)
+{
+        bool print = ctx->o && ctx->o->xml && !(flags & CLI_CALL_QUIET);
+        int rc;
 
         for (;;) {
                 _cleanup_free_ char *frame = NULL;
@@ -469,22 +481,25 @@ int cli_conn_call(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r, un
         }
 }
 
-int cli_conn_login(struct cli_ctx *ctx, struct cli_conn *c, const char *user,
-                   const char *password, const char *realm)
+int cli_conn_login_send(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r,
+                        const char *user, const char *password, const char *realm)
 {
-        struct cli_req r;
-        int rc;
-
-        cli_req_begin(&r, c, NULL, "system", false);
-        cli_req_open(&r, "login");
-        cli_req_b64(&r, "name", user, strlen(user));
-        cli_req_text(&r, "realm", realm);
+        cli_req_begin(r, c, NULL, "system", false);
+        cli_req_open(r, "login");
+        cli_req_b64(r, "name", user, strlen(user));
+        cli_req_text(r, "realm", realm);
         if (password)
-                cli_req_secret_b64(&r, "password", password, strlen(password));
-        cli_req_close(&r, "login");
-        cli_req_end(&r);
-        rc = cli_conn_call(ctx, c, &r, CLI_CALL_QUIET, NULL, NULL, NULL);
-        cli_req_done(&r);
+                cli_req_secret_b64(r, "password", password, strlen(password));
+        cli_req_close(r, "login");
+        cli_req_end(r);
+        return cli_conn_send(ctx, c, r);
+}
+
+int cli_conn_login_reply(struct cli_ctx *ctx, struct cli_conn *c, const struct cli_req *r,
+                         const char *user)
+{
+        int rc = cli_conn_reply(ctx, c, r, CLI_CALL_QUIET, NULL, NULL, NULL);
+
         if (rc < 0) {
                 if (ctx->fail == CLI_FAIL_REMOTE) {
                         ctx->fail = CLI_FAIL_LOGIN;
@@ -494,4 +509,16 @@ int cli_conn_login(struct cli_ctx *ctx, struct cli_conn *c, const char *user,
         }
         cli_verbose(ctx->o, 1, "logged in as %s", user);
         return 0;
+}
+
+int cli_conn_login(struct cli_ctx *ctx, struct cli_conn *c, const char *user,
+                   const char *password, const char *realm)
+{
+        struct cli_req r;
+        int rc = cli_conn_login_send(ctx, c, &r, user, password, realm);
+
+        if (rc >= 0)
+                rc = cli_conn_login_reply(ctx, c, &r, user);
+        cli_req_done(&r);
+        return rc;
 }

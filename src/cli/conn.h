@@ -19,6 +19,7 @@ struct cli_ctx;
 struct cli_opts;
 struct cli_progress;
 struct cta_client;
+struct cli_req;
 struct cta_error;
 struct cta_resp;
 
@@ -55,6 +56,13 @@ struct cli_conn *cli_conn_free(struct cli_conn *c);
  * CLI_FAIL_LOGIN failure. */
 int cli_conn_login(struct cli_ctx *ctx, struct cli_conn *c, const char *user,
                    const char *password, const char *realm);
+/* The same in two halves, for work done while the node checks the password
+ * (an OS password hash takes tens of milliseconds): _send builds r and sends
+ * it, _reply waits for the answer. r is the caller's, cli_req_done() after. */
+int cli_conn_login_send(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r,
+                        const char *user, const char *password, const char *realm);
+int cli_conn_login_reply(struct cli_ctx *ctx, struct cli_conn *c, const struct cli_req *r,
+                         const char *user);
 
 /* Longest password accepted from a file, the environment or a prompt. */
 #define CLI_PASSWORD_MAX 1024
@@ -142,6 +150,10 @@ enum cli_call_flags {
  */
 int cli_conn_call(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r, unsigned flags,
                   cli_packet_fn cb, void *userdata, struct cta_resp **ret);
+/* cli_conn_call in two halves: send r; wait for the final reply to r. */
+int cli_conn_send(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req *r);
+int cli_conn_reply(struct cli_ctx *ctx, struct cli_conn *c, const struct cli_req *r,
+                   unsigned flags, cli_packet_fn cb, void *userdata, struct cta_resp **ret);
 
 /* Show a progress packet on a progress display: the decoded message (else
  * the op name) as the phase, and the percent. */

@@ -81,10 +81,15 @@ static int connect_and_login(struct cli_ctx *ctx)
         }
         r = cli_conn_open(ctx, &t, &ctx->conn);
         if (r >= 0 && login) {
-                if (o->one_time)
-                        r = cli_conn_login(ctx, ctx->conn, o->one_time, NULL, o->realm);
-                else
-                        r = cli_conn_login(ctx, ctx->conn, o->user, password, o->realm);
+                const char *who = o->one_time ? o->one_time : o->user;
+                struct cli_req lr;
+
+                r = cli_conn_login_send(ctx, ctx->conn, &lr, who, password, o->realm);
+                if (r >= 0 && o->cmd->while_login)
+                        r = o->cmd->while_login(ctx);
+                if (r >= 0)
+                        r = cli_conn_login_reply(ctx, ctx->conn, &lr, who);
+                cli_req_done(&lr);
         }
         cli_secret_free(password);
         return r;

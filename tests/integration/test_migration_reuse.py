@@ -6,6 +6,7 @@ Needs root (skipped otherwise)."""
 
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -130,6 +131,57 @@ def test_one_time_pass_from_the_destination_as_dst_login(ct_nodes, ct_admin):
     with H.Client(b.node.tls_addr) as anon:
         r = anon.login(H.unb64(name.strip()), "", realm=realm)
         assert r.code == 301, r.text
+
+
+def test_cli_migrate_with_one_time_pass(ct_nodes, ctagent_bin, tmp_path):
+    """`ctagent migrate --one-time-pass`, the CLI's way: it fetches the pass from B while A
+    checks its own login (the two password checks overlap). A wrong destination password
+    or a wrong source password fails with exit 4 and moves nothing; then the right ones
+    move the running container to B, where it runs, and it is gone from A."""
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    user, pw = a.admin.admin, a.admin.admin_pw
+    with a.client() as ca:
+        _, env = create(ca, name="clio1", veid=122)
+        eid = env["eid"]
+        lifecycle(ca, "start", eid)
+    marker = os.path.join(a.private_root, "122", "srv", "cli-marker")
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w") as f:
+        f.write("moved by the CLI\n")
+    home = str(tmp_path / "home")
+    os.makedirs(home)
+
+    def cli(src_pw, dst_pw):
+        env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "LANG": "C.UTF-8", "CTAGENT_PASSWORD": src_pw, "CTAGENT_DST_PASSWORD": dst_pw}
+        args = ["-H", "%s:%d" % a.node.tls_addr, "-u", user, "migrate", eid,
+                "%s:%d" % b.node.tls_addr, "--one-time-pass"]
+        p = subprocess.run([ctagent_bin] + args, env=env, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+        return p.returncode, "ctagent %s → exit %d\nstdout: %s\nstderr: %s" % (
+            " ".join(args), p.returncode, p.stdout.decode(errors="replace"),
+            p.stderr.decode(errors="replace"))
+
+    rc, desc = cli(pw, "wrong-dst-password")
+    assert rc == 4, "a refused destination login: want exit 4\n" + desc
+    assert "one-time pass from the destination" in desc, desc
+    rc, desc = cli("wrong-src-password", pw)
+    assert rc == 4, "a refused source login: want exit 4\n" + desc
+    assert "login as '%s' on 127.0.0.11" % user in desc, desc
+    with a.client() as ca:
+        assert status(ca, eid) == (F.ST_RUNNING, 0), "the failed attempts moved it"
+    with b.client() as cb:
+        assert status(cb, eid) is None
+    rc, desc = cli(pw, pw)
+    assert rc == 0, desc + "\n" + b.log_excerpt()
+    assert "with a one-time pass" in desc and "moved to" in desc, desc
+    with a.client() as ca:
+        assert status(ca, eid) is None, "still on the source after the CLI said moved"
+    with b.client() as cb:
+        assert status(cb, eid) == (F.ST_RUNNING, 0)
+    with open(os.path.join(b.private_root, "122", "srv", "cli-marker")) as f:
+        assert f.read() == "moved by the CLI\n"
 
 
 def test_small_change_in_a_big_image_sends_one_block(ct_nodes, ct_admin):
