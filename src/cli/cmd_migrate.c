@@ -868,6 +868,27 @@ static int migrate_check(struct cli_ctx *ctx, struct cta_error **err)
         return r < 0 ? r : 0;
 }
 
+static const char *dst_user(const struct cli_opts *o)
+{
+        const char *u = cli_opt(o, "dst-user");
+
+        return u ? u : o->user;
+}
+
+/* --one-time-pass: the destination's password, then a one-time pass from it. */
+static int pass_from_dst(struct cli_ctx *ctx, const struct cli_mig_spec *s,
+                         char name_out[CTA_NAME_MAX + 1])
+{
+        char *password = NULL;
+        int rc = dst_password(ctx, dst_user(ctx->o), s, &password);
+
+        if (rc < 0)
+                return rc;
+        rc = one_time_pass(ctx, s, dst_user(ctx->o), password, name_out);
+        cli_secret_free(password);
+        return rc;
+}
+
 /* A one-time pass fetched by migrate_while_login() for run() (one command per
  * process; run() takes it and wipes it). */
 static char early_pass[CTA_NAME_MAX + 1];
@@ -877,31 +898,22 @@ static char early_pass[CTA_NAME_MAX + 1];
  * while the source checks the client's login. */
 static int migrate_while_login(struct cli_ctx *ctx)
 {
-        const char *user = cli_opt(ctx->o, "dst-user") ? cli_opt(ctx->o, "dst-user")
-                                                       : ctx->o->user;
         struct cta_error *e = NULL;
         struct cli_mig_spec s;
-        char *password = NULL;
-        int rc;
 
         explicit_bzero(early_pass, sizeof(early_pass));
         if (!cli_opt(ctx->o, "one-time-pass"))
                 return 0;
         if (cli_mig_spec_from_opts(ctx->o, &s, &e) < 0)
                 return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
-        rc = dst_password(ctx, user, &s, &password);
-        if (rc < 0)
-                return rc;
-        rc = one_time_pass(ctx, &s, user, password, early_pass);
-        cli_secret_free(password);
-        return rc;
+        return pass_from_dst(ctx, &s, early_pass);
 }
 
 static int cmd_migrate(struct cli_ctx *ctx)
 {
         struct cli_opts *o = ctx->o;
         bool otp = cli_opt(o, "one-time-pass") != NULL;
-        const char *user = cli_opt(o, "dst-user") ? cli_opt(o, "dst-user") : o->user;
+        const char *user = dst_user(o);
         _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
         char pass_name[CTA_NAME_MAX + 1] = "";
         struct mig_ct ct = { .label = NULL };
@@ -926,25 +938,20 @@ static int cmd_migrate(struct cli_ctx *ctx)
         _cleanup_free_ char *label = ct.label;
 
         s.eid = ct.eid;
-        if (otp && early_pass[0]) {
-                memcpy(pass_name, early_pass, sizeof(pass_name));
-                explicit_bzero(early_pass, sizeof(early_pass));
-        } else {
-                rc = dst_password(ctx, user, &s, &password);
-                if (rc < 0)
-                        return rc;
-        }
         if (otp) {
-                if (!pass_name[0])
-                        rc = one_time_pass(ctx, &s, user, password, pass_name);
-                cli_secret_free(password);
-                password = NULL;
-                if (rc < 0)
+                if (early_pass[0]) {
+                        memcpy(pass_name, early_pass, sizeof(pass_name));
+                        explicit_bzero(early_pass, sizeof(early_pass));
+                } else if ((rc = pass_from_dst(ctx, &s, pass_name)) < 0) {
                         return rc;
+                }
                 s.login_name = pass_name;
                 s.login_realm = CLI_ONE_TIME_REALM;
                 s.password = NULL;
         } else {
+                rc = dst_password(ctx, user, &s, &password);
+                if (rc < 0)
+                        return rc;
                 s.login_name = user;
                 s.login_realm = CLI_SYSTEM_REALM;
                 s.password = password;
