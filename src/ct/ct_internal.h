@@ -35,6 +35,7 @@ struct cta_ct_backend {
         char *lxcpath;  /* <state_dir>/lxc */
         char *fake_dir; /* <state_dir>/fake */
         unsigned cg_flags;
+        struct ct_zygote *zygote; /* lxc: forks the liblxc children (ct_zygote.c) */
         pthread_mutex_t tpl_lock; /* template builds */
         pthread_mutex_t lock;     /* backend-specific (bridge setup, fake state) */
 };
@@ -68,6 +69,20 @@ int ct_rm_tree_at(int dfd, const char *name, struct cta_error **err);
 int ct_write_hostname(const char *root, const char *hostname, struct cta_error **err);
 /* Get a line-based config value ("key = value") from config text: malloc'd or NULL. */
 char *ct_config_get(const char *config, const char *key);
+
+/* ct_zygote.c: a fork server started while the process is single threaded.
+ * fn runs in a fresh child per request, owns fd (the caller's result channel)
+ * and must not return. */
+#define CT_ZYGOTE_REQ_MAX 1024
+struct ct_zygote;
+typedef void (*ct_zygote_fn)(void *ctx, const void *req, size_t len, int fd)
+        __attribute__((noreturn));
+int ct_zygote_start(ct_zygote_fn fn, void *ctx, struct ct_zygote **ret, struct cta_error **err);
+/* Hand one request and fd (the caller keeps its copy) to the server: 0, or
+ * -errno (-EPIPE: the server is gone). */
+int ct_zygote_spawn(struct ct_zygote *z, const void *req, size_t len, int fd);
+/* Close the server's socket and reap it. NULL. */
+struct ct_zygote *ct_zygote_stop(struct ct_zygote *z);
 
 /* ct_lxc.c: cgroup dirs per hierarchy, for teardown */
 int ct_cgroup_node_dirs(const char *node_id, char ***ret, struct cta_error **err);

@@ -6,13 +6,17 @@
  * last loaded container wins), it forks and clones internally, and the monitor
  * and the container's init inherit the caller's signal mask and ignored
  * signals (a daemon that blocks SIGTERM for a signalfd would hand a container
- * an init that cannot be stopped). So the parent thread forks; the child,
- * single threaded, resets signals, closes every inherited descriptor but a
- * result pipe, starts a new session and only then touches liblxc. The result
- * (a fixed-size message plus optional payload) comes back through the pipe;
- * the parent never waits for EOF, because LXC's daemonized monitor may keep a
- * copy of the pipe. glibc makes malloc and stdio usable after fork() in a
- * threaded process; nothing else of ours (the log mutex) is used in the child.
+ * an init that cannot be stopped). The children are forked by a small fork
+ * server (ct_zygote.c) that the backend starts while the daemon is still
+ * single threaded, so no lock another thread held at fork time comes along.
+ * The child resets signals, closes every inherited descriptor but its result
+ * socket, starts a new session, sends a pidfd of itself (so that a caller
+ * that gives up can kill exactly it) and only then touches liblxc. The result
+ * (a fixed-size message plus optional payload) comes back through the socket;
+ * the caller never waits for EOF, because LXC's daemonized monitor may keep a
+ * copy of it. Only if the fork server is gone does the calling thread fork
+ * the child itself, as before it existed (glibc makes malloc and stdio usable
+ * after fork() in a threaded process; other allocators may not).
  *
  * Containers are started daemonized (LXC double-forks the monitor and calls
  * setsid), without PDEATHSIG: they outlive the agent, also a SIGKILLed one, and
@@ -28,7 +32,10 @@
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,12 +272,45 @@ static int child_sanitize(int wfd)
         return 3;
 }
 
+/* The child's first message: its pid, with a pidfd of itself attached when
+ * the kernel has pidfd_open (5.3+). */
+struct lxc_hello {
+        int32_t pid;
+};
+
+static void child_hello(int wfd)
+{
+        struct lxc_hello h = { .pid = getpid() };
+        int pfd = pidfd_open(getpid(), 0);
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } cm;
+        struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        if (pfd >= 0) {
+                memset(cm.buf, 0, sizeof(cm.buf));
+                mh.msg_control = cm.buf;
+                mh.msg_controllen = sizeof(cm.buf);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &pfd, sizeof(int));
+        }
+        while (sendmsg(wfd, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
+                ;
+        if (pfd >= 0)
+                (void)close(pfd);
+}
+
 __attribute__((noreturn)) static void child_main(struct cta_ct_backend *b, const char *name,
                                                  lxc_child_fn fn, const void *arg, int wfd)
 {
         struct lxc_child_out out;
         memset(&out, 0, sizeof(out));
         wfd = child_sanitize(wfd);
+        child_hello(wfd);
         struct lxc_container *c = NULL;
         if (name) {
                 c = lxc_container_new(name, b->lxcpath);
@@ -314,58 +354,165 @@ static int read_full(int fd, void *p, size_t n, uint64_t deadline)
         return 0;
 }
 
-/* Run fn in a forked child against container `name` (NULL: none). On success
- * *ret holds the child's message; a child-reported failure becomes *err. */
+/* What a caller sends the fork server: everything child_main() needs, by value
+ * (the server is a fork of this process, so fn is valid there). */
+struct lxc_req {
+        lxc_child_fn fn;
+        uint32_t arg_len;
+        char name[128];
+        _Alignas(16) unsigned char arg[128];
+};
+
+__attribute__((noreturn)) static void lxc_serve(void *ctx, const void *p, size_t len, int fd)
+{
+        static struct lxc_req q;
+        if (len != sizeof(q))
+                _exit(127);
+        memcpy(&q, p, sizeof(q));
+        q.name[sizeof(q.name) - 1] = '\0';
+        if (q.arg_len > sizeof(q.arg))
+                _exit(127);
+        child_main(ctx, q.name[0] ? q.name : NULL, q.fn, q.arg_len ? q.arg : NULL, fd);
+}
+
+/* Start the child that runs fn with wfd as its result socket: through the fork
+ * server, or (server gone) by forking this thread; then *ret_pid is its pid,
+ * for waitpid. 0 or -errno. */
+static int lxc_spawn(struct cta_ct_backend *b, const char *name, lxc_child_fn fn,
+                     const void *arg, size_t arg_len, int wfd, pid_t *ret_pid)
+{
+        static atomic_bool warned;
+        struct lxc_req q;
+
+        *ret_pid = -1;
+        memset(&q, 0, sizeof(q));
+        if (arg_len > sizeof(q.arg) || (name && strlen(name) >= sizeof(q.name)))
+                return -EINVAL;
+        q.fn = fn;
+        q.arg_len = (uint32_t)arg_len;
+        if (arg_len)
+                memcpy(q.arg, arg, arg_len);
+        if (name)
+                memcpy(q.name, name, strlen(name) + 1);
+        if (b->zygote) {
+                int r = ct_zygote_spawn(b->zygote, &q, sizeof(q), wfd);
+                if (r == 0)
+                        return 0;
+                if (!atomic_exchange(&warned, true))
+                        log_warning("the liblxc fork server is gone (%s): the daemon forks "
+                                    "the liblxc children itself from now on",
+                                    strerror(-r));
+        }
+        pid_t pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0)
+                child_main(b, name, fn, arg, wfd);
+        *ret_pid = pid;
+        return 0;
+}
+
+/* The child's hello before the deadline: its pidfd (or -1) in *ret_pidfd. */
+static int read_hello(int fd, int *ret_pidfd, uint64_t deadline)
+{
+        struct lxc_hello h;
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * 4)];
+                struct cmsghdr align;
+        } cm;
+        struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                             .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
+
+        *ret_pidfd = -1;
+        for (;;) {
+                uint64_t now = cta_now_ms();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                int pr = poll(&pfd, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
+                if (pr < 0 && errno != EINTR)
+                        return -EIO;
+                if (pr > 0)
+                        break;
+        }
+        ssize_t n;
+        while ((n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
+                ;
+        if (n <= 0)
+                return -EPIPE;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                        int x;
+                        memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        if (*ret_pidfd < 0)
+                                *ret_pidfd = x;
+                        else
+                                (void)close(x);
+                }
+        }
+        if ((size_t)n < sizeof(h))
+                return read_full(fd, (char *)&h + n, sizeof(h) - (size_t)n, deadline);
+        return 0;
+}
+
+/* Run fn in a child against container `name` (NULL: none); arg is copied
+ * (arg_len bytes). On success *ret holds the child's message; a child-reported
+ * failure becomes *err. */
 static int lxc_call(struct cta_ct_backend *b, const char *name, lxc_child_fn fn, const void *arg,
-                    unsigned timeout_s, struct lxc_msg *ret, void **ret_extra,
+                    size_t arg_len, unsigned timeout_s, struct lxc_msg *ret, void **ret_extra,
                     struct cta_error **err)
 {
         struct lxc_msg m;
         void *extra = NULL;
-        int p[2], status = 0, rr;
+        int sv[2], status = 0, rr, pidfd = -1;
         pid_t pid;
 
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return cta_error_errno(err, CTA_E_IO, "pipe");
-        pid = fork();
-        if (pid < 0) {
-                int r = cta_error_errno(err, CTA_E_IO, "fork");
-                (void)close(p[0]);
-                (void)close(p[1]);
-                return r;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return cta_error_errno(err, CTA_E_IO, "socketpair");
+        rr = lxc_spawn(b, name, fn, arg, arg_len, sv[1], &pid);
+        (void)close(sv[1]);
+        if (rr < 0) {
+                (void)close(sv[0]);
+                return cta_error_set(err, CTA_E_IO, -rr, "cannot start the liblxc helper");
         }
-        if (pid == 0) {
-                (void)close(p[0]);
-                child_main(b, name, fn, arg, p[1]);
-        }
-        (void)close(p[1]);
         uint64_t deadline = cta_now_ms() + (uint64_t)timeout_s * 1000;
         memset(&m, 0, sizeof(m));
-        rr = read_full(p[0], &m, sizeof(m), deadline);
+        rr = read_hello(sv[0], &pidfd, deadline);
+        if (rr == 0)
+                rr = read_full(sv[0], &m, sizeof(m), deadline);
         if (rr == 0 && m.extra_len) {
                 if (m.extra_len > LXC_EXTRA_MAX) {
                         rr = -EPROTO;
                 } else {
                         extra = cta_xmalloc(m.extra_len);
-                        rr = read_full(p[0], extra, m.extra_len, deadline);
+                        rr = read_full(sv[0], extra, m.extra_len, deadline);
                 }
         }
-        (void)close(p[0]);
-        if (rr == -ETIMEDOUT)
-                (void)kill(pid, SIGKILL);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        (void)close(sv[0]);
+        if (rr == -ETIMEDOUT) {
+                if (pidfd >= 0)
+                        (void)pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+                else if (pid > 0)
+                        (void)kill(pid, SIGKILL);
+        }
+        if (pidfd >= 0)
+                (void)close(pidfd);
+        while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
         if (rr < 0) {
                 free(extra);
                 if (rr == -ETIMEDOUT)
                         return cta_error_set(err, CTA_E_TIMEOUT, ETIMEDOUT,
                                              "liblxc did not answer within %u s", timeout_s);
-                if (WIFSIGNALED(status))
+                if (pid > 0 && WIFSIGNALED(status))
                         return cta_error_set(err, CTA_E_CT_BACKEND, 0,
                                              "liblxc helper killed by signal %d",
                                              WTERMSIG(status));
-                return cta_error_set(err, CTA_E_CT_BACKEND, 0, "liblxc helper failed (status %d)",
-                                     status);
+                return cta_error_set(err, CTA_E_CT_BACKEND, 0,
+                                     "the liblxc helper ended without an answer");
         }
         m.msg[sizeof(m.msg) - 1] = '\0';
         if (m.r < 0) {
@@ -564,11 +711,11 @@ static int op_list(struct cta_ct_backend *b, struct lxc_container *unused, const
 /* ---- parent side ---- */
 
 static int lxc_op(struct cta_ct_backend *b, uint64_t veid, lxc_child_fn fn, const void *arg,
-                  unsigned timeout_s, int64_t *ret_val, struct cta_error **err)
+                  size_t arg_len, unsigned timeout_s, int64_t *ret_val, struct cta_error **err)
 {
         _cleanup_free_ char *name = cta_ct_lxc_name(&b->node, veid);
         struct lxc_msg m;
-        int r = lxc_call(b, name, fn, arg, timeout_s, &m, NULL, err);
+        int r = lxc_call(b, name, fn, arg, arg_len, timeout_s, &m, NULL, err);
         if (r < 0)
                 return CT_WRAP(r, err, "container %" PRIu64, veid);
         if (ret_val)
@@ -673,7 +820,7 @@ static int lxc_list_running(struct cta_ct_backend *b, uint64_t **ret_veids, size
 {
         struct lxc_msg m;
         void *extra = NULL;
-        int r = lxc_call(b, NULL, op_list, NULL, 30, &m, &extra, err);
+        int r = lxc_call(b, NULL, op_list, NULL, 0, 30, &m, &extra, err);
         if (r < 0)
                 return CT_WRAP(r, err, "list running containers");
         if (m.val < 0 || (uint64_t)m.val * sizeof(uint64_t) != m.extra_len) {
@@ -759,7 +906,7 @@ static int lxc_start(struct cta_ct_backend *b, uint64_t veid, struct cta_error *
                         return CT_WRAP(r, err, "start container %" PRIu64, veid);
         }
         off_t log_from = log_size(b, name);
-        r = lxc_call(b, name, op_start, NULL, 120, &m, NULL, err);
+        r = lxc_call(b, name, op_start, NULL, 0, 120, &m, NULL, err);
         if (r < 0) {
                 /* LXC 5.0.2 leaves the monitor's cgroups behind when a daemonized
                  * start fails */
@@ -786,7 +933,7 @@ static int lxc_stop(struct cta_ct_backend *b, uint64_t veid, bool force, unsigne
 {
         struct stop_arg a = { .force = force, .timeout_s = (int)timeout_s };
         int64_t killed = 0;
-        int r = lxc_op(b, veid, op_stop, &a, timeout_s + 60, &killed, err);
+        int r = lxc_op(b, veid, op_stop, &a, sizeof(a), timeout_s + 60, &killed, err);
         if (r < 0)
                 return CT_WRAP(r, err, "stop");
         if (killed && !force)
@@ -799,7 +946,7 @@ static int lxc_state(struct cta_ct_backend *b, uint64_t veid, enum cta_ct_state 
                      struct cta_error **err)
 {
         int64_t v;
-        int r = lxc_op(b, veid, op_state, NULL, 30, &v, err);
+        int r = lxc_op(b, veid, op_state, NULL, 0, 30, &v, err);
         if (r < 0)
                 return r;
         *ret = (enum cta_ct_state)v;
@@ -810,7 +957,7 @@ static int lxc_init_pid(struct cta_ct_backend *b, uint64_t veid, pid_t *ret,
                         struct cta_error **err)
 {
         int64_t v;
-        int r = lxc_op(b, veid, op_init_pid, NULL, 30, &v, err);
+        int r = lxc_op(b, veid, op_init_pid, NULL, 0, 30, &v, err);
         if (r < 0)
                 return r;
         *ret = (pid_t)v;
@@ -845,14 +992,20 @@ static int lxc_apply_limits(struct cta_ct_backend *b, const struct cta_ct_spec *
         struct limits_arg a = { .cg_flags = b->cg_flags,
                                 .mem = s->mem_limit_bytes,
                                 .cpu = s->cpu_limit_percent };
-        int r = lxc_op(b, s->veid, op_limits, &a, 30, NULL, err);
+        int r = lxc_op(b, s->veid, op_limits, &a, sizeof(a), 30, NULL, err);
         if (r < 0)
                 return CT_WRAP(r, err, "apply limits");
         return 0;
 }
 
+static void lxc_free(struct cta_ct_backend *b)
+{
+        b->zygote = ct_zygote_stop(b->zygote);
+}
+
 static const struct ct_ops lxc_ops = {
         .kind = "lxc",
+        .free = lxc_free,
         .node_setup = lxc_node_setup,
         .node_teardown = lxc_node_teardown,
         .define = lxc_define,
@@ -882,6 +1035,12 @@ int cta_ct_backend_lxc(const struct cta_ct_node *node, struct cta_ct_backend **r
                 return r;
         }
         b->cg_flags = cta_ct_cgroup_detect();
+        /* after every field the children read is set: the server holds a copy */
+        r = ct_zygote_start(lxc_serve, b, &b->zygote, err);
+        if (r < 0) {
+                cta_ct_backend_free(b);
+                return r;
+        }
         *ret = b;
         return 0;
 }

@@ -10,6 +10,7 @@ Fixtures: ctfixtures.py (container nodes and their cleanup) on top of conftest.p
 
 import os
 import re
+import signal
 import time
 import uuid
 
@@ -317,6 +318,66 @@ def test_agent_crash_keeps_containers(ct_nodes):
         running_init(ct, 102, "start after the reconcile")
         lifecycle(c, "stop", eid2)
     assert H.wait_for(lambda: not F.pid_alive(pid), 5)
+
+
+def fork_servers(ct):
+    """Live children of the agent named ctagentd-lxc: its liblxc fork server."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm, rest = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+        if comm == "ctagentd-lxc" and int(rest[1]) == ct.node.proc.pid and rest[0] != "Z":
+            found.append(int(d))
+    return found
+
+
+def test_fork_server(ct_nodes):
+    """The liblxc children come from one fork server started with the agent (forking the
+    threaded daemon itself could copy a held allocator lock). Killed, the agent still runs
+    containers (it forks them itself); the server does not outlive a killed agent."""
+    ct = ct_nodes.start(host="127.0.0.11")
+    servers = fork_servers(ct)
+    assert len(servers) == 1, "want one ctagentd-lxc child of the agent, found %r" % servers
+    with open("/proc/%d/status" % servers[0]) as f:
+        threads = [ln for ln in f if ln.startswith("Threads:")]
+    assert threads == ["Threads:\t1\n"], "the fork server is not single threaded: %r" % threads
+    fds = os.listdir("/proc/%d/fd" % servers[0])
+    assert sorted(fds, key=int) == ["0", "1", "2", "3"], \
+        "the fork server holds more than its socket: %r" % fds
+    with ct.client() as c:
+        _, env = create(c, name="zyg", hostname="zyg", veid=101, ip=ct.ip(50))
+        eid = env["eid"]
+        lifecycle(c, "start", eid)
+        running_init(ct, 101, "started through the fork server")
+        lifecycle(c, "stop", eid)
+        assert ct.lxc_state(101) == "STOPPED"
+
+        os.kill(servers[0], signal.SIGKILL)
+        assert H.wait_for(lambda: not F.pid_alive(servers[0]), 5)
+        lifecycle(c, "start", eid)
+        pid = running_init(ct, 101, "started after the fork server died")
+        assert status(c, eid) == (F.ST_RUNNING, 0)
+    assert "the liblxc fork server is gone" in ct.node.log(), ct.log_excerpt()
+
+    ct.kill9()
+    ct.start()
+    servers = fork_servers(ct)
+    assert len(servers) == 1, "restarted agent: want one fork server, found %r" % servers
+    ct.kill9()
+    assert H.wait_for(lambda: not F.pid_alive(servers[0]), 5), \
+        "the fork server %d outlived its SIGKILLed agent" % servers[0]
+    assert F.pid_alive(pid), "the container died with the agent"
+    ct.start()
+    with ct.client() as c:
+        lifecycle(c, "stop", eid)
+        lifecycle(c, "destroy", eid)
+    assert not F.pid_alive(pid)
 
 
 def test_on_boot_starts_down_containers(ct_nodes):
