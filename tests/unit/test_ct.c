@@ -4,13 +4,18 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ct/ct.h"
+#include "ct/ct_internal.h"
 #include "tap.h"
 #include "util/error.h"
 #include "util/util.h"
@@ -569,6 +574,98 @@ TEST(define__hostname_stays_inside_private)
         return 0;
 }
 
+/* ---- the fork server (ct_zygote.c) ---- */
+
+struct zy_answer {
+        pid_t pid, ppid;
+        char echo[64];
+};
+
+__attribute__((noreturn)) static void zy_serve(void *ctx, const void *req, size_t len, int fd)
+{
+        struct zy_answer a = { .pid = getpid(), .ppid = getppid() };
+        snprintf(a.echo, sizeof(a.echo), "%s:%.*s", (const char *)ctx, (int)len,
+                 (const char *)req);
+        (void)!write(fd, &a, sizeof(a));
+        _exit(0);
+}
+
+/* One request through z; the answer in *a. 0, or the spawn error. */
+static int zy_ask(struct ct_zygote *z, const char *what, struct zy_answer *a)
+{
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        int r = ct_zygote_spawn(z, what, strlen(what), sv[1]);
+        (void)close(sv[1]);
+        memset(a, 0, sizeof(*a));
+        if (r == 0 && read(sv[0], a, sizeof(*a)) != (ssize_t)sizeof(*a))
+                r = -EPIPE;
+        (void)close(sv[0]);
+        return r;
+}
+
+struct zy_thread {
+        struct ct_zygote *z;
+        int n, ok;
+        pid_t server;
+};
+
+static void *zy_thread_main(void *p)
+{
+        struct zy_thread *t = p;
+        char what[32];
+        for (int i = 0; i < t->n; i++) {
+                struct zy_answer a;
+                snprintf(what, sizeof(what), "t%d", i);
+                if (zy_ask(t->z, what, &a) == 0 && a.ppid == t->server &&
+                    strncmp(a.echo, "ctx:t", 5) == 0)
+                        t->ok++;
+        }
+        return NULL;
+}
+
+TEST(zygote__forks_each_request_from_one_server)
+{
+        struct ct_zygote *z = NULL;
+        struct zy_answer a, b;
+        char ctx[] = "ctx";
+        char big[CT_ZYGOTE_REQ_MAX + 1];
+
+        ASSERT_OK(ct_zygote_start(zy_serve, ctx, &z, NULL));
+        ASSERT_INT_EQ(zy_ask(z, "one", &a), 0);
+        ASSERT_STR_EQ(a.echo, "ctx:one");
+        ASSERT_INT_EQ(zy_ask(z, "two", &b), 0);
+        ASSERT_STR_EQ(b.echo, "ctx:two");
+        /* a child per request, both of the server, neither of us */
+        ASSERT_TRUE(a.pid != b.pid);
+        ASSERT_TRUE(a.ppid == b.ppid);
+        ASSERT_TRUE(a.ppid != getpid() && a.pid != getpid());
+
+        /* threads share it */
+        struct zy_thread t[4];
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+                t[i] = (struct zy_thread){ .z = z, .n = 25, .server = a.ppid };
+                ASSERT_INT_EQ(pthread_create(&th[i], NULL, zy_thread_main, &t[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                pthread_join(th[i], NULL);
+                ASSERT_INT_EQ(t[i].ok, 25);
+        }
+
+        memset(big, 'x', sizeof(big));
+        ASSERT_INT_EQ(ct_zygote_spawn(z, big, sizeof(big), 0), -EINVAL);
+
+        /* a dead server is reported, not waited for (waitid WNOWAIT: stop reaps it) */
+        ASSERT_INT_EQ(kill(a.ppid, SIGKILL), 0);
+        siginfo_t si;
+        ASSERT_INT_EQ(waitid(P_PID, (id_t)a.ppid, &si, WEXITED | WNOWAIT), 0);
+        ASSERT_INT_EQ(zy_ask(z, "three", &a), -EPIPE);
+        ASSERT_NULL(ct_zygote_stop(z));
+        return 0;
+}
+
 TEST(backend__lxc_needs_root)
 {
         struct cta_ct_backend *b = NULL;
@@ -589,5 +686,6 @@ int main(void)
                              T(private__remove_never_follows_symlinks), T(fake__lifecycle),
                              T(fake__busybox_private_starts),
                              T(define__hostname_stays_inside_private),
-                             T(backend__lxc_needs_root)));
+                             T(backend__lxc_needs_root),
+                             T(zygote__forks_each_request_from_one_server)));
 }
