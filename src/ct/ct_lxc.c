@@ -32,13 +32,13 @@
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/pidfd.h>
-#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
