@@ -83,6 +83,13 @@ int ct_zygote_start(ct_zygote_fn fn, void *ctx, struct ct_zygote **ret, struct c
 int ct_zygote_spawn(struct ct_zygote *z, const void *req, size_t len, int fd);
 /* Close the server's socket and reap it. NULL. */
 struct ct_zygote *ct_zygote_stop(struct ct_zygote *z);
+/* sendmsg all len bytes of p on a unix socket, with fd attached as SCM_RIGHTS
+ * unless fd < 0: 0 or -errno. */
+int ct_send_with_fd(int sock, const void *p, size_t len, int fd);
+/* The first descriptor a received message carried (the caller owns it), or -1;
+ * any further ones are closed. */
+struct msghdr;
+int ct_take_fd(struct msghdr *mh);
 
 /* ct_lxc.c: cgroup dirs per hierarchy, for teardown */
 int ct_cgroup_node_dirs(const char *node_id, char ***ret, struct cta_error **err);

@@ -282,24 +282,7 @@ static void child_hello(int wfd)
 {
         struct lxc_hello h = { .pid = getpid() };
         int pfd = pidfd_open(getpid(), 0);
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } cm;
-        struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-        if (pfd >= 0) {
-                memset(cm.buf, 0, sizeof(cm.buf));
-                mh.msg_control = cm.buf;
-                mh.msg_controllen = sizeof(cm.buf);
-                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(c), &pfd, sizeof(int));
-        }
-        while (sendmsg(wfd, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
-                ;
+        (void)ct_send_with_fd(wfd, &h, sizeof(h), pfd);
         if (pfd >= 0)
                 (void)close(pfd);
 }
@@ -329,11 +312,11 @@ __attribute__((noreturn)) static void child_main(struct cta_ct_backend *b, const
         _exit(0);
 }
 
-/* Read exactly n bytes before the deadline (monotonic ms). 0, -ETIMEDOUT, -EPIPE, -EIO. */
-static int read_full(int fd, void *p, size_t n, uint64_t deadline)
+/* Wait until fd is readable (or at EOF) before the deadline (monotonic ms).
+ * 0, -ETIMEDOUT, -EIO. */
+static int wait_readable(int fd, uint64_t deadline)
 {
-        char *s = p;
-        while (n) {
+        for (;;) {
                 uint64_t now = cta_now_ms();
                 if (now >= deadline)
                         return -ETIMEDOUT;
@@ -341,8 +324,20 @@ static int read_full(int fd, void *p, size_t n, uint64_t deadline)
                 int pr = poll(&pfd, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
                 if (pr < 0 && errno != EINTR)
                         return -EIO;
-                if (pr <= 0)
-                        continue; /* EINTR or time: the deadline check ends it */
+                if (pr > 0)
+                        return 0;
+                /* EINTR or time: the deadline check ends it */
+        }
+}
+
+/* Read exactly n bytes before the deadline. 0, -ETIMEDOUT, -EPIPE, -EIO. */
+static int read_full(int fd, void *p, size_t n, uint64_t deadline)
+{
+        char *s = p;
+        while (n) {
+                int w = wait_readable(fd, deadline);
+                if (w < 0)
+                        return w;
                 ssize_t r = read(fd, s, n);
                 if (r < 0 && errno == EINTR)
                         continue;
@@ -423,36 +418,17 @@ static int read_hello(int fd, int *ret_pidfd, uint64_t deadline)
         struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
                              .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
+        ssize_t n;
 
         *ret_pidfd = -1;
-        for (;;) {
-                uint64_t now = cta_now_ms();
-                if (now >= deadline)
-                        return -ETIMEDOUT;
-                struct pollfd pfd = { .fd = fd, .events = POLLIN };
-                int pr = poll(&pfd, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
-                if (pr < 0 && errno != EINTR)
-                        return -EIO;
-                if (pr > 0)
-                        break;
-        }
-        ssize_t n;
+        int w = wait_readable(fd, deadline);
+        if (w < 0)
+                return w;
         while ((n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
                 ;
         if (n <= 0)
                 return -EPIPE;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-                        int x;
-                        memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (*ret_pidfd < 0)
-                                *ret_pidfd = x;
-                        else
-                                (void)close(x);
-                }
-        }
+        *ret_pidfd = ct_take_fd(&mh);
         if ((size_t)n < sizeof(h))
                 return read_full(fd, (char *)&h + n, sizeof(h) - (size_t)n, deadline);
         return 0;

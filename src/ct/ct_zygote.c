@@ -39,8 +39,7 @@ struct ct_zygote {
         int sock; /* our end of the request socketpair */
 };
 
-/* The one descriptor an SCM_RIGHTS message carried, or -1. */
-static int cmsg_fd(struct msghdr *mh)
+int ct_take_fd(struct msghdr *mh)
 {
         int fd = -1;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
@@ -57,6 +56,35 @@ static int cmsg_fd(struct msghdr *mh)
                 }
         }
         return fd;
+}
+
+int ct_send_with_fd(int sock, const void *p, size_t len, int fd)
+{
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } cm;
+        struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (fd >= 0) {
+                memset(cm.buf, 0, sizeof(cm.buf));
+                mh.msg_control = cm.buf;
+                mh.msg_controllen = sizeof(cm.buf);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        }
+        for (;;) {
+                ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+                if (w == (ssize_t)len)
+                        return 0;
+                if (w < 0 && errno == EINTR)
+                        continue;
+                return w < 0 ? -errno : -EIO;
+        }
 }
 
 __attribute__((noreturn)) static void zygote_main(int sock, pid_t parent, ct_zygote_fn fn,
@@ -96,7 +124,7 @@ __attribute__((noreturn)) static void zygote_main(int sock, pid_t parent, ct_zyg
                                 continue;
                         _exit(1);
                 }
-                int fd = cmsg_fd(&mh);
+                int fd = ct_take_fd(&mh);
                 if (fd < 0)
                         continue;
                 /* a cut request is not run: closing fd tells the caller (EOF) */
@@ -134,30 +162,9 @@ int ct_zygote_start(ct_zygote_fn fn, void *ctx, struct ct_zygote **ret, struct c
 
 int ct_zygote_spawn(struct ct_zygote *z, const void *req, size_t len, int fd)
 {
-        union {
-                char buf[CMSG_SPACE(sizeof(int))];
-                struct cmsghdr align;
-        } cm;
-        struct iovec iov = { .iov_base = (void *)req, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-                             .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-        if (!z || len == 0 || len > CT_ZYGOTE_REQ_MAX)
+        if (!z || len == 0 || len > CT_ZYGOTE_REQ_MAX || fd < 0)
                 return -EINVAL;
-        memset(cm.buf, 0, sizeof(cm.buf));
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-        for (;;) {
-                ssize_t w = sendmsg(z->sock, &mh, MSG_NOSIGNAL);
-                if (w == (ssize_t)len)
-                        return 0;
-                if (w < 0 && errno == EINTR)
-                        continue;
-                return w < 0 ? -errno : -EIO;
-        }
+        return ct_send_with_fd(z->sock, req, len, fd);
 }
 
 struct ct_zygote *ct_zygote_stop(struct ct_zygote *z)
