@@ -272,17 +272,16 @@ static int child_sanitize(int wfd)
         return 3;
 }
 
-/* The child's first message: its pid, with a pidfd of itself attached when
- * the kernel has pidfd_open (5.3+). */
-struct lxc_hello {
-        int32_t pid;
-};
+/* The child's first message: one byte, with a pidfd of itself attached when
+ * the kernel has pidfd_open (5.3+). Without one a caller that times out
+ * kills nothing it did not fork itself: a bare pid could have been reused. */
+#define LXC_HELLO 'H'
 
 static void child_hello(int wfd)
 {
-        struct lxc_hello h = { .pid = getpid() };
+        const char h = LXC_HELLO;
         int pfd = pidfd_open(getpid(), 0);
-        (void)ct_send_with_fd(wfd, &h, sizeof(h), pfd);
+        (void)ct_send_with_fd(wfd, &h, 1, pfd);
         if (pfd >= 0)
                 (void)close(pfd);
 }
@@ -410,7 +409,7 @@ static int lxc_spawn(struct cta_ct_backend *b, const char *name, lxc_child_fn fn
 /* The child's hello before the deadline: its pidfd (or -1) in *ret_pidfd. */
 static int read_hello(int fd, int *ret_pidfd, uint64_t deadline)
 {
-        struct lxc_hello h;
+        char h;
         union {
                 char buf[CMSG_SPACE(sizeof(int) * 4)];
                 struct cmsghdr align;
@@ -429,9 +428,7 @@ static int read_hello(int fd, int *ret_pidfd, uint64_t deadline)
         if (n <= 0)
                 return -EPIPE;
         *ret_pidfd = ct_take_fd(&mh);
-        if ((size_t)n < sizeof(h))
-                return read_full(fd, (char *)&h + n, sizeof(h) - (size_t)n, deadline);
-        return 0;
+        return h == LXC_HELLO ? 0 : -EPROTO;
 }
 
 /* Run fn in a child against container `name` (NULL: none); arg is copied
