@@ -312,18 +312,39 @@ int cta_mig_dec_have(const uint8_t *p, size_t len, struct cta_mig_have_rec *ret)
         return 0;
 }
 
+/* The index of the first byte where a and b differ, scanning 8 bytes at a time: sorted
+ * siblings share long prefixes, and both streams compare every path with its neighbour
+ * (callgrind: a byte loop here was a quarter of an incremental pass's instructions). */
+static size_t first_diff(const char *a, const char *b, size_t n)
+{
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+                uint64_t x, y;
+                memcpy(&x, a + i, 8);
+                memcpy(&y, b + i, 8);
+                if (x != y) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                        return i + (size_t)__builtin_ctzll(x ^ y) / 8;
+#else
+                        return i + (size_t)__builtin_clzll(x ^ y) / 8;
+#endif
+                }
+        }
+        while (i < n && a[i] == b[i])
+                i++;
+        return i;
+}
+
 int cta_mig_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
         size_t n = alen < blen ? alen : blen;
-        for (size_t i = 0; i < n; i++) {
-                unsigned ca = (unsigned char)a[i], cb = (unsigned char)b[i];
-                if (ca == cb)
-                        continue;
-                ca = ca == '/' ? 0 : ca;
-                cb = cb == '/' ? 0 : cb;
-                return ca < cb ? -1 : 1;
-        }
-        return alen < blen ? -1 : alen > blen ? 1 : 0;
+        size_t i = first_diff(a, b, n);
+        if (i == n)
+                return alen < blen ? -1 : alen > blen ? 1 : 0;
+        unsigned ca = (unsigned char)a[i], cb = (unsigned char)b[i];
+        ca = ca == '/' ? 0 : ca;
+        cb = cb == '/' ? 0 : cb;
+        return ca < cb ? -1 : 1;
 }
 
 bool cta_mig_path_under(const char *a, size_t alen, const char *b, size_t blen)
@@ -337,21 +358,22 @@ int cta_mig_path_check(const char *p, size_t len, size_t max_len, unsigned max_d
                 return -CTA_E_MIG_PATH;
         if (memchr(p, 0, len))
                 return -CTA_E_MIG_PATH;
+        /* one memchr per component, not a test per byte (the receiver checks every path) */
         unsigned depth = 0;
-        size_t start = 0;
-        for (size_t i = 0; i <= len; i++) {
-                if (i < len && p[i] != '/')
-                        continue;
-                size_t cl = i - start;
+        const char *c = p, *end = p + len;
+        for (;;) {
+                const char *slash = memchr(c, '/', (size_t)(end - c));
+                size_t cl = (size_t)((slash ? slash : end) - c);
                 if (cl == 0 || cl > NAME_MAX)
                         return -CTA_E_MIG_PATH;
-                if (p[start] == '.' && (cl == 1 || (cl == 2 && p[start + 1] == '.')))
+                if (c[0] == '.' && (cl == 1 || (cl == 2 && c[1] == '.')))
                         return -CTA_E_MIG_PATH;
                 if (++depth > max_depth)
                         return -CTA_E_MIG_PATH;
-                start = i + 1;
+                if (!slash)
+                        return 0;
+                c = slash + 1;
         }
-        return 0;
 }
 
 static const uint8_t zeros[65536];

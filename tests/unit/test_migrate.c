@@ -298,6 +298,65 @@ static int compare(int a, int b, unsigned flags)
         return r;
 }
 
+/* The obvious byte-at-a-time definitions, against which the word-at-a-time ones are
+ * checked. */
+static int ref_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+        for (size_t i = 0; i < alen && i < blen; i++) {
+                unsigned ca = (unsigned char)a[i], cb = (unsigned char)b[i];
+                if (ca != cb)
+                        return (ca == '/' ? 0 : ca) < (cb == '/' ? 0 : cb) ? -1 : 1;
+        }
+        return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+static int ref_path_check(const char *p, size_t len, size_t max_len, unsigned max_depth)
+{
+        if (len == 0 || len > max_len || p[0] == '/' || memchr(p, 0, len))
+                return -CTA_E_MIG_PATH;
+        unsigned depth = 0;
+        for (size_t i = 0, start = 0; i <= len; i++) {
+                if (i < len && p[i] != '/')
+                        continue;
+                size_t cl = i - start;
+                if (cl == 0 || cl > NAME_MAX || ++depth > max_depth ||
+                    (p[start] == '.' && (cl == 1 || (cl == 2 && p[start + 1] == '.'))))
+                        return -CTA_E_MIG_PATH;
+                start = i + 1;
+        }
+        return 0;
+}
+
+static int sign(int v)
+{
+        return v < 0 ? -1 : v > 0;
+}
+
+TEST(wire__paths_match_the_byte_loop)
+{
+        static const char alpha[] = { 'a', 'a', 'b', '/', '/', '.', '\x01', '\x7f', (char)0xff, 0 };
+        uint64_t x = 0x9E3779B97F4A7C15ull;
+        char a[48], b[48];
+        for (int round = 0; round < 200000; round++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                size_t alen = x % 41, blen = (x >> 8) % 41;
+                for (size_t i = 0; i < sizeof(a); i++) {
+                        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                        a[i] = alpha[x % sizeof(alpha)];
+                        /* mostly a shared prefix, as sorted neighbours have */
+                        b[i] = (x >> 20) % 8 ? a[i] : alpha[(x >> 32) % sizeof(alpha)];
+                }
+                ASSERT_INT_EQ(sign(cta_mig_path_cmp(a, alen, b, blen)),
+                              ref_path_cmp(a, alen, b, blen));
+                ASSERT_INT_EQ(sign(cta_mig_path_cmp(b, blen, a, alen)),
+                              ref_path_cmp(b, blen, a, alen));
+                unsigned depth = (unsigned)(x >> 40) % 6 + 1;
+                ASSERT_INT_EQ(cta_mig_path_check(a, alen, 32, depth),
+                              ref_path_check(a, alen, 32, depth));
+        }
+        return 0;
+}
+
 TEST(wire__paths)
 {
         ASSERT_INT_EQ(cta_mig_path_check("a/b", 3, 4095, 256), 0);
@@ -1345,7 +1404,8 @@ int main(void)
                 printf("1..0 # SKIP needs root (owners, device nodes, trusted xattrs)\n");
                 return 0;
         }
-        return tap_run(TESTS(T(wire__paths), T(roundtrip__rich_tree), T(incremental__one_percent),
+        return tap_run(TESTS(T(wire__paths), T(wire__paths_match_the_byte_loop),
+                             T(roundtrip__rich_tree), T(incremental__one_percent),
                              T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only),
