@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -72,6 +73,8 @@ static struct mig_dst *dst_find(const char *id)
         return m;
 }
 
+static void drop_prepared_have(const char *eid); /* (prepare, below) */
+
 static void dst_unlink_free(struct mig_dst *m)
 {
         pthread_mutex_lock(&dst_mu);
@@ -81,6 +84,7 @@ static void dst_unlink_free(struct mig_dst *m)
                         break;
                 }
         pthread_mutex_unlock(&dst_mu);
+        drop_prepared_have(m->eid);
         cta_chanq_free(m->q);
         free(m->private_path);
         free(m->parent);
@@ -688,6 +692,26 @@ static ssize_t conn_frame_write(void *ctx, const void *buf, size_t len)
 }
 
 static bool warmed_recently(const char *eid); /* (prepare, below) */
+static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
+                              uint64_t *waited_ms);
+
+/* Send a spooled summary as it is. */
+static int send_prepared_have(struct cta_conn *c, int hfd, struct cta_error **err)
+{
+        _cleanup_free_ char *buf = cta_xmalloc(1u << 20);
+        for (;;) {
+                ssize_t n = read(hfd, buf, 1u << 20);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return cta_error_errno(err, CTA_E_IO, "read the prepared summary");
+                if (n == 0)
+                        return 0;
+                if (conn_frame_write(c, buf, (size_t)n) < 0)
+                        return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
+                                             "the source went away during the summary");
+        }
+}
 
 static int mig_have(struct cta_call *call, struct cta_error **err)
 {
@@ -698,6 +722,17 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
         _cleanup_close_ int fd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", staging);
+        uint64_t entries = 0, waited_ms = 0;
+        _cleanup_close_ int hfd = take_prepared_have(m->eid, fd, &entries, &waited_ms);
+        if (hfd >= 0) {
+                int r = send_prepared_have(call->s->conn, hfd, err);
+                if (r < 0)
+                        return r;
+                log_info("migration %s: have summary of %" PRIu64
+                         " entries sent (built during the source's scan; waited %.2f s for it)",
+                         m->id, entries, (double)waited_ms / 1000);
+                return 0;
+        }
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(call->s->d);
         struct cta_mig_have_opts ho = { .blockmap_dir = bmdir,
                                         .no_warm = warmed_recently(m->eid) };
@@ -872,43 +907,105 @@ static int mig_abort(struct cta_call *call, struct cta_error **err)
         return 0;
 }
 
-/* ---- prepare: warm the caches over an earlier copy ---------------------- */
+/* ---- prepare: warm and summarize an earlier copy ----------------------- */
 
 /* A source about to migrate a container here says so before it scans its own
  * tree: if this node has an earlier copy of it (it left from here), reading
  * that copy's inodes and xattrs starts now, in parallel with the source's
- * scan, and the have summary built after hello finds them cached. Nothing
+ * scan, and so does writing its have summary into a memfd. `have`, after
+ * hello, then sends that summary instead of walking the tree while the
+ * source waits (with its container stopped, on a live migration). Nothing
  * changes on disk or in the registry; one warm-up at a time per node. */
 static atomic_bool g_warming;
-/* The container whose copy is being or was last warmed, and when that ended (0: still
- * running): its have summary then skips its own warm-up scan. */
+/* The container whose copy is being or was last warmed, when that ended (0: still
+ * running), and the summary it built (a memfd, or -1) of the tree whose root was
+ * (have_dev, have_ino). Guarded by g_warm_mu; g_warm_cv signals the end. */
 static pthread_mutex_t g_warm_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_warm_cv = PTHREAD_COND_INITIALIZER;
 static char g_warm_eid[37];
 static uint64_t g_warm_end_ms;
+static int g_have_fd = -1;
+static dev_t g_have_dev;
+static ino_t g_have_ino;
+static uint64_t g_have_entries;
 #define WARM_FRESH_MS (5u * 60 * 1000)
+/* A prepared summary larger than this is dropped; `have` then builds it as it goes. */
+#define PREPARED_HAVE_MAX (64u << 20)
+/* How long `have` waits for a prepared summary still being built. */
+#define PREPARED_HAVE_WAIT_MS (60u * 1000)
 
 struct warm_job {
-        char eid[37];
-        char *path;
+        char *path, *bmdir;
 };
+
+struct capped_fd {
+        int fd;
+        uint64_t written;
+};
+
+static ssize_t capped_write(void *ctx, const void *buf, size_t len)
+{
+        struct capped_fd *c = ctx;
+        if (c->written + len > PREPARED_HAVE_MAX)
+                return -CTA_E_TOO_LARGE;
+        ssize_t r = cta_mig_fd_io_ops.write((void *)(intptr_t)c->fd, buf, len);
+        if (r >= 0)
+                c->written += len;
+        return r;
+}
+
+/* The summary of the tree at dirfd into a new memfd, or -1. */
+static int prepare_have(int dirfd, const char *bmdir, uint64_t *entries)
+{
+        int fd = memfd_create("ctagent-have", MFD_CLOEXEC);
+        if (fd < 0)
+                return -1;
+        struct capped_fd cf = { .fd = fd };
+        struct cta_mig_io io = { .write = capped_write, .ctx = &cf };
+        /* with its own warm-up beside the walk: the two together take the time of the
+         * slower, where warming first and walking after took the sum (and the source's
+         * scan is over before the sum) */
+        struct cta_mig_have_opts ho = { .blockmap_dir = bmdir };
+        struct cta_mig_stats st = { 0 };
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        if (cta_mig_have_build_opts(dirfd, &ho, &io, &st, &err) < 0) {
+                log_info("prepare: no summary ahead of time: %s", cta_error_msg(err));
+                close(fd);
+                return -1;
+        }
+        *entries = st.entries;
+        return fd;
+}
 
 static void warm_work(void *arg)
 {
         struct warm_job *j = arg;
+        int hfd = -1;
+        uint64_t entries = 0;
+        struct stat st;
         int fd = open(j->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) {
-                cta_mig_warm(fd);
+                if (fstat(fd, &st) == 0)
+                        hfd = prepare_have(fd, j->bmdir, &entries);
                 close(fd);
         }
+        pthread_mutex_lock(&g_warm_mu);
+        if (hfd >= 0) {
+                g_have_fd = hfd;
+                g_have_dev = st.st_dev;
+                g_have_ino = st.st_ino;
+                g_have_entries = entries;
+        }
+        g_warm_end_ms = cta_now_ms();
+        pthread_cond_broadcast(&g_warm_cv);
+        pthread_mutex_unlock(&g_warm_mu);
 }
 
 static void warm_done(void *arg)
 {
         struct warm_job *j = arg;
-        pthread_mutex_lock(&g_warm_mu);
-        g_warm_end_ms = cta_now_ms();
-        pthread_mutex_unlock(&g_warm_mu);
         free(j->path);
+        free(j->bmdir);
         free(j);
         atomic_store(&g_warming, false);
 }
@@ -921,6 +1018,54 @@ static bool warmed_recently(const char *eid)
                  (!g_warm_end_ms || cta_now_ms() - g_warm_end_ms < WARM_FRESH_MS);
         pthread_mutex_unlock(&g_warm_mu);
         return r;
+}
+
+/*
+ * The summary prepare built of eid's earlier copy, if it is the tree at dirfd (the
+ * same root inode: hello renames that copy into the staging area) and fresh: a memfd
+ * at offset 0 that the caller now owns, or -1. Waits for a build still running. Each
+ * summary is used once: the stream that follows changes the tree it describes.
+ */
+static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
+                              uint64_t *waited_ms)
+{
+        struct stat st;
+        if (fstat(dirfd, &st) < 0)
+                return -1;
+        int fd = -1;
+        pthread_mutex_lock(&g_warm_mu);
+        uint64_t t0 = cta_now_ms(), until = t0 + PREPARED_HAVE_WAIT_MS;
+        while (streq(g_warm_eid, eid) && !g_warm_end_ms && cta_now_ms() < until) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 1;
+                pthread_cond_timedwait(&g_warm_cv, &g_warm_mu, &ts);
+        }
+        if (streq(g_warm_eid, eid) && g_warm_end_ms && g_have_fd >= 0 &&
+            cta_now_ms() - g_warm_end_ms < WARM_FRESH_MS && g_have_dev == st.st_dev &&
+            g_have_ino == st.st_ino) {
+                fd = g_have_fd;
+                *entries = g_have_entries;
+                g_have_fd = -1;
+        }
+        pthread_mutex_unlock(&g_warm_mu);
+        *waited_ms = cta_now_ms() - t0;
+        if (fd >= 0 && lseek(fd, 0, SEEK_SET) < 0) {
+                close(fd);
+                fd = -1;
+        }
+        return fd;
+}
+
+/* A migration of eid ended: a summary it did not use is of no use to a later one. */
+static void drop_prepared_have(const char *eid)
+{
+        pthread_mutex_lock(&g_warm_mu);
+        if (streq(g_warm_eid, eid) && g_warm_end_ms && g_have_fd >= 0) {
+                close(g_have_fd);
+                g_have_fd = -1;
+        }
+        pthread_mutex_unlock(&g_warm_mu);
 }
 
 static int mig_prepare(struct cta_call *call, struct cta_error **err)
@@ -937,19 +1082,20 @@ static int mig_prepare(struct cta_call *call, struct cta_error **err)
                 return 0;
         }
         struct warm_job *j = cta_xcalloc(1, sizeof(*j));
-        snprintf(j->eid, sizeof(j->eid), "%s", eid);
         j->path = retired;
+        j->bmdir = cta_mig_blockmap_dir(call->s->d);
         pthread_mutex_lock(&g_warm_mu);
         snprintf(g_warm_eid, sizeof(g_warm_eid), "%s", eid);
         g_warm_end_ms = 0;
+        if (g_have_fd >= 0)
+                close(g_have_fd); /* another container's, or an older one of this */
+        g_have_fd = -1;
         pthread_mutex_unlock(&g_warm_mu);
         if (cta_job_spawn(call->s->d, warm_work, warm_done, j) < 0) {
-                free(retired);
-                free(j);
                 pthread_mutex_lock(&g_warm_mu);
                 g_warm_eid[0] = 0;
                 pthread_mutex_unlock(&g_warm_mu);
-                atomic_store(&g_warming, false);
+                warm_done(j);
         }
         return 0;
 }

@@ -37,6 +37,14 @@ def sent_bytes(node, nth):
     return int(found[nth][1])
 
 
+def prepared_haves(node):
+    """How many have summaries this node sent that it had built during the source's scan
+    (ctamig/prepare), not while the source waited."""
+    with open(node.node.log_path) as f:
+        return len(re.findall(r"have summary of \d+ entries sent \(built during the source's "
+                              r"scan\)", f.read()))
+
+
 def write_files(root, n, size, tag):
     d = os.path.join(root, "srv", "data")
     os.makedirs(d, exist_ok=True)
@@ -58,12 +66,17 @@ def test_back_and_forth_sends_only_changes(ct_nodes, ct_admin):
     first = sent_bytes(a, 0)
     assert first >= 200 * 64 * 1024
 
-    # Back to A with nothing changed: A starts from its .migrated copy.
+    # Back to A with nothing changed: A starts from its .migrated copy. A stray file
+    # put into that copy meanwhile is in the summary A prepares, so it is deleted.
+    with open(os.path.join(priv_a + ".migrated", "stray"), "w") as f:
+        f.write("not the container's\n")
     with b.client() as cb:
         r, _ = migrate(cb, seed_request(a, eid, ct_admin, options="<type>0</type>"))
         assert r.error is None, "%s\n%s" % (r.text, a.log_excerpt())
     assert sent_bytes(b, 0) == 0, "nothing changed, yet data was sent"
     assert not os.path.exists(priv_a + ".migrated"), "the earlier copy was not reused"
+    assert not os.path.exists(os.path.join(priv_a, "stray")), "the summary was stale"
+    assert prepared_haves(a) == 1, "A's summary was not built ahead:\n" + a.log_excerpt()
     with a.client() as ca:
         assert status(ca, eid) == (F.ST_DOWN, 0)
 
@@ -73,6 +86,7 @@ def test_back_and_forth_sends_only_changes(ct_nodes, ct_admin):
         r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
         assert r.error is None, r.text
     assert sent_bytes(a, 1) == 2 * 64 * 1024
+    assert prepared_haves(b) == 1, "B's summary was not built ahead:\n" + b.log_excerpt()
     with open(os.path.join(b.private_root, "111", "srv", "data", "f0001"), "rb") as f:
         assert f.read(4) == b"cccc"
     with open(os.path.join(b.private_root, "111", "srv", "data", "f0002"), "rb") as f:
