@@ -42,7 +42,7 @@ def prepared_haves(node):
     (ctamig/prepare), not while the source waited."""
     with open(node.node.log_path) as f:
         return len(re.findall(r"have summary of \d+ entries sent \(built during the source's "
-                              r"scan\)", f.read()))
+                              r"scan; waited [\d.]+ s for it\)", f.read()))
 
 
 def write_files(root, n, size, tag):
