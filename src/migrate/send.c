@@ -889,6 +889,25 @@ static int send_item_fd(struct sender *s, const struct cta_walk_item *it,
                         struct cta_error **err);
 
 /*
+ * Does the destination hold this regular file already (the have record's size and mtime
+ * match st's), so that only its metadata goes? Not when its ctime is at or after
+ * changed_since: see cta_mig_send_opts.
+ */
+static bool have_unchanged(const struct sender *s, const struct cta_mig_have_rec *hv,
+                           const struct stat *st)
+{
+        if (!hv || hv->kind != CTA_MIG_K_REG || !S_ISREG(st->st_mode) ||
+            hv->size != (uint64_t)st->st_size || hv->mtime_sec != st->st_mtim.tv_sec ||
+            hv->mtime_nsec != (uint32_t)st->st_mtim.tv_nsec)
+                return false;
+        const struct timespec *t = s->o ? &s->o->changed_since : NULL;
+        if (!t || (!t->tv_sec && !t->tv_nsec))
+                return true;
+        return st->st_ctim.tv_sec < t->tv_sec ||
+               (st->st_ctim.tv_sec == t->tv_sec && st->st_ctim.tv_nsec < t->tv_nsec);
+}
+
+/*
  * An incremental pass walks without opening regular files (most are unchanged: their
  * metadata comes from the walk, their xattrs by path); a file whose data must go is opened
  * here, and described by the stat of what was opened.
@@ -901,9 +920,7 @@ static int send_item(struct sender *s, const struct cta_walk_item *it, struct ct
         int r = have_merge(s, it->path, it->path_len, &hv, err);
         if (r < 0)
                 return r;
-        if (hv && hv->kind == CTA_MIG_K_REG && hv->size == (uint64_t)it->st.st_size &&
-            hv->mtime_sec == it->st.st_mtim.tv_sec &&
-            hv->mtime_nsec == (uint32_t)it->st.st_mtim.tv_nsec)
+        if (have_unchanged(s, hv, &it->st))
                 return send_item_fd(s, it, err);
         struct cta_walk_item o = *it;
         o.fd = cta_mig_open_file(it->dirfd, it->name);
@@ -990,8 +1007,7 @@ static int send_item_fd(struct sender *s, const struct cta_walk_item *it,
                 s->st.dirs++;
         } else if (kind == CTA_MIG_K_REG) {
                 e.size = (uint64_t)st->st_size;
-                if (hv && hv->kind == CTA_MIG_K_REG && hv->size == e.size &&
-                    hv->mtime_sec == e.mtime_sec && hv->mtime_nsec == e.mtime_nsec) {
+                if (have_unchanged(s, hv, st)) {
                         e.flags |= CTA_MIG_EF_UNCHANGED;
                         s->st.unchanged++;
                 } else if (hv && (hv->flags & CTA_MIG_HAVE_F_BLOCKS) && e.size) {

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 struct cta_error;
 
@@ -113,6 +114,12 @@ struct cta_mig_send_opts {
         /* The highest stream version the receiver reads (from its hello); 0: this build's.
          * Below 3, large files get the older whole-content checksum (CTA_MIG_HF_BLOCKSUM). */
         uint16_t peer_version;
+        /* With have: regular files whose ctime is at or after this time (CLOCK_REALTIME) are
+         * sent even when the have stream says the destination holds that size and mtime.
+         * For the pass after a copy made while the tree was in use, given the time that
+         * copy started: a write in the same clock tick as its read leaves size and mtime as
+         * they were, but the ctime cannot be set back. {0, 0}: off. */
+        struct timespec changed_since;
 };
 
 struct cta_mig_recv_opts {

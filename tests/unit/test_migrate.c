@@ -583,6 +583,66 @@ TEST(incremental__one_percent)
         return 0;
 }
 
+/* A copy made while the tree is in use, then the pass after it: a file rewritten in the
+ * same clock tick as the first pass read it keeps its size and mtime (here: set back, as a
+ * coarse clock would leave it). Trusting the have stream misses it; with changed_since (the
+ * first pass's start) its new ctime sends it again. */
+TEST(incremental__changed_since_precopy)
+{
+        ASSERT_OK(setup());
+        int src, dst;
+        ASSERT_OK(tree_pair("pc", &src, &dst));
+        ASSERT_OK(put_file(src, "old", "untouched", 9, 0644));
+        ASSERT_OK(put_file(src, "busy", "before!!", 8, 0644));
+        struct send_job job;
+        struct cta_mig_stats rst;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", NULL, NULL, &job, &rst), 0);
+        /* the first pass "started" at t; file times come from a coarse clock (a tick
+         * behind), hence the gaps */
+        usleep(50 * 1000);
+        struct timespec t;
+        ASSERT_OK(clock_gettime(CLOCK_REALTIME, &t));
+        usleep(50 * 1000);
+        /* "busy" rewritten while that pass ran: size and mtime as before */
+        struct stat st;
+        ASSERT_OK(fstatat(src, "busy", &st, 0));
+        ASSERT_OK(put_file(src, "busy", "after!!!", 8, 0644));
+        struct timespec same[2] = { st.st_atim, st.st_mtim };
+        ASSERT_OK(utimensat(src, "busy", same, 0));
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
+        ASSERT_TRUE(stage >= 0);
+
+        /* trusting the have stream alone, the destination keeps the old "busy" */
+        int hfd;
+        struct cta_mig_stats hst;
+        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        struct cta_mig_send_opts so = { .have = &hio };
+        struct cta_mig_recv_opts ro = { .allow_existing = true };
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        close(hfd);
+        ASSERT_INT_EQ(job.st.data_bytes, 0);
+        char buf[16] = { 0 };
+        int fd = openat(stage, "busy", O_RDONLY);
+        ASSERT_INT_EQ(read(fd, buf, sizeof(buf)), 8);
+        close(fd);
+        ASSERT_STR_EQ(buf, "before!!");
+
+        /* with changed_since = t, "busy" (changed after t) is sent again, "old" is not */
+        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
+        hio = cta_mig_fd_io(hfd);
+        so.changed_since = t;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        close(hfd);
+        ASSERT_INT_EQ(job.st.data_bytes, 8);
+        ASSERT_INT_EQ(job.st.unchanged, 1);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        close(stage);
+        close(src);
+        close(dst);
+        return 0;
+}
+
 /* The receiver in a thread with its own working directory (as the daemon's stream job
  * runs it): xattrs of entries it never opens (symlinks, a fifo, unchanged files) go by
  * fchdir + name; the copy is the same, and the process's own directory stays put. */
@@ -1406,6 +1466,7 @@ int main(void)
         }
         return tap_run(TESTS(T(wire__paths), T(wire__paths_match_the_byte_loop),
                              T(roundtrip__rich_tree), T(incremental__one_percent),
+                             T(incremental__changed_since_precopy),
                              T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only),
