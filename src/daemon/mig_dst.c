@@ -52,7 +52,9 @@ struct mig_dst {
         uint64_t decl_bytes, decl_inodes; /* what hello declared: the stream may not exceed it */
         char *private_path, *parent, *staging_name;
         bool force_used;
-        bool have;       /* staging starts from an earlier copy: send a have summary */
+        bool have;       /* staging holds a copy (earlier, or the last pass's): a have summary */
+        unsigned streams; /* streams received: a second one follows a copy made while the
+                           * container ran (the source's pre-copy) */
         char *base_from; /* that copy's own path (a retired .migrated area), to give back */
         enum dst_state state;
         struct cta_chanq *q;
@@ -437,12 +439,17 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         cta_xw_int(w, cta_xw_qname(qn, p, "have"), m->have);
         /* the newest tree-stream format we read (older agents do not say: 2) */
         cta_xw_int(w, cta_xw_qname(qn, p, "stream"), CTA_MIG_STREAM_VERSION);
+        /* we take a second stream (have, stream) after the first: the source may copy a
+         * running container first and stop it only for what changed (older agents: 1) */
+        cta_xw_int(w, cta_xw_qname(qn, p, "passes"), 2);
         return cta_call_end_result(call, err);
 }
 
 /* The migration a call names: it must exist, belong to this connection and
  * be in the expected state. */
-static int dst_get(struct cta_call *call, enum dst_state want, struct mig_dst **ret,
+/* The migration this call names, on this connection, in one of the states of want
+ * (a mask of 1 << state). */
+static int dst_get(struct cta_call *call, unsigned want, struct mig_dst **ret,
                    struct cta_error **err)
 {
         char id[37];
@@ -453,7 +460,7 @@ static int dst_get(struct cta_call *call, enum dst_state want, struct mig_dst **
         if (!m || m->s != call->s)
                 return cta_error_set(err, CTA_E_BAD_PARAM, 0,
                                      "ctamig: no open migration %s on this connection", id);
-        if (m->state != want)
+        if (!(want & (1u << m->state)))
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0,
                                      "ctamig: migration %s is not ready for %s", id,
                                      call->req->call);
@@ -495,9 +502,13 @@ static void q_abort(void *ctx)
 static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m;
-        int r = dst_get(call, D_CHECKED, &m, err);
+        /* a second stream after the first: the pass after a pre-copy */
+        int r = dst_get(call, 1u << D_CHECKED | 1u << D_STREAMED, &m, err);
         if (r < 0)
                 return r;
+        if (m->streams >= 2)
+                return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                     "ctamig: migration %s already had two streams", m->id);
         if (call->s->binsink)
                 return cta_error_set(err, CTA_E_BUSY, 0, "ctamig: a stream is already open");
         m->q = cta_chanq_new(call->s->conn, CTA_MIG_QUEUE_MAX);
@@ -641,6 +652,9 @@ static int mig_stream_finish(struct cta_call *call, struct cta_error **err)
                 return call->result;
         }
         m->state = D_STREAMED;
+        /* the staging area is a whole copy now: a next pass starts from it */
+        m->have = true;
+        m->streams++;
         journal(m->d, m, "streamed", NULL);
         return 0;
 }
@@ -723,7 +737,9 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", staging);
         uint64_t entries = 0, waited_ms = 0;
-        _cleanup_close_ int hfd = take_prepared_have(m->eid, fd, &entries, &waited_ms);
+        /* a prepared summary describes the tree before any stream of this migration */
+        _cleanup_close_ int hfd =
+                m->streams ? -1 : take_prepared_have(m->eid, fd, &entries, &waited_ms);
         if (hfd >= 0) {
                 int r = send_prepared_have(call->s->conn, hfd, err);
                 if (r < 0)
@@ -746,7 +762,7 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
 static int mig_have_prepare(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m;
-        int r = dst_get(call, D_CHECKED, &m, err);
+        int r = dst_get(call, 1u << D_CHECKED | 1u << D_STREAMED, &m, err);
         if (r < 0)
                 return r;
         if (!m->have)
@@ -867,7 +883,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
 static int mig_commit_prepare(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m;
-        int r = dst_get(call, D_STREAMED, &m, err);
+        int r = dst_get(call, 1u << D_STREAMED, &m, err);
         if (r < 0)
                 return r;
         call->ctx = m;

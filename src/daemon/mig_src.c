@@ -283,11 +283,17 @@ struct mig_src {
         char *dst_private;
         bool was_running, stopped, forced, have;
         uint16_t stream_version; /* the newest stream format the destination reads */
+        unsigned dst_passes;     /* streams the destination takes in one migration (1 or 2) */
+        /* A running container is copied while it runs (pre-copy), then stopped for a
+         * pass of what changed: files changed since precopy_start go again. */
+        bool precopying, precopied;
+        struct timespec precopy_start;
         int have_fd; /* the destination's have summary, spooled (memfd), or -1 */
         struct peer peer;
         bool connected;
         struct cta_mig_totals totals;
         uint64_t last_progress_ms;
+        int last_percent;
         char dst_label[300];
         /* where the time went, for the log line at the end */
         uint64_t t_mark;
@@ -327,6 +333,17 @@ static void progress_bytes(struct mig_src *m, int status, const char *phase, int
 {
         const char *eids[1] = { m->row.eid };
         char d[24], t[24];
+        /* A client draws a bar: the percent of status 2 never goes back. With a pre-copy
+         * that pass is 0-90 % and the pass after the stop 90-100 %. */
+        if (status == 2) {
+                if (m->precopying)
+                        percent = percent * 90 / 100;
+                else if (m->precopied)
+                        percent = 90 + percent / 10;
+                if (percent < m->last_percent)
+                        percent = m->last_percent;
+                m->last_percent = percent;
+        }
         snprintf(d, sizeof(d), "%" PRIu64, done);
         snprintf(t, sizeof(t), "%" PRIu64, total);
         struct cta_info_param params[5] = {
@@ -368,8 +385,8 @@ static void on_copy_progress(void *ud, uint64_t done, uint64_t total, uint64_t f
                 return;
         m->last_progress_ms = now;
         char phase[160];
-        snprintf(phase, sizeof(phase), "copying data, %" PRIu64 " of %" PRIu64 " bytes",
-                 done, total);
+        snprintf(phase, sizeof(phase), "copying data%s, %" PRIu64 " of %" PRIu64 " bytes",
+                 m->precopying ? " while the container runs" : "", done, total);
         /* done counts reused bytes too and may pass the scan's estimate. */
         int pct = total ? (int)(done * 100 / total) : 100;
         progress_bytes(m, 2, phase, pct > 100 ? 100 : pct, done, total);
@@ -441,6 +458,8 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         const char *sv = resp->op_node ? cta_xnode_ctext(resp->op_node, "stream") : NULL;
         long v = sv ? strtol(sv, NULL, 10) : 0;
         m->stream_version = v >= 1 && v <= UINT16_MAX ? (uint16_t)v : 2;
+        const char *passes = resp->op_node ? cta_xnode_ctext(resp->op_node, "passes") : NULL;
+        m->dst_passes = passes && streq(passes, "2") ? 2 : 1;
         if (!token || strlen(token) >= sizeof(m->token))
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0,
                                      "the destination's hello reply has no token");
@@ -481,6 +500,7 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
                 .progress = { on_copy_progress, m },
                 .cancel = &m->call->cancelled,
                 .peer_version = m->stream_version,
+                .changed_since = m->precopied ? m->precopy_start : (struct timespec){ 0 },
         };
         struct cta_mig_stats st = { 0 };
         struct req q;
@@ -543,6 +563,38 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
         log_notice("migration %s: sent %" PRIu64 " entries, %" PRIu64 " data bytes (%" PRIu64
                    " on the wire)",
                    m->id, st.entries, st.data_bytes, st.wire_bytes);
+        return 0;
+}
+
+/*
+ * Copy a running container while it runs, into the destination's staging area: the
+ * pass after the stop then sends only what changed meanwhile (vzmigrate's two rsync
+ * passes, without its blind spot: a file rewritten in the clock tick it was read keeps
+ * its size and mtime, so files whose ctime is after this pass's start go again).
+ */
+static int src_precopy(struct mig_src *m, struct cta_error **err)
+{
+        clock_gettime(CLOCK_REALTIME, &m->precopy_start);
+        m->precopy_start.tv_sec -= 1; /* file times come from a coarser clock */
+        int r = 0;
+        if (m->have) {
+                progress(m, 2, "comparing with the destination's copy", 0);
+                r = src_fetch_have(m, err);
+        }
+        if (r == 0) {
+                progress(m, 2, "copying data while the container runs", 0);
+                m->precopying = true;
+                r = src_stream(m, err);
+                m->precopying = false;
+        }
+        if (m->have_fd >= 0) {
+                close(m->have_fd);
+                m->have_fd = -1;
+        }
+        if (r < 0)
+                return r;
+        m->have = true; /* the staging area holds this copy now */
+        m->precopied = true;
         return 0;
 }
 
@@ -725,7 +777,19 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                 goto fail;
         }
 
-        /* Offline migration: the container is stopped for the copy. */
+        /* A running container is copied first while it runs, when the destination
+         * takes a second stream; it is stopped only for what changed meanwhile. */
+        if (m->was_running && m->dst_passes >= 2) {
+                r = src_precopy(m, err);
+                if (r < 0)
+                        goto fail;
+                phase(m, "precopy");
+                if (cta_call_cancelled(m->call)) {
+                        r = cta_error_set(err, CTA_E_CANCELLED, 0, "migration cancelled");
+                        goto fail;
+                }
+        }
+        /* Offline migration (type 0): the container is stopped for the (last) copy. */
         if (m->was_running) {
                 progress(m, 2, "stopping the container", 0);
                 r = cta_envm_stop_row(d, &m->row, false, err);
