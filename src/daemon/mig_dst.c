@@ -446,9 +446,7 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
 }
 
 /* The migration a call names: it must exist, belong to this connection and
- * be in the expected state. */
-/* The migration this call names, on this connection, in one of the states of want
- * (a mask of 1 << state). */
+ * be in one of the states of want (a mask of 1 << state). */
 static int dst_get(struct cta_call *call, unsigned want, struct mig_dst **ret,
                    struct cta_error **err)
 {
@@ -750,8 +748,10 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
                 return 0;
         }
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(call->s->d);
+        /* no warm-up scan beside the walk when prepare did one, or when this is the
+         * summary of what the last stream wrote (its inodes are cached) */
         struct cta_mig_have_opts ho = { .blockmap_dir = bmdir,
-                                        .no_warm = warmed_recently(m->eid) };
+                                        .no_warm = m->streams || warmed_recently(m->eid) };
         int r = cta_mig_have_build_opts(fd, &ho, &io, &st, err);
         if (r < 0)
                 return cta_error_wrap(err, "summarize %s", staging);
