@@ -385,8 +385,11 @@ static void on_copy_progress(void *ud, uint64_t done, uint64_t total, uint64_t f
                 return;
         m->last_progress_ms = now;
         char phase[160];
-        snprintf(phase, sizeof(phase), "copying data%s, %" PRIu64 " of %" PRIu64 " bytes",
-                 m->precopying ? " while the container runs" : "", done, total);
+        snprintf(phase, sizeof(phase), "%s, %" PRIu64 " of %" PRIu64 " bytes",
+                 m->precopying  ? "copying data while the container runs"
+                 : m->precopied ? "copying what changed meanwhile"
+                                : "copying data",
+                 done, total);
         /* done counts reused bytes too and may pass the scan's estimate. */
         int pct = total ? (int)(done * 100 / total) : 100;
         progress_bytes(m, 2, phase, pct > 100 ? 100 : pct, done, total);
@@ -799,7 +802,8 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         (void)cta_envm_set_state(d, &m->row, m->row.state, CTA_TR_MIGRATING, NULL);
         src_journal(m, "stopped");
         if (m->have) {
-                progress(m, 2, "comparing with the destination's copy", 0);
+                progress(m, 2, m->precopied ? "comparing with the copy just made"
+                                            : "comparing with the destination's copy", 0);
                 r = src_fetch_have(m, err);
                 if (r < 0)
                         goto fail;

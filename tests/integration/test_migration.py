@@ -334,8 +334,8 @@ def test_progress_packets(ct_nodes, ct_admin, xsd):
     assert total >= 300 * MIB, params
     for _, x in copying:
         assert abs(int(x["percent"]) - int(x["bytes_done"]) * 90 // total) <= 1, x
-    last = [x for x in params
-            if x["status"] == "2" and x.get("phase", "").startswith("copying data,")]
+    last = [x for x in params if x["status"] == "2" and
+            x.get("phase", "").startswith("copying what changed meanwhile,")]
     assert last and all(int(x["percent"]) >= 90 for x in last), params
     assert any(0 < int(x["percent"]) < 90 for _, x in copying), params
     # at least one a second while data flows: from the first copy packet to the last
@@ -590,8 +590,10 @@ def test_cancel_mid_copy(ct_nodes, ct_admin):
         eid = new_ct(p, ca, 101, data_mb=300)
         with M.SlowCpu(p.dst, SLOW):
             mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+            # (the running container's copy while it runs: the first pass)
             mig.wait_progress(lambda r: M.progress_params(r).get("phase", "").startswith(
-                "copying data,") and int(M.progress_params(r)["bytes_done"]) > 0)
+                "copying data while the container runs,") and
+                int(M.progress_params(r)["bytes_done"]) > 0)
             cid = H.new_id("cancel")
             ca.send(H.system_call("<cancel><message_id>%s</message_id></cancel>" % mig.id,
                                   id=cid))
@@ -625,10 +627,10 @@ def test_two_migrations_at_once_and_busy(ct_nodes, ct_admin):
             m1 = M.Migration(c1, M.mig_packet(p.dst, e1, ct_admin, options="<type>0</type>"))
             m2 = M.Migration(c2, M.mig_packet(p.dst, e2, ct_admin, options="<type>0</type>"))
             m1.wait_progress(lambda r: M.progress_params(r).get("phase", "").startswith(
-                "copying data,"))
+                "copying "))
             busy = M.migrate(c3, M.mig_packet(p.dst, e1, ct_admin, options="<type>0</type>"))
             m2.wait_progress(lambda r: M.progress_params(r).get("phase", "").startswith(
-                "copying data,"))
+                "copying "))
             both_copying = m1.reply is None and m2.reply is None
             m1.finish()
             m2.finish()
