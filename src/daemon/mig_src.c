@@ -809,7 +809,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                         goto fail;
         }
         phase(m, m->have ? "stop+have" : "stop");
-        progress(m, 2, "copying data", 0);
+        progress(m, 2, m->precopied ? "copying what changed meanwhile" : "copying data", 0);
         r = src_stream(m, err);
         if (r < 0)
                 goto fail;
