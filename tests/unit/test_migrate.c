@@ -498,6 +498,24 @@ static int have_to_memfd(int dirfd, int *ret_fd, struct cta_mig_stats *st)
         return r;
 }
 
+/* An incremental pass onto dst/"stage" (open as stage): its have stream first, then the
+ * transfer with it (so->have is set for the call only). */
+static int transfer_incr(int src, int dst, int stage, struct cta_mig_send_opts *so,
+                         const struct cta_mig_recv_opts *ro, struct send_job *job,
+                         struct cta_mig_stats *rst)
+{
+        int hfd;
+        struct cta_mig_stats hst;
+        if (have_to_memfd(stage, &hfd, &hst) < 0)
+                return -1;
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        so->have = &hio;
+        int r = transfer(src, dst, "stage", so, ro, job, rst);
+        so->have = NULL;
+        close(hfd);
+        return r;
+}
+
 TEST(incremental__one_percent)
 {
         ASSERT_OK(setup());
@@ -570,10 +588,7 @@ TEST(incremental__one_percent)
         ASSERT_INT_EQ(compare(src, stage, 0), 0);
 
         /* nothing changed: no data at all */
-        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
-        hio = cta_mig_fd_io(hfd);
-        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
-        close(hfd);
+        ASSERT_INT_EQ(transfer_incr(src, dst, stage, &so, &ro, &job, &rst), 0);
         ASSERT_INT_EQ(job.st.data_bytes, 0);
         ASSERT_INT_EQ(job.st.deleted, 0);
         ASSERT_INT_EQ(compare(src, stage, 0), 0);
@@ -613,14 +628,9 @@ TEST(incremental__changed_since_precopy)
         ASSERT_TRUE(stage >= 0);
 
         /* trusting the have stream alone, the destination keeps the old "busy" */
-        int hfd;
-        struct cta_mig_stats hst;
-        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
-        struct cta_mig_io hio = cta_mig_fd_io(hfd);
-        struct cta_mig_send_opts so = { .have = &hio };
+        struct cta_mig_send_opts so = { 0 };
         struct cta_mig_recv_opts ro = { .allow_existing = true };
-        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
-        close(hfd);
+        ASSERT_INT_EQ(transfer_incr(src, dst, stage, &so, &ro, &job, &rst), 0);
         ASSERT_INT_EQ(job.st.data_bytes, 0);
         char buf[16] = { 0 };
         int fd = openat(stage, "busy", O_RDONLY);
@@ -629,11 +639,8 @@ TEST(incremental__changed_since_precopy)
         ASSERT_STR_EQ(buf, "before!!");
 
         /* with changed_since = t, "busy" (changed after t) is sent again, "old" is not */
-        ASSERT_OK(have_to_memfd(stage, &hfd, &hst));
-        hio = cta_mig_fd_io(hfd);
         so.changed_since = t;
-        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
-        close(hfd);
+        ASSERT_INT_EQ(transfer_incr(src, dst, stage, &so, &ro, &job, &rst), 0);
         ASSERT_INT_EQ(job.st.data_bytes, 8);
         ASSERT_INT_EQ(job.st.unchanged, 1);
         ASSERT_INT_EQ(compare(src, stage, 0), 0);
