@@ -603,6 +603,10 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                 .blockmap_dir = bmdir,
                 .keep_on_failure = d->cfg->keep_staging || m->base_from,
                 .allow_existing = m->have,
+                /* a staging area all our own may be patched where it is (a pre-copy's
+                 * second pass writes only the blocks that changed); a user's kept copy
+                 * only ever gets whole new files */
+                .inplace = !m->base_from,
                 .cancel = &call->cancelled,
         };
         _cleanup_close_ int pfd = open(m->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -627,9 +631,10 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                 return cta_error_errno(err, CTA_E_IO, "flush the received container to disk");
         log_notice("migration %s: received %" PRIu64 " entries, %" PRIu64
                    " data bytes (%" PRIu64 " written direct, %" PRIu64
-                   " of them from the stream queue; final flush to disk %" PRIu64 " ms)",
+                   " of them from the stream queue; %" PRIu64 " files patched in place; "
+                   "final flush to disk %" PRIu64 " ms)",
                    m->id, m->stats.entries, m->stats.data_bytes, m->stats.direct_bytes,
-                   m->stats.lent_bytes, cta_now_ms() - t0);
+                   m->stats.lent_bytes, m->stats.inplace_files, cta_now_ms() - t0);
         return 0;
 }
 

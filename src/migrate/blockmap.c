@@ -294,6 +294,15 @@ bad:
         return -1;
 }
 
+int cta_bm_hash_at(int fd, uint64_t idx, uint64_t *hash)
+{
+        uint8_t h[8];
+        if (pread(fd, h, sizeof(h), (off_t)(BM_HDR + idx * 8)) != (ssize_t)sizeof(h))
+                return -1;
+        *hash = cta_mig_get64(h);
+        return 0;
+}
+
 void cta_bm_refresh(int dirfd, const struct stat *before, const struct stat *after)
 {
         char name[64];

@@ -156,6 +156,8 @@ void cta_bm_abort(struct cta_bm_writer *w);
 /* A valid record of the file with this stat: an fd positioned at its hashes
  * (cta_mig_nblocks(st_size) u64 LE), or -1. */
 int cta_bm_open(int dirfd, const struct stat *st);
+/* Block idx's hash from a record cta_bm_open() gave (it checked the whole array). */
+int cta_bm_hash_at(int fd, uint64_t idx, uint64_t *hash);
 /* We changed the file's ctime (not its content): keep its record valid if it was. */
 void cta_bm_refresh(int dirfd, const struct stat *before, const struct stat *after);
 void cta_bm_invalidate(int dirfd, uint64_t dev, uint64_t ino);

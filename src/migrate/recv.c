@@ -96,6 +96,8 @@ struct receiver {
         int bfd;        /* BASED: the destination's existing file, the base of COPY records */
         uint64_t bsize;
         struct stat bst;
+        bool inplace;   /* BASED, updated in place: ffd is the existing file itself */
+        int ibm;        /* ... and its (dropped) block map record: the hashes of COPY blocks */
         uint8_t *cbuf;  /* COPY: read buffer */
         int bm_dirfd;   /* block maps, or -1 */
         struct cta_bm_writer bmw;
@@ -856,10 +858,61 @@ static int file_fast(struct receiver *r, int pfd, const struct cta_mig_entry *e,
         return 0;
 }
 
+/*
+ * A BASED file updated where it is (cta_mig_recv_opts.inplace): our own regular file with
+ * one link and a valid block map record, on a file system that punches holes. The record
+ * is dropped before the first write (it no longer describes the file) but kept open: the
+ * blocks the source does not send are the ones it lists.
+ */
+static bool inplace_open(struct receiver *r, int pfd, const struct cta_mig_entry *e)
+{
+        struct stat pre, st;
+        if (!r->o->inplace || r->bm_dirfd < 0 || !r->blocksum || e->size < CTA_MIG_BLOCKMAP_MIN ||
+            fstatat(pfd, r->name, &pre, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(pre.st_mode) ||
+            pre.st_nlink != 1)
+                return false;
+        int fd = openat(pfd, r->name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        int bm = -1;
+        /* a punch beyond the end changes nothing, and says whether punching works */
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != pre.st_ino ||
+            st.st_nlink != 1 ||
+            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, 1) < 0 ||
+            (bm = cta_bm_open(r->bm_dirfd, &st)) < 0) {
+                close(fd);
+                return false;
+        }
+        cta_bm_invalidate(r->bm_dirfd, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+        r->ffd = fd;
+        r->ibm = bm;
+        r->bst = st;
+        r->bsize = (uint64_t)st.st_size;
+        r->inplace = true;
+        r->tmpname[0] = 0;
+        return true;
+}
+
+/* In place: what the source's file has as a hole in [from, to) may be data in ours. */
+static int inplace_zero(struct receiver *r, uint64_t from, uint64_t to, struct cta_error **err)
+{
+        if (to > r->bsize)
+                to = r->bsize;
+        if (from >= to)
+                return 0;
+        if (fallocate(r->ffd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
+                      (off_t)(to - from)) < 0)
+                return sys_fail(err, 0, "punch a hole in", r->fpath, r->fpath_len);
+        return 0;
+}
+
 static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e,
                       struct cta_error **err)
 {
-        for (unsigned attempt = 0;; attempt++) {
+        r->inplace = false;
+        r->fbsum = r->blocksum && e->size >= CTA_MIG_BLOCKMAP_MIN;
+        bool inplace = (e->flags & CTA_MIG_EF_BASED) && inplace_open(r, pfd, e);
+        for (unsigned attempt = 0; !inplace; attempt++) {
                 snprintf(r->tmpname, sizeof(r->tmpname), ".cta-mig.%llu.%u.tmp",
                          (unsigned long long)e->id, attempt);
                 r->ffd = openat(pfd, r->tmpname,
@@ -885,7 +938,7 @@ static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e
         r->fe.xattrs = r->fx;
         r->fe.target = NULL;
         r->fpos = r->frecv = r->fnext = r->fsynced = 0;
-        if (e->flags & CTA_MIG_EF_BASED) {
+        if ((e->flags & CTA_MIG_EF_BASED) && !inplace) {
                 /* the file this delta is against: ours, at the same path, never followed,
                  * and only opened if it is a regular file (a device's open may act) */
                 struct stat pre;
@@ -903,7 +956,6 @@ static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e
                 (void)cta_bm_begin(&r->bmw, r->bm_dirfd, e->size);
         if (e->size >= CTA_DIO_MIN)
                 (void)cta_dio_begin(&r->dio, r->ffd);
-        r->fbsum = r->blocksum && e->size >= CTA_MIG_BLOCKMAP_MIN;
         if (r->fbsum)
                 cta_bsum_begin(&r->bsum, e->size);
         else
@@ -917,6 +969,11 @@ static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e
 static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t n,
                     struct cta_error **err)
 {
+        if (r->inplace && off > r->fpos) {
+                int rr = inplace_zero(r, r->fpos, off, err);
+                if (rr < 0)
+                        return rr;
+        }
         bool direct = cta_dio_on(&r->dio);
         if (direct) {
                 /* straight from the io's ring when it is there (the helper writes it
@@ -960,12 +1017,40 @@ static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t
 #define COPY_BUF (1u << 20)
 #define COPY_AHEAD (16u << 20)
 
+/* COPY in place: the bytes are there already; their blocks' hashes come from the record.
+ * The source only copies whole blocks (the last one only when both files end there). */
+static int copy_in_place(struct receiver *r, uint64_t off, uint64_t n, struct cta_error **err)
+{
+        uint64_t end = off + n, mask = CTA_MIG_BLOCK - 1;
+        if ((off & mask) || ((end & mask) && (end != r->fe.size || end != r->bsize))) {
+                _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
+                return FAIL(r, CTA_E_MIG_STREAM, "'%s': copy of %llu+%llu is not whole blocks",
+                            ps, (unsigned long long)off, (unsigned long long)n);
+        }
+        if (off > r->fpos) {
+                int rr = inplace_zero(r, r->fpos, off, err);
+                if (rr < 0)
+                        return rr;
+                cta_bsum_feed(&r->bsum, NULL, off - r->fpos, &r->bmw);
+        }
+        for (uint64_t b = off >> CTA_MIG_BLOCK_SHIFT; b < cta_mig_nblocks(end); b++) {
+                uint64_t h;
+                if (cta_bm_hash_at(r->ibm, b, &h) < 0)
+                        return sys_fail(err, 0, "read the block map of", r->fpath, r->fpath_len);
+                cta_bsum_block(&r->bsum, h);
+                cta_bm_push(&r->bmw, h);
+        }
+        r->fpos = r->fnext = end;
+        r->st.copied_bytes += n;
+        return 0;
+}
+
 /* COPY: bytes the destination's existing file (the base) already has at the same offsets;
  * its data extents are copied (its holes stay holes) and hashed like received data. */
 static int file_copy(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
 {
         _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
-        if (r->bfd < 0 || len != CTA_MIG_COPY_LEN)
+        if ((r->bfd < 0 && !r->inplace) || len != CTA_MIG_COPY_LEN)
                 return FAIL(r, CTA_E_MIG_STREAM, "'%s': unexpected copy record", ps);
         uint64_t off = cta_mig_get64(p), n = cta_mig_get64(p + 8);
         if (!n || off < r->fnext || n > r->fe.size || off > r->fe.size - n || n > r->bsize ||
@@ -973,6 +1058,8 @@ static int file_copy(struct receiver *r, const uint8_t *p, size_t len, struct ct
                 return FAIL(r, CTA_E_MIG_STREAM,
                             "'%s': copy of %llu+%llu overlaps or exceeds the sizes", ps,
                             (unsigned long long)off, (unsigned long long)n);
+        if (r->inplace)
+                return copy_in_place(r, off, n, err);
         if (!r->cbuf)
                 r->cbuf = cta_xmalloc(COPY_BUF);
         uint64_t end = off + n, ra = off;
@@ -1045,6 +1132,32 @@ static int file_data(struct receiver *r, const uint8_t *p, size_t len, struct ct
         return 0;
 }
 
+/* The verified temporary file takes the entry's name. */
+static int file_commit(struct receiver *r, struct cta_error **err)
+{
+        /* Renaming over an existing file makes ext4 (auto_da_alloc) start writing the new
+         * one back at once, inside the rename: for a large file, remove the old name first
+         * (a crash in between leaves no file there: the next pass sends it again). */
+        if (r->replace && r->fe.size >= CTA_MIG_BLOCKMAP_MIN &&
+            unlinkat(r->fpfd, r->fname, 0) < 0 && errno != ENOENT && errno != EISDIR)
+                return sys_fail(err, 0, "replace", r->fpath, r->fpath_len);
+        if (!r->replace) {
+                if (renameat2(r->fpfd, r->tmpname, r->fpfd, r->fname, RENAME_NOREPLACE) < 0)
+                        return sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0,
+                                        "commit", r->fpath, r->fpath_len);
+        } else if (renameat(r->fpfd, r->tmpname, r->fpfd, r->fname) < 0) {
+                if (errno != EISDIR && errno != ENOTEMPTY && errno != EEXIST)
+                        return sys_fail(err, 0, "commit", r->fpath, r->fpath_len);
+                memcpy(r->name, r->fname, sizeof(r->name));
+                int rr = clear_name(r, r->fpfd, &r->fe, err);
+                if (rr < 0)
+                        return rr;
+                if (renameat(r->fpfd, r->tmpname, r->fpfd, r->fname) < 0)
+                        return sys_fail(err, 0, "commit", r->fpath, r->fpath_len);
+        }
+        return 0;
+}
+
 static int file_end(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
 {
         _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
@@ -1059,7 +1172,13 @@ static int file_end(struct receiver *r, const uint8_t *p, size_t len, struct cta
                         return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
                 cta_dio_end(&r->dio);
         }
-        if (r->fpos < r->fe.size && ftruncate(r->ffd, (off_t)r->fe.size) < 0)
+        if (r->inplace && r->fpos < r->fe.size) {
+                int rr = inplace_zero(r, r->fpos, r->fe.size, err);
+                if (rr < 0)
+                        return rr;
+        }
+        if ((r->fpos < r->fe.size || (r->inplace && r->bsize != r->fe.size)) &&
+            ftruncate(r->ffd, (off_t)r->fe.size) < 0)
                 return sys_fail(err, 0, "truncate", r->fpath, r->fpath_len);
         XXH128_canonical_t c;
         if (r->fbsum) {
@@ -1082,25 +1201,14 @@ static int file_end(struct receiver *r, const uint8_t *p, size_t len, struct cta
         struct stat st = { 0 };
         if ((r->fe.flags & CTA_MIG_EF_LINKABLE) && fstat(r->ffd, &st) < 0)
                 return sys_fail(err, 0, "stat", r->fpath, r->fpath_len);
-        /* Renaming over an existing file makes ext4 (auto_da_alloc) start writing the new
-         * one back at once, inside the rename: for a large file, remove the old name first
-         * (a crash in between leaves no file there: the next pass sends it again). */
-        if (r->replace && r->fe.size >= CTA_MIG_BLOCKMAP_MIN &&
-            unlinkat(r->fpfd, r->fname, 0) < 0 && errno != ENOENT && errno != EISDIR)
-                return sys_fail(err, 0, "replace", r->fpath, r->fpath_len);
-        if (!r->replace) {
-                if (renameat2(r->fpfd, r->tmpname, r->fpfd, r->fname, RENAME_NOREPLACE) < 0)
-                        return sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0,
-                                        "commit", r->fpath, r->fpath_len);
-        } else if (renameat(r->fpfd, r->tmpname, r->fpfd, r->fname) < 0) {
-                if (errno != EISDIR && errno != ENOTEMPTY && errno != EEXIST)
-                        return sys_fail(err, 0, "commit", r->fpath, r->fpath_len);
-                memcpy(r->name, r->fname, sizeof(r->name));
-                rr = clear_name(r, r->fpfd, &r->fe, err);
-                if (rr < 0)
-                        return rr;
-                if (renameat(r->fpfd, r->tmpname, r->fpfd, r->fname) < 0)
-                        return sys_fail(err, 0, "commit", r->fpath, r->fpath_len);
+        if (r->inplace) {
+                close(r->ibm);
+                r->ibm = -1;
+                r->inplace = false;
+                r->st.inplace_files++;
+                r->st.delta_files++;
+        } else if ((rr = file_commit(r, err)) < 0) {
+                return rr;
         }
         if (r->fe.flags & CTA_MIG_EF_LINKABLE)
                 add_link(r, r->fe.id, r->fpath, r->fpath_len, &st);
@@ -1413,7 +1521,7 @@ int cta_mig_recv(int parent_dirfd, const char *staging_name, const struct cta_mi
         limits_default(&r->lim, &r->o->limits);
         r->parent_fd = parent_dirfd;
         r->staging_name = staging_name;
-        r->sfd = r->pc_fd = r->ffd = r->oc.fd = r->bfd = -1;
+        r->sfd = r->pc_fd = r->ffd = r->oc.fd = r->bfd = r->ibm = -1;
         r->hold = UINT64_MAX;
         r->bmw.fd = -1;
         cta_dio_init(&r->dio);
@@ -1450,8 +1558,11 @@ out:
         cta_dio_end(&r->dio); /* what it still holds is dropped with the file */
         if (r->ffd >= 0) {
                 close(r->ffd);
-                (void)unlinkat(r->fpfd, r->tmpname, 0);
+                if (!r->inplace) /* (one updated in place is left as it is) */
+                        (void)unlinkat(r->fpfd, r->tmpname, 0);
         }
+        if (r->ibm >= 0)
+                close(r->ibm);
         cta_bm_abort(&r->bmw);
         if (r->bfd >= 0)
                 close(r->bfd);

@@ -85,6 +85,7 @@ struct cta_mig_stats {
         uint64_t blockmaps;       /* block maps recorded (send, recv) or offered (have) */
         uint64_t direct_bytes;    /* file bytes read/written with O_DIRECT (migrate/dio.h) */
         uint64_t lent_bytes;      /* ... written from the io's own ring (cta_mig_io.view) */
+        uint64_t inplace_files;   /* receiver: block deltas written into the existing file */
 };
 
 /* Receiver limits; a field left 0 takes the default in brackets. */
@@ -125,7 +126,8 @@ struct cta_mig_send_opts {
 struct cta_mig_recv_opts {
         struct cta_mig_limits limits;
         /* Keep the staging directory on failure (retry sends only the rest). Files are
-         * only ever present there once verified; temporary files are always removed. */
+         * only ever present there once verified (but see inplace); temporary files are
+         * always removed. */
         bool keep_on_failure;
         /* Accept an existing staging directory (a kept failed attempt or an earlier
          * copy) and incremental streams (metadata-only records, deletions). */
@@ -143,6 +145,15 @@ struct cta_mig_recv_opts {
          * deltas. A cache: it may be emptied at any time (cta_mig_blockmap_prune()).
          */
         const char *blockmap_dir;
+        /*
+         * Block deltas (BASED files) may update the existing file in place, writing only
+         * the blocks that changed, when that file is a regular file with one link and a
+         * valid block map record (its unchanged blocks' hashes are then taken from the
+         * record, not read back). Only for a staging tree that is all the caller's own:
+         * a failure can leave such a file half updated (its record dropped and its mtime
+         * new, so the next pass sends it again), which a user's kept copy must never be.
+         */
+        bool inplace;
 };
 
 /* Entries and data bytes of the tree at root_dirfd, in parallel threads (nothing is read

@@ -1104,6 +1104,137 @@ TEST(delta__block_changes_only)
         return 0;
 }
 
+/* One delta pass of src onto dst/name (a tree at tree), with the have summary of tree. */
+static int delta_pass(int src, int dst, int tree, const char *bmd, const char *bms,
+                      const struct cta_mig_recv_opts *ro, struct send_job *job,
+                      struct cta_mig_stats *rst)
+{
+        int hfd;
+        struct cta_mig_stats hst;
+        if (have_bm_memfd(tree, bmd, &hfd, &hst) < 0)
+                return -1;
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        struct cta_mig_send_opts so = { .have = &hio, .blockmap_dir = bms };
+        int r = transfer(src, dst, "stage", &so, ro, job, rst);
+        close(hfd);
+        return r;
+}
+
+static ino_t ino_of(int dfd, const char *name)
+{
+        struct stat st;
+        return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_ino : 0;
+}
+
+/* With inplace, a block delta writes only the changed blocks into the staging file itself
+ * (same inode); holes the source gained are punched, the size follows both ways, and the
+ * result is the source's file exactly. A have stream that lies is still caught (the
+ * unchanged blocks' hashes come from our own record, not from what the source believed),
+ * and the retry sends the whole file. */
+TEST(delta__in_place)
+{
+        ASSERT_OK(setup());
+        char bmd[300], bms[300];
+        snprintf(bmd, sizeof(bmd), "%s/ip-bm-dst", g_root);
+        snprintf(bms, sizeof(bms), "%s/ip-bm-src", g_root);
+        int src, dst;
+        ASSERT_OK(tree_pair("ip", &src, &dst));
+        ASSERT_OK(build_big(src));
+        struct cta_mig_send_opts so = { .blockmap_dir = bms };
+        struct cta_mig_recv_opts ro = { .blockmap_dir = bmd };
+        struct send_job job;
+        struct cta_mig_stats rst;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
+        ino_t ino = ino_of(stage, "img");
+        struct cta_mig_recv_opts rip = { .allow_existing = true, .blockmap_dir = bmd,
+                                         .inplace = true };
+
+        /* 4 KiB rewritten in blocks 98 and 51, block 50 (data here) made a hole on the
+         * source, and so is block 2 (followed by blocks this side still has) */
+        ASSERT_OK(scribble(src, "img", 98 * MiB + 12345, 4096, 'X'));
+        ASSERT_OK(scribble(src, "img", 51 * MiB + 100, 4096, 'X'));
+        int fd = openat(src, "img", O_WRONLY);
+        ASSERT_OK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(50 * MiB),
+                            (off_t)MiB));
+        ASSERT_OK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(2 * MiB),
+                            (off_t)MiB));
+        close(fd);
+        ASSERT_INT_EQ(delta_pass(src, dst, stage, bmd, bms, &rip, &job, &rst), 0);
+        ASSERT_INT_EQ(rst.inplace_files, 1);
+        ASSERT_INT_EQ(rst.data_bytes, 2 * MiB);
+        ASSERT_INT_EQ(ino_of(stage, "img"), ino);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0); /* content, sparseness, metadata */
+
+        /* shrunk into the middle of a data extent, then grown with data far beyond */
+        fd = openat(src, "img", O_WRONLY);
+        ASSERT_OK(ftruncate(fd, (off_t)(100 * MiB + 123)));
+        close(fd);
+        ASSERT_INT_EQ(delta_pass(src, dst, stage, bmd, bms, &rip, &job, &rst), 0);
+        ASSERT_INT_EQ(rst.inplace_files, 1);
+        ASSERT_INT_EQ(rst.data_bytes, 123);
+        ASSERT_INT_EQ(ino_of(stage, "img"), ino);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        ASSERT_OK(scribble(src, "img", 300 * MiB, 4096, 'G'));
+        ASSERT_INT_EQ(delta_pass(src, dst, stage, bmd, bms, &rip, &job, &rst), 0);
+        ASSERT_INT_EQ(rst.inplace_files, 1);
+        /* (the old tail's file system block is data up to its end now) */
+        ASSERT_INT_EQ(rst.data_bytes, 4096 + 4096);
+        ASSERT_INT_EQ(ino_of(stage, "img"), ino);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        /* the file's last data made a hole again: the end is punched too */
+        fd = openat(src, "img", O_WRONLY);
+        ASSERT_OK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(300 * MiB),
+                            4096));
+        close(fd);
+        ASSERT_INT_EQ(delta_pass(src, dst, stage, bmd, bms, &rip, &job, &rst), 0);
+        ASSERT_INT_EQ(rst.inplace_files, 1);
+        ASSERT_INT_EQ(rst.data_bytes, 0);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+
+        /* the lie: block 3's hash replaced by the source's new one */
+        ASSERT_OK(scribble(src, "img", 3 * MiB + 5, 4096, 'Z'));
+        int hfd;
+        struct cta_mig_stats hst;
+        ASSERT_OK(have_bm_memfd(stage, bmd, &hfd, &hst));
+        struct stat hs;
+        ASSERT_OK(fstat(hfd, &hs));
+        uint8_t *map = mmap(NULL, (size_t)hs.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, hfd, 0);
+        ASSERT_TRUE(map != MAP_FAILED);
+        uint8_t *hp = have_hash_at(map, (size_t)hs.st_size, "img", 3);
+        ASSERT_TRUE(hp != NULL);
+        cta_mig_put64(hp, block_hash_of(src, "img", 3));
+        munmap(map, (size_t)hs.st_size);
+        struct cta_mig_io hio = cta_mig_fd_io(hfd);
+        struct cta_mig_send_opts so2 = { .have = &hio, .blockmap_dir = bms };
+        rip.keep_on_failure = true;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", &so2, &rip, &job, &rst), CTA_E_MIG_CHECKSUM);
+        close(hfd);
+        ASSERT_TRUE(compare(src, stage, 0) != 0);
+        ASSERT_OK(have_bm_memfd(stage, bmd, &hfd, &hst));
+        close(hfd);
+        ASSERT_INT_EQ(hst.blockmaps, 1); /* only "dense": img's record went before its writes */
+        ASSERT_INT_EQ(delta_pass(src, dst, stage, bmd, bms, &rip, &job, &rst), 0);
+        ASSERT_INT_EQ(rst.inplace_files, 0);
+        /* all of img's data: 3 + 3 + 2.5 MiB and a file system block */
+        ASSERT_INT_EQ(rst.data_bytes, 8 * MiB + MiB / 2 + 4096);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+
+        /* without the option the delta goes into a new file, as before */
+        ASSERT_OK(scribble(src, "img", 98 * MiB, 4096, 'N'));
+        ino = ino_of(stage, "img");
+        rip.inplace = false;
+        ASSERT_INT_EQ(delta_pass(src, dst, stage, bmd, bms, &rip, &job, &rst), 0);
+        ASSERT_INT_EQ(rst.inplace_files, 0);
+        ASSERT_INT_EQ(rst.delta_files, 1);
+        ASSERT_TRUE(ino_of(stage, "img") != ino);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        close(stage);
+        close(src);
+        close(dst);
+        return 0;
+}
+
 /* Direct I/O windows (migrate/dio.h): writes at unaligned offsets, in odd pieces, with gaps
  * and a ragged tail, and reads of any range give the bytes plain pwrite/pread give; on this
  * file system most of them go direct, and the file's flags are restored afterwards. */
@@ -1476,7 +1607,7 @@ int main(void)
                              T(incremental__changed_since_precopy),
                              T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
-                             T(concurrent__two_transfers), T(delta__block_changes_only),
+                             T(concurrent__two_transfers), T(delta__block_changes_only), T(delta__in_place),
                              T(hash__fast_update_matches_library), T(dio__same_bytes_as_buffered), T(dio__lent_writes_same_bytes),
                              T(bsum__definition_and_version_2_peers),
                              T(walk__concurrent_walks_of_one_fd),
