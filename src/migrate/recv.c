@@ -7,8 +7,9 @@
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
  * and the last component is only used with *at() calls that do not follow it. Regular
  * files are written under a temporary name (O_CREAT | O_EXCL | O_NOFOLLOW) and renamed into
- * place only once their checksum matched. Directory modes, times and default ACLs are
- * applied at the end (a default ACL would otherwise be inherited by what we create).
+ * place only once their checksum matched (recv_file.c; small ones in bulk, apply.c).
+ * Directory modes, times and default ACLs are applied at the end (a default ACL would
+ * otherwise be inherited by what we create).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,108 +26,13 @@
 #include "migrate/dio.h"
 #include "migrate/hash.h"
 #include "migrate/internal.h"
-#include "migrate/recv_ring.h"
+#include "migrate/recv_int.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/util.h"
 
-#define WRITEBACK_CHUNK (8u << 20)
 #define ACL_DEFAULT "system.posix_acl_default"
 #define ACL_ACCESS "system.posix_acl_access"
-
-/* ------------------------------------------------------------------ receiver state */
-
-struct dir_meta {
-        char *path; /* "" for the root */
-        uint32_t mode;
-        struct timespec ts[2];
-        uint8_t *dacl; /* default ACL to set at the end, or NULL */
-        uint32_t dacl_len;
-};
-
-struct link_rec {
-        uint64_t id;
-        char *path;
-        uint64_t dev, ino;
-};
-
-enum { ST_HEADER, ST_ROOT, ST_ENTRIES, ST_FILE, ST_DONE };
-
-struct receiver {
-        const struct cta_mig_recv_opts *o;
-        struct cta_mig_limits lim;
-        int parent_fd;
-        const char *staging_name;
-        int sfd;
-        bool created, existed;
-        bool incr_stream; /* the header says incremental: deletions, unchanged files */
-        bool replace;     /* entries may already exist (existing staging or incremental) */
-        bool based_stream; /* the header allows block deltas (BASED entries, COPY records) */
-        bool aligned_stream; /* the header allows PAD records (version 4) */
-        bool last_pad;       /* ... and the last record was one (two in a row are not) */
-        uint64_t hold;       /* view: stream bytes from here on are lent to the dio helper */
-        struct cta_mig_ring ring;
-
-        int state;
-        uint64_t next_id, entries, data_bytes, deletes;
-        uint64_t decl_entries, decl_bytes;
-        char prev[PATH_MAX];
-        size_t prev_len;
-
-        char pc_path[PATH_MAX]; /* the cached parent directory */
-        size_t pc_len;
-        int pc_fd;
-        char name[NAME_MAX + 1]; /* last component of the current path */
-
-        /* the regular file being received */
-        int ffd, fpfd;
-        char tmpname[64], fname[NAME_MAX + 1], fpath[PATH_MAX];
-        uint16_t fpath_len;
-        struct cta_mig_entry fe;
-        uint8_t *fx;
-        size_t fx_cap;
-        uint64_t fpos, frecv;
-        uint64_t fsynced; /* writeback started up to here */
-        uint64_t fnext; /* the next DATA or COPY may not start before this */
-        XXH3_state_t *hash;
-        struct cta_dio dio; /* the file being received, if large: written around the cache */
-        bool blocksum;       /* the stream's large files have block-list checksums */
-        bool fbsum;          /* ... and this is one */
-        struct cta_bsum bsum;
-        int bfd;        /* BASED: the destination's existing file, the base of COPY records */
-        uint64_t bsize;
-        struct stat bst;
-        bool inplace;   /* BASED, updated in place: ffd is the existing file itself */
-        int ibm;        /* ... and its (dropped) block map record: the hashes of COPY blocks */
-        uint8_t *cbuf;  /* COPY: read buffer */
-        int bm_dirfd;   /* block maps, or -1 */
-        struct cta_bm_writer bmw;
-
-        struct dir_meta *dirs;
-        size_t ndirs, dirs_cap;
-        struct link_rec *links;
-        size_t nlinks, links_cap;
-
-        struct cta_mig_stats st;
-        uint64_t last_progress_ms;
-
-        /* small files into a fresh staging directory (file_fast) */
-        size_t skip; /* stream bytes the last record's handler consumed beyond it */
-        struct cta_owner_cache oc;
-        struct cta_aw *aw; /* the worker that creates them (apply.c) */
-};
-
-#define FAIL(r, code, ...) cta_error_set(err, code, 0, __VA_ARGS__)
-
-static int sys_fail(struct cta_error **err, int code_or_0, const char *what, const char *path,
-                    size_t len)
-{
-        int e = errno;
-        _cleanup_free_ char *p = cta_mig_path_fmt(path, len);
-        int code = code_or_0 ? code_or_0 : cta_mig_errno_code(e);
-        errno = e;
-        return cta_error_errno(err, code, "%s '%s'", what, p);
-}
 
 static void pcache_drop(struct receiver *r)
 {
@@ -302,7 +208,7 @@ static void entry_times(const struct cta_mig_entry *e, struct timespec ts[2])
 }
 
 /* Owner, xattrs, mode (after chown, which clears setuid), times of an open file. */
-static int apply_meta_fd(struct receiver *r, int fd, const struct cta_mig_entry *e, bool sync,
+int cta_recv_apply_meta_fd(struct receiver *r, int fd, const struct cta_mig_entry *e, bool sync,
                          struct cta_error **err)
 {
         if (fchown(fd, e->uid, e->gid) < 0)
@@ -522,7 +428,7 @@ static int do_dir(struct receiver *r, int pfd, const struct cta_mig_entry *e,
 
 /* Make room for a new non-directory at pfd/name in replace mode. Returns 1 if what is
  * there can stay (same kind, same target or device), 0 if the name is now free. */
-static int clear_name(struct receiver *r, int pfd, const struct cta_mig_entry *e,
+int cta_recv_clear_name(struct receiver *r, int pfd, const struct cta_mig_entry *e,
                       struct cta_error **err)
 {
         struct stat st;
@@ -589,7 +495,7 @@ static int do_special(struct receiver *r, int pfd, const struct cta_mig_entry *e
                 if (errno != EEXIST || !r->replace || attempt)
                         return sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0, "create",
                                         e->path, e->path_len);
-                rr = clear_name(r, pfd, e, err);
+                rr = cta_recv_clear_name(r, pfd, e, err);
                 if (rr < 0)
                         return rr;
                 if (rr == 1)
@@ -617,7 +523,7 @@ static struct link_rec *find_link(struct receiver *r, uint64_t id)
         return NULL;
 }
 
-static void add_link(struct receiver *r, uint64_t id, const char *path, size_t len,
+void cta_recv_add_link(struct receiver *r, uint64_t id, const char *path, size_t len,
                      const struct stat *st)
 {
         if (r->nlinks == r->links_cap) {
@@ -674,7 +580,7 @@ static int do_hardlink(struct receiver *r, int pfd, const struct cta_mig_entry *
         if (renameat(pfd, tmp, pfd, r->name) < 0) {
                 if (errno != EISDIR && errno != ENOTEMPTY && errno != EEXIST)
                         rr = sys_fail(err, 0, "link", e->path, e->path_len);
-                else if ((rr = clear_name(r, pfd, e, err)) == 0 &&
+                else if ((rr = cta_recv_clear_name(r, pfd, e, err)) == 0 &&
                          renameat(pfd, tmp, pfd, r->name) < 0)
                         rr = sys_fail(err, 0, "link", e->path, e->path_len);
                 if (rr < 0) {
@@ -728,7 +634,7 @@ static int do_unchanged(struct receiver *r, int pfd, const struct cta_mig_entry 
         if (fstatat(pfd, r->name, &pre, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(pre.st_mode) &&
             (uint64_t)pre.st_size == e->size && meta_already(r, pfd, e, &pre)) {
                 if (e->flags & CTA_MIG_EF_LINKABLE)
-                        add_link(r, e->id, e->path, e->path_len, &pre);
+                        cta_recv_add_link(r, e->id, e->path, e->path_len, &pre);
                 r->st.unchanged++;
                 return 0;
         }
@@ -742,7 +648,7 @@ static int do_unchanged(struct receiver *r, int pfd, const struct cta_mig_entry 
                 rr = FAIL(r, CTA_E_MIG_STREAM, "'%s' is not the file the source expects", p);
         }
         if (!rr)
-                rr = apply_meta_fd(r, fd, e, true, err);
+                rr = cta_recv_apply_meta_fd(r, fd, e, true, err);
         if (!rr && r->bm_dirfd >= 0 && e->size >= CTA_MIG_BLOCKMAP_MIN) {
                 /* the metadata changed the ctime, not the content */
                 struct stat after;
@@ -750,7 +656,7 @@ static int do_unchanged(struct receiver *r, int pfd, const struct cta_mig_entry 
                         cta_bm_refresh(r->bm_dirfd, &st, &after);
         }
         if (!rr && (e->flags & CTA_MIG_EF_LINKABLE))
-                add_link(r, e->id, e->path, e->path_len, &st);
+                cta_recv_add_link(r, e->id, e->path, e->path_len, &st);
         close(fd);
         if (!rr)
                 r->st.unchanged++;
@@ -851,382 +757,13 @@ static int file_fast(struct receiver *r, int pfd, const struct cta_mig_entry *e,
                         return rr;
         }
         if (e->flags & CTA_MIG_EF_LINKABLE)
-                add_link(r, e->id, e->path, e->path_len, &st);
+                cta_recv_add_link(r, e->id, e->path, e->path_len, &st);
         r->skip = (size_t)(at - start);
         r->data_bytes += total;
         r->st.files++;
         return 0;
 }
 
-/*
- * A BASED file updated where it is (cta_mig_recv_opts.inplace): our own regular file with
- * one link and a valid block map record, on a file system that punches holes. The record
- * is dropped before the first write (it no longer describes the file) but kept open: the
- * blocks the source does not send are the ones it lists.
- */
-static bool inplace_open(struct receiver *r, int pfd, const struct cta_mig_entry *e)
-{
-        struct stat pre, st;
-        if (!r->o->inplace || r->bm_dirfd < 0 || !r->blocksum || e->size < CTA_MIG_BLOCKMAP_MIN ||
-            fstatat(pfd, r->name, &pre, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(pre.st_mode) ||
-            pre.st_nlink != 1)
-                return false;
-        int fd = openat(pfd, r->name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        int bm = -1;
-        /* a punch beyond the end changes nothing, and says whether punching works */
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != pre.st_ino ||
-            st.st_nlink != 1 ||
-            fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, 1) < 0 ||
-            (bm = cta_bm_open(r->bm_dirfd, &st)) < 0) {
-                close(fd);
-                return false;
-        }
-        cta_bm_invalidate(r->bm_dirfd, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
-        r->ffd = fd;
-        r->ibm = bm;
-        r->bst = st;
-        r->bsize = (uint64_t)st.st_size;
-        r->inplace = true;
-        r->tmpname[0] = 0;
-        return true;
-}
-
-/* In place: what the source's file has as a hole in [from, to) may be data in ours. */
-static int inplace_zero(struct receiver *r, uint64_t from, uint64_t to, struct cta_error **err)
-{
-        if (to > r->bsize)
-                to = r->bsize;
-        if (from >= to)
-                return 0;
-        if (fallocate(r->ffd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
-                      (off_t)(to - from)) < 0)
-                return sys_fail(err, 0, "punch a hole in", r->fpath, r->fpath_len);
-        return 0;
-}
-
-static int file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e,
-                      struct cta_error **err)
-{
-        r->inplace = false;
-        r->fbsum = r->blocksum && e->size >= CTA_MIG_BLOCKMAP_MIN;
-        bool inplace = (e->flags & CTA_MIG_EF_BASED) && inplace_open(r, pfd, e);
-        for (unsigned attempt = 0; !inplace; attempt++) {
-                snprintf(r->tmpname, sizeof(r->tmpname), ".cta-mig.%llu.%u.tmp",
-                         (unsigned long long)e->id, attempt);
-                r->ffd = openat(pfd, r->tmpname,
-                                O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-                if (r->ffd >= 0)
-                        break;
-                if (errno != EEXIST || attempt >= 16)
-                        return sys_fail(err, 0, "create a temporary file for", e->path,
-                                        e->path_len);
-        }
-        r->fpfd = pfd;
-        memcpy(r->fname, r->name, sizeof(r->fname));
-        memcpy(r->fpath, e->path, e->path_len);
-        r->fpath_len = e->path_len;
-        if (r->fx_cap < e->xattrs_len) {
-                r->fx_cap = e->xattrs_len;
-                r->fx = cta_xrealloc(r->fx, r->fx_cap);
-        }
-        if (e->xattrs_len)
-                memcpy(r->fx, e->xattrs, e->xattrs_len);
-        r->fe = *e;
-        r->fe.path = r->fpath;
-        r->fe.xattrs = r->fx;
-        r->fe.target = NULL;
-        r->fpos = r->frecv = r->fnext = r->fsynced = 0;
-        if ((e->flags & CTA_MIG_EF_BASED) && !inplace) {
-                /* the file this delta is against: ours, at the same path, never followed,
-                 * and only opened if it is a regular file (a device's open may act) */
-                struct stat pre;
-                if (fstatat(pfd, r->fname, &pre, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(pre.st_mode))
-                        r->bfd = openat(pfd, r->fname,
-                                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-                if (r->bfd < 0 || fstat(r->bfd, &r->bst) < 0 || !S_ISREG(r->bst.st_mode) ||
-                    r->bst.st_ino != pre.st_ino) {
-                        _cleanup_free_ char *ps = cta_mig_path_fmt(e->path, e->path_len);
-                        return FAIL(r, CTA_E_MIG_STREAM, "'%s': no existing file to patch", ps);
-                }
-                r->bsize = (uint64_t)r->bst.st_size;
-        }
-        if (e->size >= CTA_MIG_BLOCKMAP_MIN)
-                (void)cta_bm_begin(&r->bmw, r->bm_dirfd, e->size);
-        if (e->size >= CTA_DIO_MIN)
-                (void)cta_dio_begin(&r->dio, r->ffd);
-        if (r->fbsum)
-                cta_bsum_begin(&r->bsum, e->size);
-        else
-                XXH3_128bits_reset(r->hash);
-        r->state = ST_FILE;
-        return 0;
-}
-
-/* Write n bytes at off of the file being received (off >= fpos), hashing the gap as
- * zeros, and feed the block map. */
-static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t n,
-                    struct cta_error **err)
-{
-        if (r->inplace && off > r->fpos) {
-                int rr = inplace_zero(r, r->fpos, off, err);
-                if (rr < 0)
-                        return rr;
-        }
-        bool direct = cta_dio_on(&r->dio);
-        if (direct) {
-                /* straight from the io's ring when it is there (the helper writes it
-                 * while we hash; its bytes stay queued until the write is done) */
-                int lr = cta_mig_ring_owns(&r->ring, d, (size_t)n)
-                                 ? cta_dio_pwrite_lend(&r->dio, d, (size_t)n, off, r->ring.head)
-                                 : cta_dio_pwrite(&r->dio, d, (size_t)n, off);
-                if (lr < 0)
-                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
-                r->hold = cta_dio_lent_from(&r->dio);
-        }
-        for (uint64_t done = 0; !direct && done < n;) {
-                ssize_t w = pwrite(r->ffd, d + done, (size_t)(n - done), (off_t)(off + done));
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w <= 0)
-                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
-                done += (uint64_t)w;
-        }
-        if (r->fbsum) { /* one pass: block hashes for the checksum and the block map */
-                cta_bsum_feed(&r->bsum, NULL, off - r->fpos, &r->bmw);
-                cta_bsum_feed(&r->bsum, d, n, &r->bmw);
-        } else {
-                cta_mig_hash_zeros(r->hash, off - r->fpos);
-                cta_xxh3_128_update(r->hash, d, (size_t)n);
-                cta_bm_feed(&r->bmw, NULL, off - r->fpos);
-                cta_bm_feed(&r->bmw, d, n);
-        }
-        r->fpos = off + n;
-        /* Start writeback of what is behind us now (it does not wait): the
-         * final sync before commit then has little left to do, and the page
-         * cache does not fill with dirty pages until the kernel throttles us. */
-        if (!direct && r->fpos - r->fsynced >= WRITEBACK_CHUNK) {
-                (void)sync_file_range(r->ffd, (off_t)r->fsynced, (off_t)(r->fpos - r->fsynced),
-                                      SYNC_FILE_RANGE_WRITE);
-                r->fsynced = r->fpos;
-        }
-        return 0;
-}
-
-#define COPY_BUF (1u << 20)
-#define COPY_AHEAD (16u << 20)
-
-/* COPY in place: the bytes are there already; their blocks' hashes come from the record.
- * The source only copies whole blocks (the last one only when both files end there). */
-static int copy_in_place(struct receiver *r, uint64_t off, uint64_t n, struct cta_error **err)
-{
-        uint64_t end = off + n, mask = CTA_MIG_BLOCK - 1;
-        if ((off & mask) || ((end & mask) && (end != r->fe.size || end != r->bsize))) {
-                _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
-                return FAIL(r, CTA_E_MIG_STREAM, "'%s': copy of %llu+%llu is not whole blocks",
-                            ps, (unsigned long long)off, (unsigned long long)n);
-        }
-        if (off > r->fpos) {
-                int rr = inplace_zero(r, r->fpos, off, err);
-                if (rr < 0)
-                        return rr;
-                cta_bsum_feed(&r->bsum, NULL, off - r->fpos, &r->bmw);
-        }
-        for (uint64_t b = off >> CTA_MIG_BLOCK_SHIFT; b < cta_mig_nblocks(end); b++) {
-                uint64_t h;
-                if (cta_bm_hash_at(r->ibm, b, &h) < 0)
-                        return sys_fail(err, 0, "read the block map of", r->fpath, r->fpath_len);
-                cta_bsum_block(&r->bsum, h);
-                cta_bm_push(&r->bmw, h);
-        }
-        r->fpos = r->fnext = end;
-        r->st.copied_bytes += n;
-        return 0;
-}
-
-/* COPY: bytes the destination's existing file (the base) already has at the same offsets;
- * its data extents are copied (its holes stay holes) and hashed like received data. */
-static int file_copy(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
-{
-        _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
-        if ((r->bfd < 0 && !r->inplace) || len != CTA_MIG_COPY_LEN)
-                return FAIL(r, CTA_E_MIG_STREAM, "'%s': unexpected copy record", ps);
-        uint64_t off = cta_mig_get64(p), n = cta_mig_get64(p + 8);
-        if (!n || off < r->fnext || n > r->fe.size || off > r->fe.size - n || n > r->bsize ||
-            off > r->bsize - n)
-                return FAIL(r, CTA_E_MIG_STREAM,
-                            "'%s': copy of %llu+%llu overlaps or exceeds the sizes", ps,
-                            (unsigned long long)off, (unsigned long long)n);
-        if (r->inplace)
-                return copy_in_place(r, off, n, err);
-        if (!r->cbuf)
-                r->cbuf = cta_xmalloc(COPY_BUF);
-        uint64_t end = off + n, ra = off;
-        for (uint64_t pos = off; pos < end;) {
-                off_t x = lseek(r->bfd, (off_t)pos, SEEK_DATA);
-                if (x < 0 && errno == ENXIO)
-                        break;
-                if (x < 0)
-                        return sys_fail(err, 0, "seek in the existing", r->fpath, r->fpath_len);
-                uint64_t d = (uint64_t)x;
-                if (d >= end)
-                        break;
-                off_t y = lseek(r->bfd, x, SEEK_HOLE);
-                if (y < 0)
-                        return sys_fail(err, 0, "seek in the existing", r->fpath, r->fpath_len);
-                uint64_t h = (uint64_t)y < end ? (uint64_t)y : end;
-                while (d < h) {
-                        if (ra < d)
-                                ra = d;
-                        if (ra < h && ra < d + COPY_AHEAD / 2) {
-                                /* asynchronous readahead, of data only (not holes) */
-                                uint64_t k = h - ra < COPY_AHEAD ? h - ra : COPY_AHEAD;
-                                (void)posix_fadvise(r->bfd, (off_t)ra, (off_t)k,
-                                                    POSIX_FADV_WILLNEED);
-                                ra += k;
-                        }
-                        size_t k = h - d > COPY_BUF ? COPY_BUF : (size_t)(h - d);
-                        ssize_t got = pread(r->bfd, r->cbuf, k, (off_t)d);
-                        if (got < 0 && errno == EINTR)
-                                continue;
-                        if (got < 0)
-                                return sys_fail(err, 0, "read the existing", r->fpath,
-                                                r->fpath_len);
-                        if (got == 0)
-                                return FAIL(r, CTA_E_MIG_CHECKSUM,
-                                            "'%s': the existing file changed", ps);
-                        int rr = put_data(r, d, r->cbuf, (uint64_t)got, err);
-                        if (rr < 0)
-                                return rr;
-                        d += (uint64_t)got;
-                        r->st.copied_bytes += (uint64_t)got;
-                }
-                pos = h;
-        }
-        r->fnext = end;
-        return 0;
-}
-
-static int file_data(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
-{
-        if (len <= 8)
-                return FAIL(r, CTA_E_MIG_STREAM, "empty data record");
-        uint64_t off = cta_mig_get64(p), n = len - 8;
-        if (off < r->fnext || n > r->fe.size || off > r->fe.size - n) {
-                _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
-                return FAIL(r, CTA_E_MIG_STREAM,
-                            "'%s': data at %llu+%llu overlaps or exceeds the declared size %llu",
-                            ps, (unsigned long long)off, (unsigned long long)n,
-                            (unsigned long long)r->fe.size);
-        }
-        if (n > r->lim.max_total_bytes - r->data_bytes)
-                return FAIL(r, CTA_E_TOO_LARGE, "more than %llu data bytes",
-                            (unsigned long long)r->lim.max_total_bytes);
-        int rr = put_data(r, off, p + 8, n, err);
-        if (rr < 0)
-                return rr;
-        r->fnext = off + n;
-        r->frecv += n;
-        r->data_bytes += n;
-        return 0;
-}
-
-/* The verified temporary file takes the entry's name. */
-static int file_commit(struct receiver *r, struct cta_error **err)
-{
-        /* Renaming over an existing file makes ext4 (auto_da_alloc) start writing the new
-         * one back at once, inside the rename: for a large file, remove the old name first
-         * (a crash in between leaves no file there: the next pass sends it again). */
-        if (r->replace && r->fe.size >= CTA_MIG_BLOCKMAP_MIN &&
-            unlinkat(r->fpfd, r->fname, 0) < 0 && errno != ENOENT && errno != EISDIR)
-                return sys_fail(err, 0, "replace", r->fpath, r->fpath_len);
-        if (!r->replace) {
-                if (renameat2(r->fpfd, r->tmpname, r->fpfd, r->fname, RENAME_NOREPLACE) < 0)
-                        return sys_fail(err, errno == EEXIST ? CTA_E_MIG_STREAM : 0,
-                                        "commit", r->fpath, r->fpath_len);
-        } else if (renameat(r->fpfd, r->tmpname, r->fpfd, r->fname) < 0) {
-                if (errno != EISDIR && errno != ENOTEMPTY && errno != EEXIST)
-                        return sys_fail(err, 0, "commit", r->fpath, r->fpath_len);
-                memcpy(r->name, r->fname, sizeof(r->name));
-                int rr = clear_name(r, r->fpfd, &r->fe, err);
-                if (rr < 0)
-                        return rr;
-                if (renameat(r->fpfd, r->tmpname, r->fpfd, r->fname) < 0)
-                        return sys_fail(err, 0, "commit", r->fpath, r->fpath_len);
-        }
-        return 0;
-}
-
-static int file_end(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
-{
-        _cleanup_free_ char *ps = cta_mig_path_fmt(r->fpath, r->fpath_len);
-        if (len != CTA_MIG_FILE_END_LEN)
-                return FAIL(r, CTA_E_MIG_STREAM, "'%s': bad file end record", ps);
-        if (cta_mig_get64(p) != r->frecv)
-                return FAIL(r, CTA_E_MIG_STREAM, "'%s': %llu data bytes declared, %llu received",
-                            ps, (unsigned long long)cta_mig_get64(p),
-                            (unsigned long long)r->frecv);
-        if (cta_dio_on(&r->dio)) {
-                if (cta_dio_flush(&r->dio) < 0)
-                        return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
-                cta_dio_end(&r->dio);
-        }
-        if (r->inplace && r->fpos < r->fe.size) {
-                int rr = inplace_zero(r, r->fpos, r->fe.size, err);
-                if (rr < 0)
-                        return rr;
-        }
-        if ((r->fpos < r->fe.size || (r->inplace && r->bsize != r->fe.size)) &&
-            ftruncate(r->ffd, (off_t)r->fe.size) < 0)
-                return sys_fail(err, 0, "truncate", r->fpath, r->fpath_len);
-        XXH128_canonical_t c;
-        if (r->fbsum) {
-                cta_bsum_final(&r->bsum, &r->bmw, c.digest);
-        } else {
-                cta_mig_hash_zeros(r->hash, r->fe.size - r->fpos);
-                XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->hash));
-        }
-        if (memcmp(c.digest, p + 8, 16) != 0) {
-                /* a delta built on a block map that lied: never offer it again, so that
-                 * the retry sends the whole file */
-                if (r->bfd >= 0)
-                        cta_bm_invalidate(r->bm_dirfd, (uint64_t)r->bst.st_dev,
-                                          (uint64_t)r->bst.st_ino);
-                return FAIL(r, CTA_E_MIG_CHECKSUM, "'%s': checksum mismatch", ps);
-        }
-        int rr = apply_meta_fd(r, r->ffd, &r->fe, r->replace, err);
-        if (rr < 0)
-                return rr;
-        struct stat st = { 0 };
-        if ((r->fe.flags & CTA_MIG_EF_LINKABLE) && fstat(r->ffd, &st) < 0)
-                return sys_fail(err, 0, "stat", r->fpath, r->fpath_len);
-        if (r->inplace) {
-                close(r->ibm);
-                r->ibm = -1;
-                r->inplace = false;
-                r->st.inplace_files++;
-                r->st.delta_files++;
-        } else if ((rr = file_commit(r, err)) < 0) {
-                return rr;
-        }
-        if (r->fe.flags & CTA_MIG_EF_LINKABLE)
-                add_link(r, r->fe.id, r->fpath, r->fpath_len, &st);
-        /* the block map is keyed by the stat after the rename (it sets the ctime) */
-        if (r->bmw.fd >= 0 && fstat(r->ffd, &st) == 0 && cta_bm_commit(&r->bmw, &st) == 0)
-                r->st.blockmaps++;
-        cta_bm_abort(&r->bmw);
-        close(r->ffd);
-        r->ffd = -1;
-        if (r->bfd >= 0) {
-                close(r->bfd);
-                r->bfd = -1;
-                r->st.delta_files++;
-        }
-        r->st.files++;
-        r->state = ST_ENTRIES;
-        return 0;
-}
 
 static int do_entry(struct receiver *r, const uint8_t *p, size_t len, struct cta_error **err)
 {
@@ -1254,7 +791,7 @@ static int do_entry(struct receiver *r, const uint8_t *p, size_t len, struct cta
                 rr = file_fast(r, pfd, &e, len, err);
                 if (rr <= 0)
                         return rr;
-                return file_begin(r, pfd, &e, err);
+                return cta_recv_file_begin(r, pfd, &e, err);
         case CTA_MIG_K_HARDLINK:
                 return do_hardlink(r, pfd, &e, err);
         default:
@@ -1406,11 +943,11 @@ static int run(struct receiver *r, struct cta_error **err)
                         ok_type = type == CTA_MIG_R_DATA || type == CTA_MIG_R_FILE_END ||
                                   type == CTA_MIG_R_COPY;
                         if (type == CTA_MIG_R_DATA)
-                                rr = file_data(r, p, len, err);
+                                rr = cta_recv_file_data(r, p, len, err);
                         else if (type == CTA_MIG_R_COPY)
-                                rr = file_copy(r, p, len, err);
+                                rr = cta_recv_file_copy(r, p, len, err);
                         else if (ok_type)
-                                rr = file_end(r, p, len, err);
+                                rr = cta_recv_file_end(r, p, len, err);
                         break;
                 default:
                         ok_type = type == CTA_MIG_R_ENTRY || type == CTA_MIG_R_DELETE ||
