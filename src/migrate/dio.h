@@ -59,6 +59,9 @@ void cta_dio_free(struct cta_dio *d);
 /* Start direct I/O on fd (already open; its status flags are restored by _end). False if
  * it cannot be had: then use fd as before. */
 bool cta_dio_begin(struct cta_dio *d, int fd);
+/* Most of a sample of the file's pages are in the page cache: a reader copies them from
+ * memory faster than O_DIRECT reads them from the disk (a live container's database). */
+bool cta_dio_cached(int fd, uint64_t size);
 bool cta_dio_on(const struct cta_dio *d);
 
 /* Read up to n bytes at off into dst, reading ahead no further than limit (the end of

@@ -602,7 +602,8 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                 ed = 0;
                 eh = size;
         }
-        bool direct = size >= CTA_DIO_MIN && cta_dio_begin(&s->dio, fd);
+        bool direct = size >= CTA_DIO_MIN && !cta_dio_cached(fd, size) &&
+                      cta_dio_begin(&s->dio, fd);
         bool bsum = s->blocksum && size >= CTA_MIG_BLOCKMAP_MIN;
         if (bsum)
                 cta_bsum_begin(&s->bsum, size);
@@ -769,7 +770,8 @@ static int send_data(struct sender *s, int fd, const struct stat *st, const char
 {
         uint64_t size = (uint64_t)st->st_size, pos = 0, sent = 0;
         bool dense = (uint64_t)st->st_blocks * 512 >= size;
-        bool direct = size >= CTA_DIO_MIN && cta_dio_begin(&s->dio, fd);
+        bool direct = size >= CTA_DIO_MIN && !cta_dio_cached(fd, size) &&
+                      cta_dio_begin(&s->dio, fd);
         int r = 0;
         XXH3_128bits_reset(s->hash);
         if (size > (64u << 20) && !direct)

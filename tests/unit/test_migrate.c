@@ -1238,6 +1238,33 @@ TEST(delta__in_place)
 /* Direct I/O windows (migrate/dio.h): writes at unaligned offsets, in odd pieces, with gaps
  * and a ragged tail, and reads of any range give the bytes plain pwrite/pread give; on this
  * file system most of them go direct, and the file's flags are restored afterwards. */
+/* cta_dio_cached: a file just written is in the page cache (read buffered); once its pages
+ * are dropped, or with most of it a hole, it is not (read with O_DIRECT). */
+TEST(dio__cached_sample)
+{
+        ASSERT_OK(setup());
+        static uint8_t buf[MiB];
+        int fd = openat(g_rootfd, "cached", O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
+        ASSERT_TRUE(fd >= 0);
+        for (int i = 0; i < 16; i++) {
+                fill_rand(buf, sizeof(buf), 5u + (uint32_t)i);
+                ASSERT_INT_EQ(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+        }
+        ASSERT_TRUE(cta_dio_cached(fd, 16 * MiB));
+        ASSERT_OK(fdatasync(fd));
+        ASSERT_OK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED));
+        ASSERT_TRUE(!cta_dio_cached(fd, 16 * MiB));
+        /* read back: cached again; then mostly a hole */
+        for (int i = 0; i < 16; i++)
+                ASSERT_INT_EQ(pread(fd, buf, sizeof(buf), (off_t)(i * MiB)), (ssize_t)sizeof(buf));
+        ASSERT_TRUE(cta_dio_cached(fd, 16 * MiB));
+        ASSERT_OK(ftruncate(fd, (off_t)(256 * MiB)));
+        ASSERT_TRUE(!cta_dio_cached(fd, 256 * MiB));
+        ASSERT_TRUE(!cta_dio_cached(fd, 4096)); /* too small to sample */
+        close(fd);
+        return 0;
+}
+
 TEST(dio__same_bytes_as_buffered)
 {
         ASSERT_OK(setup());
@@ -1608,7 +1635,7 @@ int main(void)
                              T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only), T(delta__in_place),
-                             T(hash__fast_update_matches_library), T(dio__same_bytes_as_buffered), T(dio__lent_writes_same_bytes),
+                             T(hash__fast_update_matches_library), T(dio__cached_sample), T(dio__same_bytes_as_buffered), T(dio__lent_writes_same_bytes),
                              T(bsum__definition_and_version_2_peers),
                              T(walk__concurrent_walks_of_one_fd),
                              T(zz_cleanup)));
