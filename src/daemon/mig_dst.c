@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -56,6 +57,7 @@ struct mig_dst {
         unsigned streams; /* streams received: a second one follows a copy made while the
                            * container ran (the source's pre-copy) */
         char *base_from; /* that copy's own path (a retired .migrated area), to give back */
+        uint32_t bm_tag; /* our own random tag on the block maps of the files we write */
         enum dst_state state;
         struct cta_chanq *q;
         struct cta_mig_stats stats;
@@ -415,6 +417,11 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
                 return r;
         /* 122 random bits: the secret that lets the source ask status() later. */
         cta_uuid_new(m->token);
+        /* not from the id (the source chose that): a file of a kept copy must never look
+         * like one this migration wrote */
+        while (!m->bm_tag)
+                if (getrandom(&m->bm_tag, sizeof(m->bm_tag), 0) != sizeof(m->bm_tag))
+                        m->bm_tag = 0;
         m->s = call->s;
         m->state = D_CHECKED;
         seed_staging(d, m);
@@ -604,9 +611,10 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                 .keep_on_failure = d->cfg->keep_staging || m->base_from,
                 .allow_existing = m->have,
                 /* a staging area all our own may be patched where it is (a pre-copy's
-                 * second pass writes only the blocks that changed); a user's kept copy
-                 * only ever gets whole new files */
+                 * second pass writes only the blocks that changed); in a user's kept copy
+                 * only the files this migration wrote itself (its first pass) */
                 .inplace = !m->base_from,
+                .inplace_tag = m->bm_tag,
                 .cancel = &call->cancelled,
         };
         _cleanup_close_ int pfd = open(m->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

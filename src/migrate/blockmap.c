@@ -10,7 +10,7 @@
  * it builds from the destination's blocks anyway, so a wrong record costs a retry, never a
  * wrong file). The directory is a cache: any record may be deleted at any time.
  *
- * Layout (little endian): magic "CTABLKS1", u32 block shift, u32 0, u64 dev, u64 ino,
+ * Layout (little endian): magic "CTABLKS1", u32 block shift, u32 tag, u64 dev, u64 ino,
  * u64 size, i64 mtime s, u32 mtime ns, u32 ctime ns, i64 ctime s, u64 block count,
  * u64 XXH3-64 of the hash array, u64 XXH3-64 of the 80 bytes before it; then the hashes.
  */
@@ -186,11 +186,13 @@ void cta_bm_feed(struct cta_bm_writer *w, const void *data, uint64_t n)
                 feed_blocks(w->st, &w->pos, w->size, data, n, bm_done, w);
 }
 
-static void put_stat(uint8_t *h, const struct stat *st, uint64_t nblocks, uint64_t dig)
+static void put_stat(uint8_t *h, const struct stat *st, uint64_t nblocks, uint64_t dig,
+                     uint32_t tag)
 {
         memset(h, 0, BM_HDR);
         memcpy(h, BM_MAGIC, 8);
         cta_mig_put32(h + 8, CTA_MIG_BLOCK_SHIFT);
+        cta_mig_put32(h + 12, tag);
         cta_mig_put64(h + 16, (uint64_t)st->st_dev);
         cta_mig_put64(h + 24, (uint64_t)st->st_ino);
         cta_mig_put64(h + 32, (uint64_t)st->st_size);
@@ -214,7 +216,7 @@ int cta_bm_commit(struct cta_bm_writer *w, const struct stat *st)
         int r = -1;
         if (!w->failed && (uint64_t)st->st_size == w->size &&
             w->nblocks == cta_mig_nblocks(w->size)) {
-                put_stat(h, st, w->nblocks, XXH3_64bits_digest(w->dig));
+                put_stat(h, st, w->nblocks, XXH3_64bits_digest(w->dig), w->tag);
                 if (pwrite(w->fd, h, BM_HDR, 0) == (ssize_t)BM_HDR) {
                         char name[64];
                         bm_name(name, sizeof(name), (uint64_t)st->st_dev, (uint64_t)st->st_ino);
@@ -263,6 +265,12 @@ static bool hdr_matches(const uint8_t *h, const struct stat *st)
 
 int cta_bm_open(int dirfd, const struct stat *st)
 {
+        uint32_t tag;
+        return cta_bm_open_tag(dirfd, st, &tag);
+}
+
+int cta_bm_open_tag(int dirfd, const struct stat *st, uint32_t *tag)
+{
         char name[64];
         uint8_t h[BM_HDR];
         if (dirfd < 0 || !S_ISREG(st->st_mode) || st->st_size <= 0)
@@ -287,6 +295,7 @@ int cta_bm_open(int dirfd, const struct stat *st)
         }
         bool ok = off == n && XXH3_64bits_digest(dig) == cta_mig_get64(h + 72);
         XXH3_freeState(dig);
+        *tag = cta_mig_get32(h + 12);
         if (ok && lseek(fd, BM_HDR, SEEK_SET) == (off_t)BM_HDR)
                 return fd;
 bad:
@@ -317,7 +326,8 @@ void cta_bm_refresh(int dirfd, const struct stat *before, const struct stat *aft
                 if (after->st_size == before->st_size &&
                     after->st_mtim.tv_sec == before->st_mtim.tv_sec &&
                     after->st_mtim.tv_nsec == before->st_mtim.tv_nsec) {
-                        put_stat(h, after, cta_mig_get64(h + 64), cta_mig_get64(h + 72));
+                        put_stat(h, after, cta_mig_get64(h + 64), cta_mig_get64(h + 72),
+                                 cta_mig_get32(h + 12));
                         if (pwrite(fd, h, BM_HDR, 0) == (ssize_t)BM_HDR) {
                                 close(fd);
                                 return;

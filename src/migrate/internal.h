@@ -144,6 +144,7 @@ struct cta_bm_writer {
         uint64_t *buf;
         size_t nbuf;
         bool failed;
+        uint32_t tag; /* stored in the record: who wrote the file (0: nobody in particular) */
 };
 /* 0, or -1: not recording (every other call is then a no-op). */
 int cta_bm_begin(struct cta_bm_writer *w, int dirfd, uint64_t size);
@@ -156,6 +157,8 @@ void cta_bm_abort(struct cta_bm_writer *w);
 /* A valid record of the file with this stat: an fd positioned at its hashes
  * (cta_mig_nblocks(st_size) u64 LE), or -1. */
 int cta_bm_open(int dirfd, const struct stat *st);
+/* The same, with the tag the record was committed with. */
+int cta_bm_open_tag(int dirfd, const struct stat *st, uint32_t *tag);
 /* Block idx's hash from a record cta_bm_open() gave (it checked the whole array). */
 int cta_bm_hash_at(int fd, uint64_t idx, uint64_t *hash);
 /* We changed the file's ctime (not its content): keep its record valid if it was. */

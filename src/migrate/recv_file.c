@@ -22,15 +22,17 @@
 #define WRITEBACK_CHUNK (8u << 20)
 
 /*
- * A BASED file updated where it is (cta_mig_recv_opts.inplace): our own regular file with
- * one link and a valid block map record, on a file system that punches holes. The record
+ * A BASED file updated where it is (cta_mig_recv_opts.inplace, or a record carrying our
+ * inplace_tag): our own regular file with one link and a valid block map record, on a file
+ * system that punches holes. The record
  * is dropped before the first write (it no longer describes the file) but kept open: the
  * blocks the source does not send are the ones it lists.
  */
 static bool inplace_open(struct receiver *r, int pfd, const struct cta_mig_entry *e)
 {
         struct stat pre, st;
-        if (!r->o->inplace || r->bm_dirfd < 0 || !r->blocksum || e->size < CTA_MIG_BLOCKMAP_MIN ||
+        if (!(r->o->inplace || r->o->inplace_tag) || r->bm_dirfd < 0 || !r->blocksum ||
+            e->size < CTA_MIG_BLOCKMAP_MIN ||
             fstatat(pfd, r->name, &pre, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(pre.st_mode) ||
             pre.st_nlink != 1)
                 return false;
@@ -38,11 +40,15 @@ static bool inplace_open(struct receiver *r, int pfd, const struct cta_mig_entry
         if (fd < 0)
                 return false;
         int bm = -1;
+        uint32_t tag = 0;
         /* a punch beyond the end changes nothing, and says whether punching works */
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != pre.st_ino ||
             st.st_nlink != 1 ||
             fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, 1) < 0 ||
-            (bm = cta_bm_open(r->bm_dirfd, &st)) < 0) {
+            (bm = cta_bm_open_tag(r->bm_dirfd, &st, &tag)) < 0 ||
+            !(r->o->inplace || tag == r->o->inplace_tag)) {
+                if (bm >= 0)
+                        close(bm);
                 close(fd);
                 return false;
         }
@@ -116,7 +122,8 @@ int cta_recv_file_begin(struct receiver *r, int pfd, const struct cta_mig_entry 
                 r->bsize = (uint64_t)r->bst.st_size;
         }
         if (e->size >= CTA_MIG_BLOCKMAP_MIN)
-                (void)cta_bm_begin(&r->bmw, r->bm_dirfd, e->size);
+                if (cta_bm_begin(&r->bmw, r->bm_dirfd, e->size) == 0)
+                        r->bmw.tag = r->o->inplace_tag;
         if (e->size >= CTA_DIO_MIN)
                 (void)cta_dio_begin(&r->dio, r->ffd);
         if (r->fbsum)

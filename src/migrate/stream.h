@@ -154,6 +154,13 @@ struct cta_mig_recv_opts {
          * new, so the next pass sends it again), which a user's kept copy must never be.
          */
         bool inplace;
+        /*
+         * Nonzero: the block map records of the files this receiver writes carry this tag,
+         * and a file whose record carries it may be updated in place even without inplace
+         * (a file this migration wrote itself, in its first pass, is no longer the user's
+         * kept data). Give every migration its own random tag.
+         */
+        uint32_t inplace_tag;
 };
 
 /* Entries and data bytes of the tree at root_dirfd, in parallel threads (nothing is read

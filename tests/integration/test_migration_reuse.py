@@ -7,16 +7,19 @@ Needs root (skipped otherwise)."""
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
 import ctahelpers as H
 import ctfixtures as F
+import migfixtures as M
 from ctfixtures import ct_nodes, ct_template_dir  # noqa: F401 (fixtures)
 from migfixtures import ct_admin  # noqa: F401 (fixtures)
 from migfixtures import migrate as _migrate
 from migfixtures import mig_packet as seed_request
 from test_containers import create, lifecycle, status
+from test_migration import DB_WRITER
 
 pytestmark = [
     pytest.mark.root,
@@ -231,3 +234,41 @@ def test_small_change_in_a_big_image_sends_one_block(ct_nodes, ct_admin):
         assert f.read() == want
     st = os.stat(img)
     assert st.st_blocks * 512 < 80 << 20, "the image is no longer sparse"
+
+
+def test_return_of_a_running_database_patches_only_its_own_files(ct_nodes, ct_admin):
+    """A running container whose program keeps rewriting four blocks of a 64 MiB file goes
+    to B and comes back to A, where its earlier copy (.migrated) seeds the return. The
+    return's second pass (container stopped) patches that file in place: the first pass of
+    the return wrote it, so it is no longer the user's kept data. A's copy equals B's as the
+    stop left it."""
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    with a.client() as ca:
+        _, env = create(ca, name="db1", veid=113)
+        eid = env["eid"]
+        priv_a = os.path.join(a.private_root, "113")
+        M.fill(os.path.join(priv_a, "data.bin"), 64)
+        rc = os.path.join(priv_a, "etc", "rc.local")
+        with open(rc, "w") as f:
+            f.write(DB_WRITER)
+        os.chmod(rc, 0o755)
+        lifecycle(ca, "start", eid)
+        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, r.text
+    priv_b = os.path.join(b.private_root, "113")
+    started = os.path.join(priv_b, "db-started")
+    deadline = time.time() + 10
+    while not os.path.exists(started) or os.path.getmtime(started) < time.time() - 0.5:
+        assert time.time() < deadline, "the writer did not run on B"
+        time.sleep(0.05)
+    with b.client() as cb:
+        r, _ = migrate(cb, seed_request(a, eid, ct_admin, options="<nostart/><type>0</type>"))
+        assert r.error is None, "%s\n%s" % (r.text, a.log_excerpt())
+    with open(a.node.log_path) as f:
+        log = f.read()
+    assert "starting from this node's earlier copy" in log, a.log_excerpt()
+    patched = [int(n) for n in re.findall(r"(\d+) files patched in place", log)]
+    assert patched == [0, 1], (patched, a.log_excerpt())
+    diff = M.manifest_diff(M.manifest(priv_b + ".migrated"), M.manifest(priv_a))
+    assert diff == [], "A's copy differs from B's at its stop:\n" + "\n".join(diff[:40])

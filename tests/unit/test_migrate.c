@@ -1229,6 +1229,24 @@ TEST(delta__in_place)
         ASSERT_INT_EQ(rst.delta_files, 1);
         ASSERT_TRUE(ino_of(stage, "img") != ino);
         ASSERT_INT_EQ(compare(src, stage, 0), 0);
+
+        /* a tag (the daemon's, per migration, for a user's kept copy): only a file whose
+         * record carries it, i.e. one a receiver with that tag wrote, is patched */
+        struct cta_mig_recv_opts rt = { .allow_existing = true, .blockmap_dir = bmd,
+                                        .inplace_tag = 0x5151 };
+        struct cta_mig_recv_opts ru = rt;
+        ru.inplace_tag = 0x6161;
+        char c = 'T';
+        const struct cta_mig_recv_opts *seq[] = { &rt, &ru, &ru };
+        for (int i = 0; i < 3; i++) {
+                ASSERT_OK(scribble(src, "img", 98 * MiB, 4096, c++));
+                ino = ino_of(stage, "img");
+                ASSERT_INT_EQ(delta_pass(src, dst, stage, bmd, bms, seq[i], &job, &rst), 0);
+                ASSERT_INT_EQ(rst.delta_files, 1);
+                ASSERT_INT_EQ(rst.inplace_files, i == 2); /* untagged, 0x5151, 0x6161 */
+                ASSERT_INT_EQ(ino_of(stage, "img") == ino, i == 2);
+                ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        }
         close(stage);
         close(src);
         close(dst);
