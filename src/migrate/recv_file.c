@@ -52,7 +52,15 @@ static bool inplace_open(struct receiver *r, int pfd, const struct cta_mig_entry
                 close(fd);
                 return false;
         }
+        /* Durably: after a power cut the file's new blocks may be on disk with its old
+         * times, and a record that survived would then vouch for blocks it does not have
+         * (in place, the record's hashes are believed, not the blocks). */
         cta_bm_invalidate(r->bm_dirfd, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+        if (fsync(r->bm_dirfd) < 0) {
+                close(bm);
+                close(fd);
+                return false;
+        }
         r->ffd = fd;
         r->ibm = bm;
         r->bst = st;
