@@ -658,7 +658,9 @@ static int send_blocks(struct sender *s, int fd, const struct stat *st, const ch
                                 ra += k;
                         }
                         uint64_t want = (eh < be ? eh : be) - d;
-                        if (s->align && direct && want >= ALIGN_MIN_DATA) {
+                        /* (for the receiver's direct writes: whether we read direct
+                         * or from the page cache does not matter) */
+                        if (s->align && size >= CTA_DIO_MIN && want >= ALIGN_MIN_DATA) {
                                 size_t pad = cta_mig_pad_for(s->out_pos + s->cur->len, d);
                                 if (pad)
                                         s->cur->len += cta_mig_enc_pad(s->cur->data +
