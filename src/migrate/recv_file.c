@@ -24,9 +24,9 @@
 /*
  * A BASED file updated where it is (cta_mig_recv_opts.inplace, or a record carrying our
  * inplace_tag): our own regular file with one link and a valid block map record, on a file
- * system that punches holes. The record
- * is dropped before the first write (it no longer describes the file) but kept open: the
- * blocks the source does not send are the ones it lists.
+ * system that punches holes. The record is dropped before the first write (it no longer
+ * describes the file) but kept open: the blocks the source does not send are the ones it
+ * lists.
  */
 static bool inplace_open(struct receiver *r, int pfd, const struct cta_mig_entry *e)
 {
