@@ -209,7 +209,7 @@ static void entry_times(const struct cta_mig_entry *e, struct timespec ts[2])
 
 /* Owner, xattrs, mode (after chown, which clears setuid), times of an open file. */
 int cta_recv_apply_meta_fd(struct receiver *r, int fd, const struct cta_mig_entry *e, bool sync,
-                         struct cta_error **err)
+                           struct cta_error **err)
 {
         if (fchown(fd, e->uid, e->gid) < 0)
                 return sys_fail(err, 0, "chown", e->path, e->path_len);
@@ -429,7 +429,7 @@ static int do_dir(struct receiver *r, int pfd, const struct cta_mig_entry *e,
 /* Make room for a new non-directory at pfd/name in replace mode. Returns 1 if what is
  * there can stay (same kind, same target or device), 0 if the name is now free. */
 int cta_recv_clear_name(struct receiver *r, int pfd, const struct cta_mig_entry *e,
-                      struct cta_error **err)
+                        struct cta_error **err)
 {
         struct stat st;
         if (fstatat(pfd, r->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -524,7 +524,7 @@ static struct link_rec *find_link(struct receiver *r, uint64_t id)
 }
 
 void cta_recv_add_link(struct receiver *r, uint64_t id, const char *path, size_t len,
-                     const struct stat *st)
+                       const struct stat *st)
 {
         if (r->nlinks == r->links_cap) {
                 r->links_cap = r->links_cap ? r->links_cap * 2 : 64;

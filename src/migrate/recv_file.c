@@ -84,7 +84,7 @@ static int inplace_zero(struct receiver *r, uint64_t from, uint64_t to, struct c
 }
 
 int cta_recv_file_begin(struct receiver *r, int pfd, const struct cta_mig_entry *e,
-                      struct cta_error **err)
+                        struct cta_error **err)
 {
         r->inplace = false;
         r->fbsum = r->blocksum && e->size >= CTA_MIG_BLOCKMAP_MIN;
