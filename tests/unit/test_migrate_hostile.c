@@ -904,6 +904,107 @@ TEST(hostile__block_deltas)
         return 0;
 }
 
+/* In place (cta_mig_recv_opts.inplace): a base of 8 MiB + 100 bytes received with a
+ * block-list checksum and a block map record; COPY records that are not whole blocks are
+ * refused before anything is written, and the file is as it was. */
+#define BIG_N ((size_t)(8u << 20) + 100)
+
+static int make_big_base(const char *bmd, const uint8_t *c, uint8_t sum[16])
+{
+        struct cta_bsum b;
+        if (cta_bsum_init(&b) < 0)
+                return -1;
+        cta_bsum_begin(&b, BIG_N);
+        cta_bsum_feed(&b, c, BIG_N, NULL);
+        cta_bsum_final(&b, NULL, sum);
+        cta_bsum_done(&b);
+        struct sb s;
+        sb_init(&s, CTA_MIG_HF_BLOCKSUM);
+        struct cta_mig_entry e = { .id = s.id++, .kind = CTA_MIG_K_REG, .mode = 0644,
+                                   .path = "big", .path_len = 3, .size = BIG_N };
+        cta_mig_buf_entry(&s.b, &e);
+        s.entries++;
+        for (size_t off = 0; off < BIG_N; off += 1u << 20) {
+                size_t k = BIG_N - off < (1u << 20) ? BIG_N - off : 1u << 20;
+                cta_mig_buf_data(&s.b, off, c + off, (uint32_t)k);
+        }
+        cta_mig_buf_file_end(&s.b, BIG_N, sum);
+        s.bytes = BIG_N;
+        sb_end(&s);
+        struct cta_mig_recv_opts o = { .blockmap_dir = bmd };
+        struct cta_mig_stats st = { 0 };
+        int r = recv_bytes(s.b.data, s.b.len, &o, &st);
+        cta_buf_done(&s.b);
+        return r == 0 && st.blockmaps == 1 ? 0 : -1;
+}
+
+TEST(hostile__in_place)
+{
+        ASSERT_OK(setup());
+        char bmd[] = "/tmp/cta-hostile-bm.XXXXXX";
+        ASSERT_TRUE(mkdtemp(bmd) != NULL);
+        uint8_t *c = malloc(BIG_N), *got = malloc(BIG_N), sum[16];
+        ASSERT_TRUE(c && got);
+        for (size_t i = 0; i < BIG_N; i++)
+                c[i] = (uint8_t)(i * 131 + (i >> 12));
+        const uint32_t hf = CTA_MIG_HF_INCREMENTAL | CTA_MIG_HF_BASED | CTA_MIG_HF_BLOCKSUM;
+        struct cta_mig_recv_opts o = { .allow_existing = true, .keep_on_failure = true,
+                                       .blockmap_dir = bmd, .inplace = true };
+        const uint64_t M = 1u << 20;
+        struct {
+                uint64_t off, len;
+                int code;
+        } cases[] = {
+                { M / 2, M, CTA_E_MIG_STREAM },          /* starts inside a block */
+                { 0, M + 5, CTA_E_MIG_STREAM },          /* ends inside one, not at the end */
+                { 8 * M, 100, 0 },                       /* the short last block: fine */
+                { 8 * M, 99, CTA_E_MIG_STREAM },         /* ... but not a part of it */
+                { 0, BIG_N, 0 },                         /* everything: fine */
+                { 0, BIG_N + 1, CTA_E_MIG_STREAM },      /* past both sizes */
+        };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(cases); i++) {
+                ASSERT_OK(make_big_base(bmd, c, sum));
+                struct stat before, after;
+                ASSERT_OK(fstatat(g_parent, "stage/big", &before, 0));
+                struct sb s;
+                delta_begin(&s, hf, "big", CTA_MIG_EF_BASED, BIG_N);
+                uint64_t sent = 0;
+                if (cases[i].off) { /* the blocks before it, sent */
+                        uint64_t a = cases[i].off & ~(M - 1);
+                        for (uint64_t off = 0; off < a; off += M)
+                                cta_mig_buf_data(&s.b, off, c + off, (uint32_t)M);
+                        sent = a;
+                }
+                cta_mig_buf_copy(&s.b, cases[i].off, cases[i].len);
+                uint64_t end = cases[i].off + cases[i].len;
+                if (end < BIG_N && !cases[i].code) {
+                        cta_mig_buf_data(&s.b, end, c + end, (uint32_t)(BIG_N - end));
+                        sent += BIG_N - end;
+                }
+                cta_mig_buf_file_end(&s.b, sent, sum);
+                s.bytes = sent;
+                sb_end(&s);
+                struct cta_mig_stats st = { 0 };
+                int r = recv_bytes(s.b.data, s.b.len, &o, &st);
+                cta_buf_done(&s.b);
+                if (r != cases[i].code)
+                        TAP_FAIL("in-place case #%zu: code %d", i, r);
+                ASSERT_OK(fstatat(g_parent, "stage/big", &after, 0));
+                ASSERT_INT_EQ(after.st_ino, before.st_ino);
+                int fd = openat(g_parent, "stage/big", O_RDONLY);
+                ASSERT_INT_EQ(read(fd, got, BIG_N), (ssize_t)BIG_N);
+                close(fd);
+                ASSERT_TRUE(memcmp(got, c, BIG_N) == 0);
+                if (!cases[i].code)
+                        ASSERT_INT_EQ(st.inplace_files, 1);
+                ASSERT_OK(cta_rm_rf_at(g_parent, "stage"));
+        }
+        free(c);
+        free(got);
+        ASSERT_OK(cta_rm_rf_at(AT_FDCWD, bmd));
+        return 0;
+}
+
 TEST(zz_cleanup)
 {
         if (g_parent >= 0)
@@ -923,5 +1024,6 @@ int main(void)
                              T(hostile__limits), T(hostile__malformed),
                              T(hostile__padding), T(hostile__existing_staging_untouched),
                              T(hostile__truncated_everywhere), T(hostile__block_deltas),
+                             T(hostile__in_place),
                              T(zz_cleanup)));
 }
