@@ -5,7 +5,8 @@ file (a database's pattern) is migrated between two agents over TLS: the first p
 it while it runs, the second (container stopped) sends what changed. Prints, per run, the
 phases the source logs and what the second pass sent; the container is down for
 stop+have, the second stream and the commit (and its start on the destination).
-Environment: CTA_DT_MB (the file's size, MiB, default 1024), CTA_DT_RUNS (default 3).
+Environment: CTA_DT_MB (the file's size, MiB, default 1024), CTA_DT_RUNS (default 3),
+CTA_DT_FILES (small files of 0-8 KiB beside it, in directories of 500; default 0).
 """
 
 import os
@@ -21,9 +22,20 @@ from test_migration import DB_WRITER, expect_ok, new_ct
 PHASES = ("precopy", "stop+have", "stream", "commit")
 
 
-def one_run(p, ca, veid, mb):
+def small_files(root, n):
+    blob = os.urandom(8192)
+    for i in range(n):
+        d = os.path.join(root, "srv", "d%03d" % (i // 500))
+        if i % 500 == 0:
+            os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "f%05d" % i), "wb") as f:
+            f.write(blob[:(i * 2654435761) % 8193])
+
+
+def one_run(p, ca, veid, mb, files):
     eid = new_ct(p, ca, veid, running=False, data_mb=mb)
     priv = os.path.join(p.src.private_root, str(veid))
+    small_files(priv, files)
     rc = os.path.join(priv, "etc", "rc.local")
     with open(rc, "w") as f:
         f.write(DB_WRITER)
@@ -49,13 +61,14 @@ def one_run(p, ca, veid, mb):
 def test_downtime(ct_nodes, ct_admin):  # noqa: F811
     mb = int(os.environ.get("CTA_DT_MB", "1024"))
     runs = int(os.environ.get("CTA_DT_RUNS", "3"))
+    files = int(os.environ.get("CTA_DT_FILES", "0"))
     p = M.Pair(ct_nodes, ct_admin)
     rows = []
     with p.src.client() as ca:
         for i in range(runs):
-            rows.append(one_run(p, ca, 140 + i, mb))
-    print("\n%d MiB file, four blocks rewritten without pause while it runs (%s)"
-          % (mb, os.environ.get("CTAGENTD", "build")))
+            rows.append(one_run(p, ca, 140 + i, mb, files))
+    print("\n%d MiB file, four blocks rewritten without pause while it runs, %d small files "
+          "(%s)" % (mb, files, os.environ.get("CTAGENTD", "build")))
     print("%6s %9s %10s %7s %7s %8s %12s %8s" % ("run", "whole s", "precopy s", "stop s",
                                                   "2nd s", "commit", "2nd sent MB", "patched"))
     for i, (whole, ph, sent, patched) in enumerate(rows):
