@@ -58,6 +58,9 @@ struct mig_dst {
                            * container ran (the source's pre-copy) */
         char *base_from; /* that copy's own path (a retired .migrated area), to give back */
         uint32_t bm_tag; /* our own random tag on the block maps of the files we write */
+        bool then_have;  /* the source asks for a summary right after this stream */
+        int next_have_fd; /* ... built at its end (a memfd), or -1 */
+        uint64_t next_have_entries;
         enum dst_state state;
         struct cta_chanq *q;
         struct cta_mig_stats stats;
@@ -78,6 +81,7 @@ static struct mig_dst *dst_find(const char *id)
 }
 
 static void drop_prepared_have(const char *eid); /* (prepare, below) */
+static int prepare_have(int dirfd, const char *bmdir, bool warm, uint64_t *entries);
 
 static void dst_unlink_free(struct mig_dst *m)
 {
@@ -89,6 +93,8 @@ static void dst_unlink_free(struct mig_dst *m)
                 }
         pthread_mutex_unlock(&dst_mu);
         drop_prepared_have(m->eid);
+        if (m->next_have_fd >= 0)
+                close(m->next_have_fd);
         cta_chanq_free(m->q);
         free(m->private_path);
         free(m->parent);
@@ -309,6 +315,7 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         cta_buf_init(&h->problems, 1 << 16);
         cta_buf_init(&h->warnings, 1 << 16);
         struct mig_dst *m = h->m = cta_xcalloc(1, sizeof(*m));
+        m->next_have_fd = -1;
         m->d = d;
         if ((r = arg_uuid(call, "id", m->id, err)) < 0 ||
             (r = arg_uuid(call, "eid", m->eid, err)) < 0 ||
@@ -516,6 +523,11 @@ static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
                                      "ctamig: migration %s already had two streams", m->id);
         if (call->s->binsink)
                 return cta_error_set(err, CTA_E_BUSY, 0, "ctamig: a stream is already open");
+        m->then_have = arg(call, "then_have") != NULL;
+        if (m->next_have_fd >= 0) { /* a summary of the tree this stream changes */
+                close(m->next_have_fd);
+                m->next_have_fd = -1;
+        }
         m->q = cta_chanq_new(call->s->conn, CTA_MIG_QUEUE_MAX);
         call->s->binsink = m->q;
         call->s->bin_discard = false;
@@ -643,6 +655,18 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                    "final flush to disk %" PRIu64 " ms)",
                    m->id, m->stats.entries, m->stats.data_bytes, m->stats.direct_bytes,
                    m->stats.lent_bytes, m->stats.inplace_files, cta_now_ms() - t0);
+        if (m->then_have) {
+                /* The source stops the container next and asks what we hold now: the
+                 * summary is built here, while the container still runs, and not in its
+                 * downtime. Nothing touches the staging area in between. */
+                uint64_t t1 = cta_now_ms();
+                _cleanup_close_ int sfd = openat(pfd, m->staging_name,
+                                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sfd >= 0)
+                        m->next_have_fd = prepare_have(sfd, bmdir, false, &m->next_have_entries);
+                log_info("migration %s: summary for the next pass built in %" PRIu64 " ms",
+                         m->id, cta_now_ms() - t1);
+        }
         return 0;
 }
 
@@ -748,16 +772,29 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", staging);
         uint64_t entries = 0, waited_ms = 0;
-        /* a prepared summary describes the tree before any stream of this migration */
-        _cleanup_close_ int hfd =
-                m->streams ? -1 : take_prepared_have(m->eid, fd, &entries, &waited_ms);
+        /* prepare's summary describes the tree before any stream of this migration; the
+         * last stream's, the tree it left */
+        _cleanup_close_ int hfd = -1;
+        const char *when = "built during the source's scan";
+        if (m->streams && m->next_have_fd >= 0) {
+                hfd = m->next_have_fd;
+                m->next_have_fd = -1;
+                entries = m->next_have_entries;
+                when = "built at the end of the last stream";
+                if (lseek(hfd, 0, SEEK_SET) < 0) {
+                        close(hfd);
+                        hfd = -1;
+                }
+        } else if (!m->streams) {
+                hfd = take_prepared_have(m->eid, fd, &entries, &waited_ms);
+        }
         if (hfd >= 0) {
                 int r = send_prepared_have(call->s->conn, hfd, err);
                 if (r < 0)
                         return r;
                 log_info("migration %s: have summary of %" PRIu64
-                         " entries sent (built during the source's scan; waited %.2f s for it)",
-                         m->id, entries, (double)waited_ms / 1000);
+                         " entries sent (%s; waited %.2f s for it)",
+                         m->id, entries, when, (double)waited_ms / 1000);
                 return 0;
         }
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(call->s->d);
@@ -984,17 +1021,17 @@ static ssize_t capped_write(void *ctx, const void *buf, size_t len)
 }
 
 /* The summary of the tree at dirfd into a new memfd, or -1. */
-static int prepare_have(int dirfd, const char *bmdir, uint64_t *entries)
+static int prepare_have(int dirfd, const char *bmdir, bool warm, uint64_t *entries)
 {
         int fd = memfd_create("ctagent-have", MFD_CLOEXEC);
         if (fd < 0)
                 return -1;
         struct capped_fd cf = { .fd = fd };
         struct cta_mig_io io = { .write = capped_write, .ctx = &cf };
-        /* with its own warm-up beside the walk: the two together take the time of the
-         * slower, where warming first and walking after took the sum (and the source's
-         * scan is over before the sum) */
-        struct cta_mig_have_opts ho = { .blockmap_dir = bmdir };
+        /* for a cold tree (warm), with its own warm-up beside the walk: the two together
+         * take the time of the slower, where warming first and walking after took the
+         * sum (and the source's scan is over before the sum) */
+        struct cta_mig_have_opts ho = { .blockmap_dir = bmdir, .no_warm = !warm };
         struct cta_mig_stats st = { 0 };
         _cleanup_(cta_error_freep) struct cta_error *err = NULL;
         if (cta_mig_have_build_opts(dirfd, &ho, &io, &st, &err) < 0) {
@@ -1015,7 +1052,7 @@ static void warm_work(void *arg)
         int fd = open(j->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) {
                 if (fstat(fd, &st) == 0)
-                        hfd = prepare_have(fd, j->bmdir, &entries);
+                        hfd = prepare_have(fd, j->bmdir, true, &entries);
                 close(fd);
         }
         pthread_mutex_lock(&g_warm_mu);

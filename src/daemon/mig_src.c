@@ -513,6 +513,10 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
          * the binary frames, then wait. */
         req_begin(&q, &m->peer, "ctamig", "stream");
         cta_xw_text(&q.w, "id", m->id);
+        /* the pass after it asks for a summary: the destination builds it ahead, while
+         * the container still runs (an older one ignores the element) */
+        if (m->precopying)
+                cta_xw_int(&q.w, "then_have", 1);
         for (int i = 0; i < 4; i++)
                 cta_xw_close(&q.w);
         (void)cta_buf_putc(&q.b, '\0');

@@ -199,6 +199,8 @@ def test_etc_hostname_untouched(ct_nodes, ct_admin):
     diff = M.manifest_diff(M.manifest(priv + ".migrated"),
                            M.manifest(os.path.join(p.dst.private_root, "101")))
     assert diff == [], "\n".join(diff)
+    # a stopped container: one pass, and no summary built for a pass that does not come
+    assert "summary for the next pass" not in p.dst.node.log(), p.dst.log_excerpt()
 
 
 def test_without_options_runs_on_destination_remove_and_stopped(ct_nodes, ct_admin):
@@ -272,6 +274,9 @@ def test_running_container_copied_while_it_runs(ct_nodes, ct_admin):
     sent = [int(b) for b in re.findall(r"sent \d+ entries, (\d+) data bytes", slog)]
     assert len(sent) == 2, "expected two passes: %s" % sent
     assert sent[0] >= 16 * MIB and 0 < sent[1] < sent[0] // 4, sent
+    # the summary for the second pass was built before the stop, not during the downtime
+    assert re.search(r"have summary of \d+ entries sent \(built at the end of the last "
+                     r"stream; waited 0.00 s for it\)", p.dst.node.log()), p.dst.log_excerpt()
     frozen = migrated_path(p.src, 131)
     moved = os.path.join(p.dst.private_root, "131")
     diff = M.manifest_diff(M.manifest(frozen), M.manifest(moved))
