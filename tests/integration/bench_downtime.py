@@ -16,8 +16,7 @@ import time
 import migfixtures as M
 from ctfixtures import ct_nodes, ct_template_dir  # noqa: F401 (fixtures)
 from migfixtures import ct_admin  # noqa: F401 (fixture)
-from test_containers import lifecycle
-from test_migration import DB_WRITER, expect_ok, new_ct
+from test_migration import DB_WRITER, expect_ok, new_ct, start_with_writer
 
 PHASES = ("precopy", "stop+have", "stream", "commit")
 
@@ -36,15 +35,7 @@ def one_run(p, ca, veid, mb, files):
     eid = new_ct(p, ca, veid, running=False, data_mb=mb)
     priv = os.path.join(p.src.private_root, str(veid))
     small_files(priv, files)
-    rc = os.path.join(priv, "etc", "rc.local")
-    with open(rc, "w") as f:
-        f.write(DB_WRITER)
-    os.chmod(rc, 0o755)
-    lifecycle(ca, "start", eid)
-    deadline = time.time() + 10
-    while not os.path.exists(os.path.join(priv, "db-started")):
-        assert time.time() < deadline, "the writer inside the container did not start"
-        time.sleep(0.05)
+    start_with_writer(ca, eid, priv, DB_WRITER, "db-started")
     time.sleep(1)  # past the 1 s ctime margin of the files just created
     t0 = time.monotonic()
     m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin, options="<type>0</type>"))

@@ -245,6 +245,20 @@ done
 """
 
 
+def start_with_writer(ca, eid, priv, script, marker):
+    """Put script in the stopped container's rc.local, start it, and wait until the program
+    has made marker (a path in the private area)."""
+    rc = os.path.join(priv, "etc", "rc.local")
+    with open(rc, "w") as f:
+        f.write(script)
+    os.chmod(rc, 0o755)
+    lifecycle(ca, "start", eid)
+    deadline = time.time() + 10
+    while not os.path.exists(os.path.join(priv, marker)):
+        assert time.time() < deadline, "the writer inside the container did not start"
+        time.sleep(0.05)
+
+
 def test_running_container_copied_while_it_runs(ct_nodes, ct_admin):
     """A running container is copied while it runs, then stopped only for a second pass of
     what changed meanwhile: a program inside it writes without pause until it is stopped, and
@@ -254,15 +268,7 @@ def test_running_container_copied_while_it_runs(ct_nodes, ct_admin):
     with p.src.client() as ca:
         eid = new_ct(p, ca, 131, running=False, data_mb=16)
         priv = os.path.join(p.src.private_root, "131")
-        rc = os.path.join(priv, "etc", "rc.local")
-        with open(rc, "w") as f:
-            f.write(WRITER)
-        os.chmod(rc, 0o755)
-        lifecycle(ca, "start", eid)
-        deadline = time.time() + 10
-        while not os.path.exists(os.path.join(priv, "busy", "log")):
-            assert time.time() < deadline, "the writer inside the container did not start"
-            time.sleep(0.05)
+        start_with_writer(ca, eid, priv, WRITER, os.path.join("busy", "log"))
         # nostart: the copy at B stays as the stop left it, to compare
         m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin,
                                        options="<nostart/><type>0</type>"))
@@ -309,15 +315,7 @@ def test_large_file_written_while_copied_is_patched_in_place(ct_nodes, ct_admin)
     with p.src.client() as ca:
         eid = new_ct(p, ca, 132, running=False, data_mb=64)
         priv = os.path.join(p.src.private_root, "132")
-        rc = os.path.join(priv, "etc", "rc.local")
-        with open(rc, "w") as f:
-            f.write(DB_WRITER)
-        os.chmod(rc, 0o755)
-        lifecycle(ca, "start", eid)
-        deadline = time.time() + 10
-        while not os.path.exists(os.path.join(priv, "db-started")):
-            assert time.time() < deadline, "the writer inside the container did not start"
-            time.sleep(0.05)
+        start_with_writer(ca, eid, priv, DB_WRITER, "db-started")
         m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin,
                                        options="<nostart/><type>0</type>"))
         expect_ok(m, p)

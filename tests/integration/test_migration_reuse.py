@@ -19,7 +19,7 @@ from migfixtures import ct_admin  # noqa: F401 (fixtures)
 from migfixtures import migrate as _migrate
 from migfixtures import mig_packet as seed_request
 from test_containers import create, lifecycle, status
-from test_migration import DB_WRITER
+from test_migration import DB_WRITER, start_with_writer
 
 pytestmark = [
     pytest.mark.root,
@@ -249,11 +249,7 @@ def test_return_of_a_running_database_patches_only_its_own_files(ct_nodes, ct_ad
         eid = env["eid"]
         priv_a = os.path.join(a.private_root, "113")
         M.fill(os.path.join(priv_a, "data.bin"), 64)
-        rc = os.path.join(priv_a, "etc", "rc.local")
-        with open(rc, "w") as f:
-            f.write(DB_WRITER)
-        os.chmod(rc, 0o755)
-        lifecycle(ca, "start", eid)
+        start_with_writer(ca, eid, priv_a, DB_WRITER, "db-started")
         r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
         assert r.error is None, r.text
     priv_b = os.path.join(b.private_root, "113")
