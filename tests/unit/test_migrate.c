@@ -1253,9 +1253,6 @@ TEST(delta__in_place)
         return 0;
 }
 
-/* Direct I/O windows (migrate/dio.h): writes at unaligned offsets, in odd pieces, with gaps
- * and a ragged tail, and reads of any range give the bytes plain pwrite/pread give; on this
- * file system most of them go direct, and the file's flags are restored afterwards. */
 /* cta_dio_cached: a file just written is in the page cache (read buffered); once its pages
  * are dropped, or with most of it a hole, it is not (read with O_DIRECT). */
 TEST(dio__cached_sample)
@@ -1283,6 +1280,9 @@ TEST(dio__cached_sample)
         return 0;
 }
 
+/* Direct I/O windows (migrate/dio.h): writes at unaligned offsets, in odd pieces, with gaps
+ * and a ragged tail, and reads of any range give the bytes plain pwrite/pread give; on this
+ * file system most of them go direct, and the file's flags are restored afterwards. */
 TEST(dio__same_bytes_as_buffered)
 {
         ASSERT_OK(setup());
