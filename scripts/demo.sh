@@ -285,7 +285,8 @@ run ping -c 2 -W 2 "$CT_IP"
 
 section "Migrating $CT_NAME from node A to node B"
 say "The client gets a one-time pass from node B, then asks node A to move the container"
-say "there (A stops it, streams its private area to B over TLS, B verifies and starts it)."
+say "there (A streams its private area to B over TLS while it runs, stops it, sends what"
+say "changed meanwhile; B verifies and starts it)."
 run cta -H "$A" migrate "$CT_NAME" "$B" --one-time-pass --dst-user "$DEMO_USER"
 
 # ---- after ---------------------------------------------------------------------------------
