@@ -498,12 +498,18 @@ static ssize_t q_view(void *ctx, size_t want, const uint8_t **ring, size_t *cap,
         return cta_chanq_view(ctx, want, ring, cap, head);
 }
 
+/* The stream being received on this thread: bytes consumed, and which pass (fault points). */
+static _Thread_local uint64_t tl_released;
+static _Thread_local unsigned tl_pass;
+
 static void q_release(void *ctx, size_t n)
 {
-        static _Thread_local uint64_t done;
         cta_chanq_release(ctx, n);
-        if ((done += n) > (1u << 20))
+        if ((tl_released += n) > (1u << 20)) {
                 cta_fault_point("dst_mid_receive");
+                if (tl_pass == 2)
+                        cta_fault_point("dst_mid_second_pass");
+        }
 }
 
 static void q_abort(void *ctx)
@@ -636,6 +642,8 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         bool flushing = flusher_start(&fl, pfd);
         /* a job thread ends with its job: the receiver may move its working directory */
         (void)cta_mig_thread_own_cwd();
+        tl_released = 0;
+        tl_pass = m->streams + 1;
         int r = cta_mig_recv(pfd, m->staging_name, &io, &o, &m->stats, err);
         if (flushing)
                 flusher_stop(&fl);

@@ -563,6 +563,39 @@ def test_connection_cut_mid_stream(ct_nodes, ct_admin, xsd):
         retry_succeeds(p, ca, eid, 101, "a cut connection")
 
 
+def test_kill_destination_while_it_patches_in_place(ct_nodes, ct_admin):
+    """kill -9 of the destination in a live migration's second pass, while it writes the
+    changed blocks of a large file into its first copy: the source starts the container
+    again (whole: it never left), the restarted destination has no staging area left, and
+    the retry's copy equals the source as its stop left it."""
+    p = M.Pair(ct_nodes, ct_admin, dst_fault="dst_mid_second_pass")
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 133, running=False, data_mb=64)
+        priv = os.path.join(p.src.private_root, "133")
+        start_with_writer(ca, eid, priv, DB_WRITER, "db-started")
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.dst, "dst_mid_second_pass")
+        assert M.staging_left(p.dst), "no staging area on the destination mid-stream"
+        # (the first stream is in: its receive line and the summary built after it)
+        dlog = p.dst.node.log()
+        assert len(re.findall(r"received \d+ entries", dlog)) == 1, p.dst.log_excerpt()
+        assert "summary for the next pass built" in dlog, p.dst.log_excerpt()
+        p.dst.kill9()
+        r = mig.finish(60)
+        assert r.error is not None, "the migration succeeded without a destination:\n" + r.text
+        M.disarm(p.dst)
+        M.restart(p.dst)
+        M.assert_owner(p.src, p.dst, eid, 133, running=True, what="after the cut")
+        assert not M.staging_left(p.dst), M.staging_left(p.dst)
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin,
+                                       options="<nostart/><type>0</type>"))
+        expect_ok(m, p, "retry after the cut in the second pass")
+    frozen = migrated_path(p.src, 133)
+    moved = os.path.join(p.dst.private_root, "133")
+    diff = M.manifest_diff(M.manifest(frozen), M.manifest(moved))
+    assert diff == [], "the copy differs from the source at its stop:\n" + "\n".join(diff[:40])
+
+
 @pytest.mark.parametrize("point", ["src_after_hello", "src_mid_copy", "src_before_commit",
                                    "src_after_commit"])
 def test_kill_source(ct_nodes, ct_admin, point):
