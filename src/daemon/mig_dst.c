@@ -498,18 +498,21 @@ static ssize_t q_view(void *ctx, size_t want, const uint8_t **ring, size_t *cap,
         return cta_chanq_view(ctx, want, ring, cap, head);
 }
 
-/* The stream being received on this thread: bytes consumed, and which pass (fault points). */
+/* Bytes of the stream being received on this thread (a test fault point). */
 static _Thread_local uint64_t tl_released;
-static _Thread_local unsigned tl_pass;
 
 static void q_release(void *ctx, size_t n)
 {
         cta_chanq_release(ctx, n);
-        if ((tl_released += n) > (1u << 20)) {
+        if ((tl_released += n) > (1u << 20))
                 cta_fault_point("dst_mid_receive");
-                if (tl_pass == 2)
-                        cta_fault_point("dst_mid_second_pass");
-        }
+}
+
+static void on_patch(void *ud, const char *path, size_t len)
+{
+        struct mig_dst *m = ud;
+        log_debug("migration %s: patching '%.*s' in place", m->id, (int)len, path);
+        cta_fault_point("dst_mid_patch");
 }
 
 static void q_abort(void *ctx)
@@ -633,6 +636,8 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                  * only the files this migration wrote itself (its first pass) */
                 .inplace = !m->base_from,
                 .inplace_tag = m->bm_tag,
+                .on_patch = on_patch,
+                .on_patch_ud = m,
                 .cancel = &call->cancelled,
         };
         _cleanup_close_ int pfd = open(m->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -643,7 +648,6 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         /* a job thread ends with its job: the receiver may move its working directory */
         (void)cta_mig_thread_own_cwd();
         tl_released = 0;
-        tl_pass = m->streams + 1;
         int r = cta_mig_recv(pfd, m->staging_name, &io, &o, &m->stats, err);
         if (flushing)
                 flusher_stop(&fl);

@@ -66,6 +66,7 @@ static bool inplace_open(struct receiver *r, int pfd, const struct cta_mig_entry
         r->bst = st;
         r->bsize = (uint64_t)st.st_size;
         r->inplace = true;
+        r->patched = false;
         r->tmpname[0] = 0;
         return true;
 }
@@ -181,6 +182,10 @@ static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t
                 cta_bm_feed(&r->bmw, d, n);
         }
         r->fpos = off + n;
+        if (r->inplace && !r->patched && r->o->on_patch) {
+                r->patched = true;
+                r->o->on_patch(r->o->on_patch_ud, r->fpath, r->fpath_len);
+        }
         /* Start writeback of what is behind us now (it does not wait): the
          * final sync before commit then has little left to do, and the page
          * cache does not fill with dirty pages until the kernel throttles us. */

@@ -79,6 +79,7 @@ struct receiver {
         struct stat bst;
         bool inplace;   /* BASED, updated in place: ffd is the existing file itself */
         int ibm;        /* ... and its (dropped) block map record: the hashes of COPY blocks */
+        bool patched;   /* ... and o->on_patch was told */
         uint8_t *cbuf;  /* COPY: read buffer */
         int bm_dirfd;   /* block maps, or -1 */
         struct cta_bm_writer bmw;

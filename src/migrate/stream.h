@@ -161,6 +161,10 @@ struct cta_mig_recv_opts {
          * kept data). Give every migration its own random tag.
          */
         uint32_t inplace_tag;
+        /* Optional: called once a file patched in place has had its first write (its
+         * path, not NUL-terminated): for the caller's log and test fault points. */
+        void (*on_patch)(void *ud, const char *path, size_t len);
+        void *on_patch_ud;
 };
 
 /* Entries and data bytes of the tree at root_dirfd, in parallel threads (nothing is read

@@ -568,13 +568,13 @@ def test_kill_destination_while_it_patches_in_place(ct_nodes, ct_admin):
     changed blocks of a large file into its first copy: the source starts the container
     again (whole: it never left), the restarted destination has no staging area left, and
     the retry's copy equals the source as its stop left it."""
-    p = M.Pair(ct_nodes, ct_admin, dst_fault="dst_mid_second_pass")
+    p = M.Pair(ct_nodes, ct_admin, dst_fault="dst_mid_patch")
     with p.src.client() as ca:
         eid = new_ct(p, ca, 133, running=False, data_mb=64)
         priv = os.path.join(p.src.private_root, "133")
         start_with_writer(ca, eid, priv, DB_WRITER, "db-started")
         mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
-        M.wait_fault(p.dst, "dst_mid_second_pass")
+        M.wait_fault(p.dst, "dst_mid_patch")
         assert M.staging_left(p.dst), "no staging area on the destination mid-stream"
         # (the first stream is in: its receive line and the summary built after it)
         dlog = p.dst.node.log()
