@@ -236,28 +236,36 @@ def test_small_change_in_a_big_image_sends_one_block(ct_nodes, ct_admin):
     assert st.st_blocks * 512 < 80 << 20, "the image is no longer sparse"
 
 
+def database_to_b(ct_nodes, ct_admin, name, veid):
+    """Nodes A and B; a container on A whose program keeps rewriting four blocks of a 64 MiB
+    file, migrated (running) to B, where the program runs again. Returns a, b, the eid and
+    both private areas."""
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    with a.client() as ca:
+        _, env = create(ca, name=name, veid=veid)
+        eid = env["eid"]
+        priv_a = os.path.join(a.private_root, str(veid))
+        M.fill(os.path.join(priv_a, "data.bin"), 64)
+        start_with_writer(ca, eid, priv_a, DB_WRITER, "db-started")
+        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, r.text
+    priv_b = os.path.join(b.private_root, str(veid))
+    started = os.path.join(priv_b, "db-started")
+    deadline = time.time() + 10
+    while not os.path.exists(started) or os.path.getmtime(started) < time.time() - 0.5:
+        assert time.time() < deadline, "the writer did not run on B"
+        time.sleep(0.05)
+    return a, b, eid, priv_a, priv_b
+
+
 def test_return_of_a_running_database_patches_only_its_own_files(ct_nodes, ct_admin):
     """A running container whose program keeps rewriting four blocks of a 64 MiB file goes
     to B and comes back to A, where its earlier copy (.migrated) seeds the return. The
     return's second pass (container stopped) patches that file in place: the first pass of
     the return wrote it, so it is no longer the user's kept data. A's copy equals B's as the
     stop left it."""
-    a = ct_nodes.start(host="127.0.0.11")
-    b = ct_nodes.start(host="127.0.0.12")
-    with a.client() as ca:
-        _, env = create(ca, name="db1", veid=113)
-        eid = env["eid"]
-        priv_a = os.path.join(a.private_root, "113")
-        M.fill(os.path.join(priv_a, "data.bin"), 64)
-        start_with_writer(ca, eid, priv_a, DB_WRITER, "db-started")
-        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
-        assert r.error is None, r.text
-    priv_b = os.path.join(b.private_root, "113")
-    started = os.path.join(priv_b, "db-started")
-    deadline = time.time() + 10
-    while not os.path.exists(started) or os.path.getmtime(started) < time.time() - 0.5:
-        assert time.time() < deadline, "the writer did not run on B"
-        time.sleep(0.05)
+    a, b, eid, priv_a, priv_b = database_to_b(ct_nodes, ct_admin, "db1", 113)
     with b.client() as cb:
         r, _ = migrate(cb, seed_request(a, eid, ct_admin, options="<nostart/><type>0</type>"))
         assert r.error is None, "%s\n%s" % (r.text, a.log_excerpt())
@@ -275,17 +283,8 @@ def test_return_cut_while_patching_gives_a_usable_copy_back(ct_nodes, ct_admin):
     patches the files its first pass wrote: B keeps the container (running), the restarted A
     gives its staging area back as the kept copy, and the next return from that copy (one
     of its files half patched) still arrives exactly as B's stop left it."""
-    a = ct_nodes.start(host="127.0.0.11")
-    b = ct_nodes.start(host="127.0.0.12")
     point = "dst_mid_patch"
-    with a.client() as ca:
-        _, env = create(ca, name="db2", veid=114)
-        eid = env["eid"]
-        priv_a = os.path.join(a.private_root, "114")
-        M.fill(os.path.join(priv_a, "data.bin"), 64)
-        start_with_writer(ca, eid, priv_a, DB_WRITER, "db-started")
-        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
-        assert r.error is None, r.text
+    a, b, eid, priv_a, priv_b = database_to_b(ct_nodes, ct_admin, "db2", 114)
     a.kill9()
     M.arm_fault(a, point)
     M.restart(a)
@@ -308,6 +307,5 @@ def test_return_cut_while_patching_gives_a_usable_copy_back(ct_nodes, ct_admin):
     with open(a.node.log_path) as f:
         got = [int(n) for n in re.findall(r"received \d+ entries, (\d+) data bytes", f.read())]
     assert got[-2] >= 64 * 1024 * 1024, got
-    priv_b = os.path.join(b.private_root, "114")
     diff = M.manifest_diff(M.manifest(priv_b + ".migrated"), M.manifest(priv_a))
     assert diff == [], "A's copy differs from B's at its stop:\n" + "\n".join(diff[:40])

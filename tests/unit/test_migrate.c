@@ -974,21 +974,28 @@ static uint64_t block_hash_of(int dfd, const char *name, uint64_t idx)
         return XXH3_64bits(b, n > 0 ? (size_t)n : 0);
 }
 
-TEST(delta__block_changes_only)
+/* A tree pair tagged tag with build_big() as the source, its block map directories
+ * (bmd, bms: PATH_MAX bytes each) and a first full pass into dst/stage that records them. */
+static int big_first_pass(const char *tag, char *bmd, char *bms, int *src, int *dst,
+                          struct send_job *job, struct cta_mig_stats *rst)
 {
-        ASSERT_OK(setup());
-        char bmd[300], bms[300];
-        snprintf(bmd, sizeof(bmd), "%s/bm-dst", g_root);
-        snprintf(bms, sizeof(bms), "%s/bm-src", g_root);
-        int src, dst;
-        ASSERT_OK(tree_pair("b", &src, &dst));
-        ASSERT_OK(build_big(src));
-        /* the first pass records block maps on both sides */
+        snprintf(bmd, PATH_MAX, "%s/%sbm-dst", g_root, tag);
+        snprintf(bms, PATH_MAX, "%s/%sbm-src", g_root, tag);
+        if (setup() < 0 || tree_pair(tag, src, dst) < 0 || build_big(*src) < 0)
+                return -1;
         struct cta_mig_send_opts so = { .blockmap_dir = bms };
         struct cta_mig_recv_opts ro = { .blockmap_dir = bmd };
+        return transfer(*src, *dst, "stage", &so, &ro, job, rst);
+}
+
+TEST(delta__block_changes_only)
+{
+        char bmd[PATH_MAX], bms[PATH_MAX];
+        int src, dst;
         struct send_job job;
         struct cta_mig_stats rst, hst;
-        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        /* the first pass records block maps on both sides */
+        ASSERT_INT_EQ(big_first_pass("b", bmd, bms, &src, &dst, &job, &rst), 0);
         ASSERT_INT_EQ(rst.blockmaps, 2);
         ASSERT_INT_EQ(job.st.blockmaps, 2);
         uint64_t full = job.st.data_bytes;
@@ -1133,18 +1140,11 @@ static ino_t ino_of(int dfd, const char *name)
  * and the retry sends the whole file. */
 TEST(delta__in_place)
 {
-        ASSERT_OK(setup());
-        char bmd[300], bms[300];
-        snprintf(bmd, sizeof(bmd), "%s/ip-bm-dst", g_root);
-        snprintf(bms, sizeof(bms), "%s/ip-bm-src", g_root);
+        char bmd[PATH_MAX], bms[PATH_MAX];
         int src, dst;
-        ASSERT_OK(tree_pair("ip", &src, &dst));
-        ASSERT_OK(build_big(src));
-        struct cta_mig_send_opts so = { .blockmap_dir = bms };
-        struct cta_mig_recv_opts ro = { .blockmap_dir = bmd };
         struct send_job job;
         struct cta_mig_stats rst;
-        ASSERT_INT_EQ(transfer(src, dst, "stage", &so, &ro, &job, &rst), 0);
+        ASSERT_INT_EQ(big_first_pass("ip", bmd, bms, &src, &dst, &job, &rst), 0);
         int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
         ino_t ino = ino_of(stage, "img");
         struct cta_mig_recv_opts rip = { .allow_existing = true, .blockmap_dir = bmd,
