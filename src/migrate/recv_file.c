@@ -21,6 +21,21 @@
 /* Large files' writeback is started every this many bytes. */
 #define WRITEBACK_CHUNK (8u << 20)
 
+/* The regular file at pfd/name, opened with flags, never followed, and not opened at
+ * all unless it is a regular file (a device's open may act); its stat in *st. Or -1. */
+static int open_existing(int pfd, const char *name, int flags, struct stat *st)
+{
+        struct stat pre;
+        if (fstatat(pfd, name, &pre, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(pre.st_mode))
+                return -1;
+        int fd = openat(pfd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd >= 0 && (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || st->st_ino != pre.st_ino)) {
+                close(fd);
+                fd = -1;
+        }
+        return fd;
+}
+
 /*
  * A BASED file updated where it is (cta_mig_recv_opts.inplace, or a record carrying our
  * inplace_tag): our own regular file with one link and a valid block map record, on a file
@@ -30,20 +45,17 @@
  */
 static bool inplace_open(struct receiver *r, int pfd, const struct cta_mig_entry *e)
 {
-        struct stat pre, st;
+        struct stat st;
         if (!(r->o->inplace || r->o->inplace_tag) || r->bm_dirfd < 0 || !r->blocksum ||
-            e->size < CTA_MIG_BLOCKMAP_MIN ||
-            fstatat(pfd, r->name, &pre, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(pre.st_mode) ||
-            pre.st_nlink != 1)
+            e->size < CTA_MIG_BLOCKMAP_MIN)
                 return false;
-        int fd = openat(pfd, r->name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        int fd = open_existing(pfd, r->name, O_RDWR, &st);
         if (fd < 0)
                 return false;
         int bm = -1;
         uint32_t tag = 0;
         /* a punch beyond the end changes nothing, and says whether punching works */
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != pre.st_ino ||
-            st.st_nlink != 1 ||
+        if (st.st_nlink != 1 ||
             fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, 1) < 0 ||
             (bm = cta_bm_open_tag(r->bm_dirfd, &st, &tag)) < 0 ||
             !(r->o->inplace || tag == r->o->inplace_tag)) {
@@ -117,14 +129,9 @@ int cta_recv_file_begin(struct receiver *r, int pfd, const struct cta_mig_entry 
         r->fe.target = NULL;
         r->fpos = r->frecv = r->fnext = r->fsynced = 0;
         if ((e->flags & CTA_MIG_EF_BASED) && !inplace) {
-                /* the file this delta is against: ours, at the same path, never followed,
-                 * and only opened if it is a regular file (a device's open may act) */
-                struct stat pre;
-                if (fstatat(pfd, r->fname, &pre, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(pre.st_mode))
-                        r->bfd = openat(pfd, r->fname,
-                                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-                if (r->bfd < 0 || fstat(r->bfd, &r->bst) < 0 || !S_ISREG(r->bst.st_mode) ||
-                    r->bst.st_ino != pre.st_ino) {
+                /* the file this delta is against: ours, at the same path */
+                r->bfd = open_existing(pfd, r->fname, O_RDONLY, &r->bst);
+                if (r->bfd < 0) {
                         _cleanup_free_ char *ps = cta_mig_path_fmt(e->path, e->path_len);
                         return FAIL(r, CTA_E_MIG_STREAM, "'%s': no existing file to patch", ps);
                 }
