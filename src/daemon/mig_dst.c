@@ -756,18 +756,19 @@ static bool warmed_recently(const char *eid); /* (prepare, below) */
 static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
                               uint64_t *waited_ms);
 
-/* Send a spooled summary as it is. */
+/* Send a spooled summary as it is (from its start, wherever its offset is). */
 static int send_prepared_have(struct cta_conn *c, int hfd, struct cta_error **err)
 {
         _cleanup_free_ char *buf = cta_xmalloc(1u << 20);
-        for (;;) {
-                ssize_t n = read(hfd, buf, 1u << 20);
+        for (off_t off = 0;;) {
+                ssize_t n = pread(hfd, buf, 1u << 20, off);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return cta_error_errno(err, CTA_E_IO, "read the prepared summary");
                 if (n == 0)
                         return 0;
+                off += n;
                 if (conn_frame_write(c, buf, (size_t)n) < 0)
                         return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
                                              "the source went away during the summary");
@@ -793,10 +794,6 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
                 m->next_have_fd = -1;
                 entries = m->next_have_entries;
                 when = "built at the end of the last stream";
-                if (lseek(hfd, 0, SEEK_SET) < 0) {
-                        close(hfd);
-                        hfd = -1;
-                }
         } else if (!m->streams) {
                 hfd = take_prepared_have(m->eid, fd, &entries, &waited_ms);
         }
@@ -1047,7 +1044,7 @@ static int prepare_have(int dirfd, const char *bmdir, bool warm, uint64_t *entri
         struct cta_mig_stats st = { 0 };
         _cleanup_(cta_error_freep) struct cta_error *err = NULL;
         if (cta_mig_have_build_opts(dirfd, &ho, &io, &st, &err) < 0) {
-                log_info("prepare: no summary ahead of time: %s", cta_error_msg(err));
+                log_info("no summary ahead of time: %s", cta_error_msg(err));
                 close(fd);
                 return -1;
         }
@@ -1101,7 +1098,7 @@ static bool warmed_recently(const char *eid)
 /*
  * The summary prepare built of eid's earlier copy, if it is the tree at dirfd (the
  * same root inode: hello renames that copy into the staging area) and fresh: a memfd
- * at offset 0 that the caller now owns, or -1. Waits for a build still running. Each
+ * that the caller now owns, or -1. Waits for a build still running. Each
  * summary is used once: the stream that follows changes the tree it describes.
  */
 static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
@@ -1128,10 +1125,6 @@ static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
         }
         pthread_mutex_unlock(&g_warm_mu);
         *waited_ms = cta_now_ms() - t0;
-        if (fd >= 0 && lseek(fd, 0, SEEK_SET) < 0) {
-                close(fd);
-                fd = -1;
-        }
         return fd;
 }
 
