@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
 libxml2-dev libxml2-utils libssl-dev openssl libsqlite3-dev sqlite3 libpam0g-dev
 libpam-runtime lxc lxc-dev busybox-static iproute2 iputils-ping bridge-utils
-python3 python3-pytest passwd libxxhash-dev acl attr"
+python3 python3-pytest passwd libxxhash-dev libzstd-dev acl attr"
 
 missing=""
 for p in $PKGS; do

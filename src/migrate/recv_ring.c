@@ -131,6 +131,9 @@ int cta_mig_ring_get(struct cta_mig_ring *r, size_t n, const uint8_t **ret, stru
                 if (rerr && r->view) /* the io's own code, not an errno */
                         return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
                                              "read stream: closed with error %d", rerr);
+                if (rerr == EBADMSG) /* a decoder below us (zio.c) could not decode */
+                        return cta_error_set(err, CTA_E_MIG_STREAM, 0,
+                                             "read stream: the compressed stream is corrupt");
                 if (rerr)
                         return cta_error_set(err, CTA_E_MIG_LINK_LOST, rerr, "read stream: %s",
                                              strerror(rerr));

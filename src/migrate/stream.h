@@ -246,6 +246,28 @@ int cta_mig_tree_compare(int a_dirfd, int b_dirfd, unsigned flags, char **ret_re
  */
 bool cta_mig_thread_own_cwd(void);
 
+/*
+ * Optional zstd compression of a stream (docs/migration-stream.md, "Compression"): wrap
+ * the sender's io with a compressor and the receiver's with a decompressor; the engine
+ * does not know. Every write is flushed, so the receiver decodes all of it at once. The
+ * decoder refuses a window above 2^CTA_MIG_ZSTD_WINDOW_LOG bytes (its memory is bounded
+ * whatever the peer's frame header says), which levels up to CTA_MIG_ZSTD_LEVEL_MAX keep.
+ * A corrupt stream reads as -EBADMSG. Free the wrapper after the engine returned.
+ */
+#define CTA_MIG_ZSTD_LEVEL_MAX 19
+#define CTA_MIG_ZSTD_WINDOW_LOG 23
+struct cta_mig_zio;
+int cta_mig_zio_compress(const struct cta_mig_io *out, int level, struct cta_mig_zio **ret,
+                         struct cta_error **err);
+/* in: read(), or view() and release() (read in place, released as decoded) */
+int cta_mig_zio_decompress(const struct cta_mig_io *in, struct cta_mig_zio **ret,
+                           struct cta_error **err);
+/* The io to give the engine: write() for a compressor, read() for a decompressor. */
+struct cta_mig_io cta_mig_zio_io(struct cta_mig_zio *z);
+/* Stream bytes (plain) and compressed bytes (packed) that went through so far. */
+void cta_mig_zio_counts(const struct cta_mig_zio *z, uint64_t *plain, uint64_t *packed);
+void cta_mig_zio_free(struct cta_mig_zio *z);
+
 /* io helpers for plain file descriptors (pipes, sockets, files): ctx is (intptr_t)fd.
  * abort() shuts a socket down (a no-op for other fds). */
 extern const struct cta_mig_io cta_mig_fd_io_ops;

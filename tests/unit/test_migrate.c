@@ -4,6 +4,8 @@
  * hard links across directories, dangling and absolute symlinks, long and odd names, odd
  * times) goes send → socketpair → receive and must compare identical; then an
  * incremental pass moves only what changed; a kept staging directory is resumed; cancel.
+ * The zstd wrappers (zio.c): trees through a compressor and a decompressor over read() and
+ * view() ios, and a decompressor fed garbage, wide windows, legacy frames, cut streams.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,6 +24,8 @@
 #include <unistd.h>
 
 #include <xxhash.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader, ZSTD_frameHeaderSize */
+#include <zstd.h>
 
 #include "migrate/dio.h"
 #include "migrate/hash.h"
@@ -1597,6 +1601,789 @@ TEST(walk__concurrent_walks_of_one_fd)
         return 0;
 }
 
+/* ------------------------------------------------------------------ zstd (zio.c) */
+
+/* Lines of a log, size bytes: compressible like the text in a container (about 9:1 at
+ * level 1). */
+static int put_text(int dfd, const char *name, size_t size)
+{
+        static char buf[1 << 20];
+        int fd = openat(dfd, name, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+        CHK(fd);
+        size_t done = 0, len = 0;
+        for (unsigned i = 0; done < size; i++) {
+                len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+                                        "2024-05-%02u %06u host ctagentd[%u]: migration %u: "
+                                        "sent %u bytes to node-%u\n",
+                                        i % 28 + 1, i, 1000 + i % 97, i / 1000,
+                                        i * 4096u % 1000003u, i % 7);
+                if (len > sizeof(buf) - 256 || done + len >= size) {
+                        size_t n = done + len > size ? size - done : len;
+                        CHK(write(fd, buf, n) == (ssize_t)n ? 0 : -1);
+                        done += n;
+                        len = 0;
+                }
+        }
+        close(fd);
+        return 0;
+}
+
+/* Small files, a symlink, text_size bytes of text and a 64 MiB sparse file. */
+static int build_ztree(int dfd, size_t text_size)
+{
+        CHK(mkdirat(dfd, "etc", 0755));
+        CHK(put_file(dfd, "etc/hostname", "zhost\n", 6, 0644));
+        CHK(put_file(dfd, "etc/empty", "", 0, 0600));
+        CHK(put_file(dfd, "etc/bin", "\0\1\2\3\xff", 5, 0755));
+        CHK(symlinkat("etc/hostname", dfd, "hostname"));
+        CHK(mkdirat(dfd, "var", 0750));
+        CHK(put_text(dfd, "var/log", text_size));
+        static uint8_t blk[65536];
+        fill_rand(blk, sizeof(blk), 7u);
+        int fd = openat(dfd, "var/sparse", O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0640);
+        CHK(fd);
+        CHK(pwrite(fd, blk, sizeof(blk), 0));
+        CHK(pwrite(fd, blk, 4096, 20 * MiB));
+        CHK(pwrite(fd, "E", 1, 64 * MiB - 1));
+        close(fd);
+        CHK(set_time(dfd, "var/log", 1700000000, 5));
+        CHK(set_time(dfd, "var", 1700000001, 6));
+        return 0;
+}
+
+/* A view() io like the daemon's stream queue: a ring of 64 KiB written by one thread and
+ * read in place by the decompressor. The writer adds pieces of 40000 bytes (waiting for
+ * the room), so that pieces keep straddling the ring end: views of wrapped bytes. */
+#define TRING_CAP (64u << 10)
+#define TRING_PIECE 40000u
+struct tring {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        uint8_t buf[TRING_CAP];
+        size_t head, len;
+        bool closed, aborted;
+        unsigned wrapped;   /* views whose bytes wrapped around the ring end */
+        unsigned overdrawn; /* releases of more than was there */
+};
+
+static void tring_init(struct tring *r)
+{
+        memset(r, 0, sizeof(*r));
+        pthread_mutex_init(&r->mu, NULL);
+        pthread_cond_init(&r->cv, NULL);
+}
+
+static void tring_destroy(struct tring *r)
+{
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+}
+
+static ssize_t tring_write(void *ctx, const void *data, size_t len)
+{
+        struct tring *r = ctx;
+        const uint8_t *p = data;
+        pthread_mutex_lock(&r->mu);
+        for (size_t left = len; left;) {
+                size_t n = left < TRING_PIECE ? left : TRING_PIECE;
+                while (TRING_CAP - r->len < n && !r->aborted)
+                        pthread_cond_wait(&r->cv, &r->mu);
+                if (r->aborted) {
+                        pthread_mutex_unlock(&r->mu);
+                        return -ECONNRESET;
+                }
+                size_t tail = (r->head + r->len) % TRING_CAP;
+                size_t first = n < TRING_CAP - tail ? n : TRING_CAP - tail;
+                memcpy(r->buf + tail, p, first);
+                memcpy(r->buf, p + first, n - first);
+                p += n;
+                left -= n;
+                r->len += n;
+                pthread_cond_broadcast(&r->cv);
+        }
+        pthread_mutex_unlock(&r->mu);
+        return (ssize_t)len;
+}
+
+static ssize_t tring_view(void *ctx, size_t want, const uint8_t **ring, size_t *cap,
+                          size_t *head)
+{
+        struct tring *r = ctx;
+        pthread_mutex_lock(&r->mu);
+        while (r->len < want && !r->closed && !r->aborted)
+                pthread_cond_wait(&r->cv, &r->mu);
+        ssize_t n = r->len < want && r->aborted ? -CTA_E_CANCELLED : (ssize_t)r->len;
+        if (r->head + r->len > TRING_CAP)
+                r->wrapped++;
+        *ring = r->buf;
+        *cap = TRING_CAP;
+        *head = r->head;
+        pthread_mutex_unlock(&r->mu);
+        return n;
+}
+
+static void tring_release(void *ctx, size_t n)
+{
+        struct tring *r = ctx;
+        pthread_mutex_lock(&r->mu);
+        if (n > r->len) {
+                r->overdrawn++;
+                n = r->len;
+        }
+        r->head = (r->head + n) % TRING_CAP;
+        r->len -= n;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+}
+
+static void tring_abort(void *ctx)
+{
+        struct tring *r = ctx;
+        pthread_mutex_lock(&r->mu);
+        r->aborted = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+}
+
+/* The writer's end of stream. */
+static void tring_close(void *ctx)
+{
+        struct tring *r = ctx;
+        pthread_mutex_lock(&r->mu);
+        r->closed = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+}
+
+static struct cta_mig_io tring_io(struct tring *r)
+{
+        return (struct cta_mig_io){ .write = tring_write, .view = tring_view,
+                                    .release = tring_release, .abort = tring_abort, .ctx = r };
+}
+
+static void fd_close(void *ctx)
+{
+        close((int)(intptr_t)ctx);
+}
+
+/* The sender of a compressed transfer (a thread): the tree at root through a compressor
+ * at level over inner; fin(inner.ctx) at the end (the end of the stream). */
+struct zsend {
+        int root, level;
+        struct cta_mig_io inner;
+        void (*fin)(void *ctx);
+        struct cta_mig_zio *z;
+        struct cta_mig_stats st;
+        int rc;
+        char msg[256];
+};
+
+static void *zsend_main(void *arg)
+{
+        struct zsend *j = arg;
+        struct cta_error *err = NULL;
+        j->rc = cta_mig_zio_compress(&j->inner, j->level, &j->z, &err);
+        if (j->rc == 0) {
+                struct cta_mig_io io = cta_mig_zio_io(j->z);
+                j->rc = cta_mig_send(j->root, &io, NULL, &j->st, &err);
+        }
+        snprintf(j->msg, sizeof(j->msg), "%s", j->rc < 0 ? cta_error_msg(err) : "");
+        cta_error_free(err);
+        j->fin(j->inner.ctx);
+        return NULL;
+}
+
+/* The receiver: the stream from in through a decompressor into parent/name. Returns the
+ * receiver's error code (0: received), its message in msg (if given); *ret_z the
+ * decompressor (to free). */
+static int zrecv(int parent, const char *name, const struct cta_mig_io *in,
+                 struct cta_mig_zio **ret_z, struct cta_mig_stats *st, char *msg, size_t msglen)
+{
+        struct cta_error *err = NULL;
+        struct cta_mig_zio *z = NULL;
+        int r = cta_mig_zio_decompress(in, &z, &err);
+        if (r == 0) {
+                struct cta_mig_io io = cta_mig_zio_io(z);
+                r = cta_mig_recv(parent, name, &io, NULL, st, &err);
+        }
+        int code = r < 0 ? cta_error_code(err) : 0;
+        if (r < 0)
+                printf("# recv: %s\n", cta_error_msg(err));
+        if (msg)
+                snprintf(msg, msglen, "%s", r < 0 ? cta_error_msg(err) : "");
+        cta_error_free(err);
+        *ret_z = z;
+        return code;
+}
+
+/* A compressed transfer of src into dst/"stage" over a socketpair (view: the test ring):
+ * 0, with both ends' counts checked. */
+static int ztransfer(int src, int dst, int level, bool view, uint64_t *ret_plain,
+                     uint64_t *ret_packed)
+{
+        static struct tring ring;
+        int sv[2] = { -1, -1 };
+        struct zsend s = { .root = src, .level = level };
+        struct cta_mig_io in;
+        if (view) {
+                tring_init(&ring);
+                s.inner = in = tring_io(&ring);
+                s.fin = tring_close;
+        } else {
+                ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+                s.inner = cta_mig_fd_io(sv[1]);
+                in = cta_mig_fd_io(sv[0]);
+                s.fin = fd_close;
+        }
+        pthread_t th;
+        ASSERT_INT_EQ(pthread_create(&th, NULL, zsend_main, &s), 0);
+        struct cta_mig_zio *z = NULL;
+        struct cta_mig_stats rst = { 0 };
+        int code = zrecv(dst, "stage", &in, &z, &rst, NULL, 0);
+        if (view)
+                tring_abort(&ring); /* (a sender still writing would stop) */
+        else
+                close(sv[0]);
+        pthread_join(th, NULL);
+        if (s.rc < 0)
+                printf("# send: %s\n", s.msg);
+        uint64_t plain, packed, rplain, rpacked;
+        cta_mig_zio_counts(s.z, &plain, &packed);
+        cta_mig_zio_counts(z, &rplain, &rpacked);
+        cta_mig_zio_free(s.z);
+        cta_mig_zio_free(z);
+        printf("# level %d%s: %llu stream bytes sent as %llu (%.1f%%); received %llu as %llu\n",
+               level, view ? ", view io" : "", (unsigned long long)plain,
+               (unsigned long long)packed, plain ? 100.0 * (double)packed / (double)plain : 0.0,
+               (unsigned long long)rplain, (unsigned long long)rpacked);
+        ASSERT_INT_EQ(s.rc, 0);
+        ASSERT_INT_EQ(code, 0);
+        /* the compressor saw the whole stream, the decompressor gave all of it back */
+        ASSERT_INT_EQ(plain, s.st.wire_bytes);
+        ASSERT_INT_EQ(rplain, plain);
+        ASSERT_INT_EQ(rpacked, packed);
+        ASSERT_INT_EQ(rst.wire_bytes, plain);
+        if (view) {
+                printf("# ring views that wrapped: %u\n", ring.wrapped);
+                ASSERT_TRUE(ring.wrapped > 0);
+                ASSERT_INT_EQ(ring.overdrawn, 0);
+                ASSERT_INT_EQ(ring.len, 0); /* every byte given back */
+                tring_destroy(&ring);
+        }
+        *ret_plain = plain;
+        *ret_packed = packed;
+        return 0;
+}
+
+static int zsrc_fd = -1; /* the tree of zio__tree_round_trip, for the view io too */
+
+TEST(zio__tree_round_trip)
+{
+        ASSERT_OK(setup());
+        int src, dst;
+        ASSERT_OK(tree_pair("z", &src, &dst));
+        ASSERT_OK(build_ztree(src, 16 * MiB + 12345));
+        uint64_t plain, packed;
+        ASSERT_OK(ztransfer(src, dst, 1, false, &plain, &packed));
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(stage >= 0);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        ASSERT_TRUE(plain > 16 * MiB);
+        ASSERT_TRUE(packed < plain / 4);
+        close(stage);
+        close(dst);
+        zsrc_fd = src;
+        return 0;
+}
+
+TEST(zio__view_io_round_trip)
+{
+        ASSERT_OK(setup());
+        ASSERT_TRUE(zsrc_fd >= 0); /* (zio__tree_round_trip made it) */
+        ASSERT_OK(mkdirat(g_rootfd, "zvdst", 0755));
+        int dst = openat(g_rootfd, "zvdst", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(dst >= 0);
+        uint64_t plain, packed;
+        ASSERT_OK(ztransfer(zsrc_fd, dst, 1, true, &plain, &packed));
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(stage >= 0);
+        ASSERT_INT_EQ(compare(zsrc_fd, stage, 0), 0);
+        ASSERT_TRUE(packed < plain / 4);
+        close(stage);
+        close(dst);
+        close(zsrc_fd);
+        zsrc_fd = -1;
+        return 0;
+}
+
+/* A write() io collecting everything in memory. */
+struct membuf {
+        uint8_t *b;
+        size_t len, cap;
+};
+static ssize_t mem_write(void *ctx, const void *data, size_t len)
+{
+        struct membuf *m = ctx;
+        if (m->len + len > m->cap) {
+                m->cap = (m->len + len) * 2;
+                m->b = cta_xrealloc(m->b, m->cap);
+        }
+        memcpy(m->b + m->len, data, len);
+        m->len += len;
+        return (ssize_t)len;
+}
+
+/* The tree at src as a stream in memory: plain (level 0) or through a compressor. */
+static uint8_t *stream_of(int src, int level, size_t *len)
+{
+        struct membuf m = { 0 };
+        struct cta_mig_io io = { .write = mem_write, .ctx = &m };
+        struct cta_mig_zio *z = NULL;
+        struct cta_error *err = NULL;
+        int r = 0;
+        if (level > 0 && (r = cta_mig_zio_compress(&io, level, &z, &err)) == 0)
+                io = cta_mig_zio_io(z);
+        if (r == 0)
+                r = cta_mig_send(src, &io, NULL, NULL, &err);
+        if (r < 0) {
+                printf("# send: %s\n", cta_error_msg(err));
+                free(m.b);
+                m.b = NULL;
+        }
+        cta_error_free(err);
+        cta_mig_zio_free(z);
+        *len = m.len;
+        return m.b;
+}
+
+/* The window a zstd frame's header asks for (0: not a frame header). */
+static unsigned long long frame_window(const uint8_t *b, size_t n)
+{
+        ZSTD_frameHeader fh;
+        size_t r = ZSTD_getFrameHeader(&fh, b, n);
+        return r == 0 && fh.frameType == ZSTD_frame ? fh.windowSize : 0;
+}
+
+/* A thread writing b[0, n) into the test ring, then its end. */
+struct feed {
+        struct tring *r;
+        const uint8_t *b;
+        size_t n;
+};
+static void *feed_main(void *arg)
+{
+        struct feed *f = arg;
+        (void)tring_write(f->r, f->b, f->n);
+        tring_close(f->r);
+        return NULL;
+}
+
+/* The bytes b[0, n) received through a decompressor over a read() io (a memfd) or the
+ * test ring (view, fed by a thread) into g_rootfd/"zbad": the receiver's error code
+ * (0: it succeeded), its message in msg. */
+static int zrecv_bytes(const uint8_t *b, size_t n, bool view, char *msg, size_t msglen)
+{
+        static struct tring ring;
+        struct cta_mig_zio *z = NULL;
+        int code;
+        if (view) {
+                tring_init(&ring);
+                struct feed f = { &ring, b, n };
+                pthread_t th;
+                pthread_create(&th, NULL, feed_main, &f);
+                struct cta_mig_io in = tring_io(&ring);
+                code = zrecv(g_rootfd, "zbad", &in, &z, NULL, msg, msglen);
+                tring_abort(&ring); /* the feeder may wait for room still */
+                pthread_join(th, NULL);
+                tring_destroy(&ring);
+        } else {
+                int fd = memfd_create("zbad", MFD_CLOEXEC);
+                if (fd < 0 || write(fd, b, n) != (ssize_t)n || lseek(fd, 0, SEEK_SET) != 0)
+                        return -1;
+                struct cta_mig_io in = cta_mig_fd_io(fd);
+                code = zrecv(g_rootfd, "zbad", &in, &z, NULL, msg, msglen);
+                close(fd);
+        }
+        cta_mig_zio_free(z);
+        return code;
+}
+
+/* Both ways, each must fail with want_code (and a message containing want_msg), leaving
+ * nothing in the test root (no staging directory). */
+static int zrecv_refused(const uint8_t *b, size_t n, int want_code, const char *want_msg)
+{
+        for (int view = 0; view < 2; view++) {
+                int before = count_entries(g_rootfd, ".");
+                char msg[512];
+                int code = zrecv_bytes(b, n, view, msg, sizeof(msg));
+                struct stat st;
+                bool staged = fstatat(g_rootfd, "zbad", &st, AT_SYMLINK_NOFOLLOW) == 0;
+                if (staged)
+                        (void)cta_rm_rf_at(g_rootfd, "zbad");
+                if (code != want_code || !strstr(msg, want_msg))
+                        TAP_FAIL("%s io: code %d (want %d), \"%s\" (want \"%s\")",
+                                 view ? "view" : "read", code, want_code, msg, want_msg);
+                ASSERT_TRUE(!staged);
+                ASSERT_INT_EQ(count_entries(g_rootfd, "."), before);
+        }
+        return 0;
+}
+
+/* The decompressor's read() on the bytes b[0, n) (from a memfd) until it fails or ends:
+ * its last return value. */
+static ssize_t zread_all(const uint8_t *b, size_t n)
+{
+        int fd = memfd_create("zr", MFD_CLOEXEC);
+        if (fd < 0 || write(fd, b, n) != (ssize_t)n || lseek(fd, 0, SEEK_SET) != 0)
+                return -1000;
+        struct cta_mig_io in = cta_mig_fd_io(fd);
+        struct cta_mig_zio *z = NULL;
+        struct cta_error *err = NULL;
+        if (cta_mig_zio_decompress(&in, &z, &err) < 0) {
+                cta_error_free(err);
+                close(fd);
+                return -1000;
+        }
+        struct cta_mig_io io = cta_mig_zio_io(z);
+        static uint8_t out[1 << 20];
+        ssize_t r;
+        while ((r = io.read(io.ctx, out, sizeof(out))) > 0)
+                ;
+        cta_mig_zio_free(z);
+        close(fd);
+        return r;
+}
+
+/* Decode b[0, n) with a plain decoder taking windows up to 2^wlog into out: the decoded
+ * size, or -1. */
+static ssize_t zdecode(const uint8_t *b, size_t n, int wlog, uint8_t *out, size_t cap)
+{
+        ZSTD_DCtx *d = ZSTD_createDCtx();
+        ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, wlog);
+        ZSTD_outBuffer ob = { out, cap, 0 };
+        ZSTD_inBuffer ib = { b, n, 0 };
+        while (ib.pos < ib.size && ob.pos < ob.size) {
+                size_t r = ZSTD_decompressStream(d, &ob, &ib);
+                if (ZSTD_isError(r)) {
+                        ZSTD_freeDCtx(d);
+                        return -1;
+                }
+        }
+        ZSTD_freeDCtx(d);
+        return (ssize_t)ob.pos;
+}
+
+/* Levels up to the maximum all ask for a window within what every decoder takes, and a
+ * level 19 stream is received; levels outside 1-19 are refused. */
+TEST(zio__levels)
+{
+        ASSERT_OK(setup());
+        for (int level = 1; level <= CTA_MIG_ZSTD_LEVEL_MAX; level++) {
+                struct membuf m = { 0 };
+                struct cta_mig_io io = { .write = mem_write, .ctx = &m };
+                struct cta_mig_zio *z = NULL;
+                struct cta_error *err = NULL;
+                ASSERT_OK(cta_mig_zio_compress(&io, level, &z, &err));
+                struct cta_mig_io zw = cta_mig_zio_io(z);
+                static uint8_t data[64 << 10];
+                fill_rand(data, sizeof(data), (uint32_t)level);
+                ASSERT_INT_EQ(zw.write(zw.ctx, data, sizeof(data)), sizeof(data));
+                unsigned long long w = frame_window(m.b, m.len);
+                if (w == 0 || w > 1ull << CTA_MIG_ZSTD_WINDOW_LOG)
+                        TAP_FAIL("level %d asks for a window of %llu", level, w);
+                cta_mig_zio_free(z);
+                free(m.b);
+        }
+        static const int bad[] = { 0, -1, CTA_MIG_ZSTD_LEVEL_MAX + 1, 22, 1 << 30 };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(bad); i++) {
+                struct cta_mig_io io = cta_mig_fd_io(1);
+                struct cta_mig_zio *z = NULL;
+                struct cta_error *err = NULL;
+                ASSERT_TRUE(cta_mig_zio_compress(&io, bad[i], &z, &err) < 0);
+                ASSERT_INT_EQ(cta_error_code(err), CTA_E_INVALID);
+                ASSERT_NULL(z);
+                cta_error_free(err);
+        }
+        /* level 19, received from a read() io */
+        int src, dst;
+        ASSERT_OK(tree_pair("z19", &src, &dst));
+        ASSERT_OK(build_ztree(src, 384 << 10));
+        size_t len;
+        _cleanup_free_ uint8_t *b = stream_of(src, 19, &len);
+        ASSERT_NOT_NULL(b);
+        ASSERT_TRUE(frame_window(b, len) == 1ull << CTA_MIG_ZSTD_WINDOW_LOG);
+        int fd = memfd_create("z19", MFD_CLOEXEC);
+        ASSERT_TRUE(fd >= 0 && write(fd, b, len) == (ssize_t)len && lseek(fd, 0, SEEK_SET) == 0);
+        struct cta_mig_io in = cta_mig_fd_io(fd);
+        struct cta_mig_zio *z = NULL;
+        struct cta_mig_stats rst;
+        ASSERT_INT_EQ(zrecv(dst, "stage", &in, &z, &rst, NULL, 0), 0);
+        uint64_t plain, packed;
+        cta_mig_zio_counts(z, &plain, &packed);
+        ASSERT_INT_EQ(packed, len);
+        ASSERT_INT_EQ(plain, rst.wire_bytes);
+        cta_mig_zio_free(z);
+        close(fd);
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(stage >= 0);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        close(stage);
+        close(src);
+        close(dst);
+        return 0;
+}
+
+/* The plain stream of a small tree with a 1.5 MiB text file (the hostile tests' payload,
+ * which a decoder without our limits would take). */
+static uint8_t *hostile_payload(size_t *len)
+{
+        static uint8_t *plain;
+        static size_t plain_len;
+        if (!plain) {
+                if (mkdirat(g_rootfd, "zhsrc", 0755) < 0)
+                        return NULL;
+                int src = openat(g_rootfd, "zhsrc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (src < 0 || build_ztree(src, 3 * MiB / 2) < 0)
+                        return NULL;
+                plain = stream_of(src, 0, &plain_len);
+                close(src);
+        }
+        *len = plain_len;
+        return plain;
+}
+
+TEST(zio__garbage_refused)
+{
+        ASSERT_OK(setup());
+        static uint8_t junk[256 << 10];
+        fill_rand(junk, sizeof(junk), 4242u);
+        ASSERT_INT_EQ(zread_all(junk, sizeof(junk)), -EBADMSG);
+        ASSERT_OK(zrecv_refused(junk, sizeof(junk), CTA_E_MIG_STREAM, "corrupt"));
+        /* a frame header, then garbage */
+        static const uint8_t hdr[] = { 0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x48 };
+        memcpy(junk, hdr, sizeof(hdr));
+        ASSERT_INT_EQ(zread_all(junk, sizeof(junk)), -EBADMSG);
+        ASSERT_OK(zrecv_refused(junk, sizeof(junk), CTA_E_MIG_STREAM, "corrupt"));
+        /* a plain (uncompressed) stream */
+        size_t plen;
+        const uint8_t *plain = hostile_payload(&plen);
+        ASSERT_NOT_NULL(plain);
+        ASSERT_OK(zrecv_refused(plain, plen, CTA_E_MIG_STREAM, "corrupt"));
+        return 0;
+}
+
+/* A valid frame of a valid stream whose header asks for a 2^27 window. */
+TEST(zio__large_window_refused)
+{
+        ASSERT_OK(setup());
+        size_t plen;
+        const uint8_t *plain = hostile_payload(&plen);
+        ASSERT_NOT_NULL(plain);
+        ASSERT_TRUE(plen > MiB);
+        ZSTD_CCtx *c = ZSTD_createCCtx();
+        ASSERT_NOT_NULL(c);
+        ASSERT_TRUE(!ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 3)));
+        ASSERT_TRUE(!ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 27)));
+        size_t cap = ZSTD_compressBound(plen) + 4096;
+        _cleanup_free_ uint8_t *b = malloc(cap), *out = malloc(plen + 1);
+        ASSERT_TRUE(b && out);
+        ZSTD_outBuffer ob = { b, cap, 0 };
+        ZSTD_inBuffer ib = { plain, plen, 0 };
+        /* flushed, not ended, as we send: the size stays unknown, the window as set */
+        ASSERT_INT_EQ(ZSTD_compressStream2(c, &ob, &ib, ZSTD_e_flush), 0);
+        ZSTD_freeCCtx(c);
+        ASSERT_TRUE(frame_window(b, ob.pos) == 1ull << 27);
+        /* a decoder taking that window decodes it to the stream; ours refuses it */
+        ASSERT_INT_EQ(zdecode(b, ob.pos, 27, out, plen + 1), plen);
+        ASSERT_MEM_EQ(out, plain, plen);
+        ASSERT_INT_EQ(zdecode(b, ob.pos, CTA_MIG_ZSTD_WINDOW_LOG, out, plen + 1), -1);
+        ASSERT_INT_EQ(zread_all(b, ob.pos), -EBADMSG);
+        ASSERT_OK(zrecv_refused(b, ob.pos, CTA_E_MIG_STREAM, "corrupt"));
+        return 0;
+}
+
+/* A legacy (v0.7) zstd frame: libzstd's streaming decoder takes those too, and sizes its
+ * buffers by their header (here a 2^27 window) whatever ZSTD_d_windowLogMax says. */
+TEST(zio__legacy_frame_refused)
+{
+        ASSERT_OK(setup());
+        size_t plen;
+        const uint8_t *plain = hostile_payload(&plen);
+        ASSERT_NOT_NULL(plain);
+        size_t blocks = (plen + 65535) / 65536;
+        _cleanup_free_ uint8_t *b = malloc(6 + blocks * 3 + plen + 3), *out = malloc(plen + 1);
+        ASSERT_TRUE(b && out);
+        static const uint8_t hdr[6] = { 0x27, 0xb5, 0x2f, 0xfd, 0x00, (27 - 10) << 3 };
+        uint8_t *p = b;
+        memcpy(p, hdr, sizeof(hdr));
+        p += sizeof(hdr);
+        for (size_t off = 0; off < plen; off += 65536) {
+                size_t k = plen - off < 65536 ? plen - off : 65536;
+                p[0] = (uint8_t)(1u << 6 | k >> 16); /* a raw block */
+                p[1] = (uint8_t)(k >> 8);
+                p[2] = (uint8_t)k;
+                memcpy(p + 3, plain + off, k);
+                p += 3 + k;
+        }
+        p[0] = 3u << 6; /* the end */
+        p[1] = p[2] = 0;
+        p += 3;
+        size_t n = (size_t)(p - b);
+        ssize_t plain_decoder = zdecode(b, n, CTA_MIG_ZSTD_WINDOW_LOG, out, plen + 1);
+        printf("# this libzstd %s legacy frames beyond the window cap\n",
+               plain_decoder >= 0 ? "decodes" : "refuses");
+        if (plain_decoder >= 0) {
+                ASSERT_INT_EQ(plain_decoder, plen);
+                ASSERT_MEM_EQ(out, plain, plen);
+        }
+        ASSERT_INT_EQ(zread_all(b, n), -EBADMSG);
+        ASSERT_OK(zrecv_refused(b, n, CTA_E_MIG_STREAM, "corrupt"));
+        /* nor after a zstd frame that ended (an empty one) */
+        _cleanup_free_ uint8_t *two = malloc(64 + n);
+        ASSERT_NOT_NULL(two);
+        size_t e = ZSTD_compress(two, 64, "", 0, 1);
+        ASSERT_TRUE(!ZSTD_isError(e));
+        memcpy(two + e, b, n);
+        ASSERT_INT_EQ(zread_all(two, e + n), -EBADMSG);
+        ASSERT_OK(zrecv_refused(two, e + n, CTA_E_MIG_STREAM, "corrupt"));
+        /* while a stream in two frames of zstd's own, with checksums as its CLI writes
+         * them, is received */
+        ZSTD_CCtx *c = ZSTD_createCCtx();
+        ASSERT_NOT_NULL(c);
+        ASSERT_TRUE(!ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)));
+        size_t half = plen / 2 + 333, cap = ZSTD_compressBound(plen) + 1024;
+        _cleanup_free_ uint8_t *frames = malloc(cap);
+        ASSERT_NOT_NULL(frames);
+        size_t f1 = ZSTD_compress2(c, frames, cap, plain, half);
+        ASSERT_TRUE(!ZSTD_isError(f1));
+        size_t f2 = ZSTD_compress2(c, frames + f1, cap - f1, plain + half, plen - half);
+        ASSERT_TRUE(!ZSTD_isError(f2));
+        ZSTD_freeCCtx(c);
+        for (int view = 0; view < 2; view++) {
+                ASSERT_INT_EQ(zrecv_bytes(frames, f1 + f2, view, NULL, 0), 0);
+                int src = openat(g_rootfd, "zhsrc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                int stage = openat(g_rootfd, "zbad", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                ASSERT_TRUE(src >= 0 && stage >= 0);
+                ASSERT_INT_EQ(compare(src, stage, 0), 0);
+                close(stage);
+                close(src);
+                ASSERT_OK(cta_rm_rf_at(g_rootfd, "zbad"));
+        }
+        return 0;
+}
+
+/* The decompressor's read() in small pieces, over a read() io (a memfd) and the test ring:
+ * the decoder then often holds output it could not give yet, also once all the input is
+ * consumed or ended; every byte of the stream still comes out, then the end. */
+TEST(zio__small_reads)
+{
+        ASSERT_OK(setup());
+        size_t plen, len;
+        ASSERT_NOT_NULL(hostile_payload(&plen)); /* (it makes zhsrc) */
+        int src = openat(g_rootfd, "zhsrc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(src >= 0);
+        _cleanup_free_ uint8_t *b = stream_of(src, 1, &len), *out = malloc(plen + 65536),
+                              *ref = malloc(plen + 65536);
+        close(src);
+        ASSERT_TRUE(b && out && ref);
+        /* what libzstd decodes it to (not quite the payload: the atimes moved) */
+        ssize_t want = zdecode(b, len, CTA_MIG_ZSTD_WINDOW_LOG, ref, plen + 65536);
+        ASSERT_TRUE(want > (ssize_t)MiB);
+        static const size_t sizes[] = { 1, 7, 100, 4096, 65539, 3 };
+        for (int view = 0; view < 2; view++) {
+                static struct tring ring;
+                struct feed f = { &ring, b, len };
+                pthread_t th;
+                int fd = -1;
+                struct cta_mig_io in;
+                if (view) {
+                        tring_init(&ring);
+                        ASSERT_INT_EQ(pthread_create(&th, NULL, feed_main, &f), 0);
+                        in = tring_io(&ring);
+                } else {
+                        fd = memfd_create("zsmall", MFD_CLOEXEC);
+                        ASSERT_TRUE(fd >= 0 && write(fd, b, len) == (ssize_t)len &&
+                                    lseek(fd, 0, SEEK_SET) == 0);
+                        in = cta_mig_fd_io(fd);
+                }
+                struct cta_mig_zio *z = NULL;
+                struct cta_error *err = NULL;
+                ASSERT_OK(cta_mig_zio_decompress(&in, &z, &err));
+                struct cta_mig_io io = cta_mig_zio_io(z);
+                size_t got = 0;
+                ssize_t r = -1;
+                for (unsigned i = 0; got + sizes[i % 6] <= plen + 65536; i++) {
+                        if ((r = io.read(io.ctx, out + got, sizes[i % 6])) <= 0)
+                                break;
+                        ASSERT_TRUE((size_t)r <= sizes[i % 6]);
+                        got += (size_t)r;
+                }
+                uint64_t zplain, zpacked;
+                cta_mig_zio_counts(z, &zplain, &zpacked);
+                cta_mig_zio_free(z);
+                if (view) {
+                        tring_abort(&ring);
+                        pthread_join(th, NULL);
+                        tring_destroy(&ring);
+                } else {
+                        close(fd);
+                }
+                ASSERT_INT_EQ(r, 0);
+                ASSERT_INT_EQ(got, want);
+                ASSERT_MEM_EQ(out, ref, want);
+                ASSERT_INT_EQ(zplain, want);
+                ASSERT_INT_EQ(zpacked, len);
+        }
+        return 0;
+}
+
+/* Offset of the middle of the largest compressed block of a zstd frame that is made of
+ * whole blocks (0: none). */
+static size_t mid_block(const uint8_t *b, size_t n)
+{
+        size_t p = ZSTD_frameHeaderSize(b, n), best = 0, best_size = 0;
+        if (ZSTD_isError(p))
+                return 0;
+        while (p + 3 <= n) {
+                uint32_t h = b[p] | (uint32_t)b[p + 1] << 8 | (uint32_t)b[p + 2] << 16;
+                uint32_t type = h >> 1 & 3, size = h >> 3;
+                if (type == 2 && size > best_size) {
+                        best = p + 3 + size / 2;
+                        best_size = size;
+                }
+                p += 3 + (type == 1 ? 1 : size);
+                if (h & 1)
+                        break;
+        }
+        printf("# largest compressed block: %zu bytes\n", best_size);
+        return p == n && best_size >= 16 ? best : 0;
+}
+
+TEST(zio__truncated_in_block)
+{
+        ASSERT_OK(setup());
+        size_t plen;
+        ASSERT_NOT_NULL(hostile_payload(&plen)); /* (it makes zhsrc) */
+        int src = openat(g_rootfd, "zhsrc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(src >= 0);
+        size_t len;
+        _cleanup_free_ uint8_t *b = stream_of(src, 1, &len);
+        ASSERT_NOT_NULL(b);
+        size_t cut = mid_block(b, len);
+        ASSERT_TRUE(cut > 0);
+        /* whole, the stream is received; cut in the middle of a block, it is truncated */
+        ASSERT_INT_EQ(zrecv_bytes(b, len, false, NULL, 0), 0);
+        int stage = openat(g_rootfd, "zbad", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(stage >= 0);
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        close(stage);
+        ASSERT_OK(cta_rm_rf_at(g_rootfd, "zbad"));
+        ASSERT_INT_EQ(zread_all(b, cut), 0);
+        ASSERT_OK(zrecv_refused(b, cut, CTA_E_MIG_STREAM, "truncated"));
+        close(src);
+        return 0;
+}
+
 TEST(zz_cleanup)
 {
         if (g_rootfd >= 0)
@@ -1656,5 +2443,9 @@ int main(void)
                              T(hash__fast_update_matches_library), T(dio__cached_sample), T(dio__same_bytes_as_buffered), T(dio__lent_writes_same_bytes),
                              T(bsum__definition_and_version_2_peers),
                              T(walk__concurrent_walks_of_one_fd),
+                             T(zio__tree_round_trip), T(zio__view_io_round_trip), T(zio__levels),
+                             T(zio__garbage_refused), T(zio__large_window_refused),
+                             T(zio__legacy_frame_refused), T(zio__small_reads),
+                             T(zio__truncated_in_block),
                              T(zz_cleanup)));
 }
