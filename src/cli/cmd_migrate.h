@@ -28,6 +28,8 @@ struct cli_mig_spec {
         bool has_new_veid;
         uint64_t new_veid;
         const char *new_name, *new_private; /* NULL = not sent */
+        bool has_compress; /* send options/compress (ours): */
+        int compress;      /* 0 off, else a zstd level */
 };
 
 /* The destination (o->args[1], DST_HOST[:PORT]; port 4434, or 4433 with

@@ -51,6 +51,7 @@ static const struct key_def keys[] = {
         U64(login_delay_max_ms, 0, 60000),
         U64(max_jobs, 1, 4096),
         U64(handshake_timeout_s, 1, 300),
+        U64(migrate_compress, 0, 19),
 };
 
 /* Accept the names the contract documents without the _s suffix too. */

@@ -31,6 +31,9 @@ struct cta_config {
         uint64_t login_delay_max_ms;
         uint64_t max_jobs;
         uint64_t handshake_timeout_s;
+        /* zstd level of outgoing migration streams when the request does not say
+         * (options/compress); 0: not compressed (the default: fast links) */
+        uint64_t migrate_compress;
 };
 
 /* Fill c with the built-in defaults. */

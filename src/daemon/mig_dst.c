@@ -59,6 +59,7 @@ struct mig_dst {
         char *base_from; /* that copy's own path (a retired .migrated area), to give back */
         uint32_t bm_tag; /* our own random tag on the block maps of the files we write */
         bool then_have;  /* the source asks for a summary right after this stream */
+        bool zstd;       /* this stream's frames carry one zstd stream */
         int next_have_fd; /* ... built at its end (a memfd), or -1 */
         uint64_t next_have_entries;
         enum dst_state state;
@@ -456,6 +457,8 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         /* we take a second stream (have, stream) after the first: the source may copy a
          * running container first and stop it only for what changed (older agents: 1) */
         cta_xw_int(w, cta_xw_qname(qn, p, "passes"), 2);
+        /* we read streams compressed with zstd (stream/compress; older agents do not say) */
+        cta_xw_text(w, cta_xw_qname(qn, p, "compress"), "zstd");
         return cta_call_end_result(call, err);
 }
 
@@ -533,6 +536,11 @@ static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
         if (call->s->binsink)
                 return cta_error_set(err, CTA_E_BUSY, 0, "ctamig: a stream is already open");
         m->then_have = arg(call, "then_have") != NULL;
+        const char *z = arg(call, "compress");
+        if (z && *z && !streq(z, "zstd"))
+                return cta_error_set(err, CTA_E_MIG_VERSION, 0,
+                                     "ctamig: unknown stream compression '%.32s'", z);
+        m->zstd = z && *z;
         if (m->next_have_fd >= 0) { /* a summary of the tree this stream changes */
                 close(m->next_have_fd);
                 m->next_have_fd = -1;
@@ -612,6 +620,11 @@ static void flusher_stop(struct flusher *f)
         pthread_mutex_destroy(&f->mu);
 }
 
+static void zio_freep(struct cta_mig_zio **z)
+{
+        cta_mig_zio_free(*z);
+}
+
 static int mig_stream(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
@@ -619,6 +632,13 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         /* the receiver reads the queue in place */
         struct cta_mig_io io = { .view = q_view, .release = q_release, .abort = q_abort,
                                  .ctx = m->q };
+        /* compressed: decoded on the receiver's reader thread into its own ring */
+        _cleanup_(zio_freep) struct cta_mig_zio *z = NULL;
+        if (m->zstd) {
+                if (cta_mig_zio_decompress(&io, &z, err) < 0)
+                        return cta_error_wrap(err, "receive container %s", m->eid);
+                io = cta_mig_zio_io(z);
+        }
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(d);
         /* The free-space check passed for what hello declared: a source that
          * sends more than that (plus the same margin) is lying. */
@@ -667,6 +687,12 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                    "final flush to disk %" PRIu64 " ms)",
                    m->id, m->stats.entries, m->stats.data_bytes, m->stats.direct_bytes,
                    m->stats.lent_bytes, m->stats.inplace_files, cta_now_ms() - t0);
+        if (z) {
+                uint64_t plain, packed;
+                cta_mig_zio_counts(z, &plain, &packed);
+                log_info("migration %s: zstd: %" PRIu64 " stream bytes arrived as %" PRIu64,
+                         m->id, plain, packed);
+        }
         if (m->then_have) {
                 /* The source stops the container next and asks what we hold now: the
                  * summary is built here, while the container still runs, and not in its

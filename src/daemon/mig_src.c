@@ -284,6 +284,7 @@ struct mig_src {
         bool was_running, stopped, forced, have;
         uint16_t stream_version; /* the newest stream format the destination reads */
         unsigned dst_passes;     /* streams the destination takes in one migration (1 or 2) */
+        int zstd_level;          /* compress the streams at this level (0: not) */
         /* A running container is copied while it runs (pre-copy), then stopped for a
          * pass of what changed: files changed since precopy_start go again. */
         bool precopying, precopied;
@@ -463,6 +464,16 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         m->stream_version = v >= 1 && v <= UINT16_MAX ? (uint16_t)v : 2;
         const char *passes = resp->op_node ? cta_xnode_ctext(resp->op_node, "passes") : NULL;
         m->dst_passes = passes && streq(passes, "2") ? 2 : 1;
+        /* compression, when asked for, if the destination reads it (older agents do not
+         * say, and get the stream as it is) */
+        int level = rq->compress >= 0 ? rq->compress : (int)m->d->cfg->migrate_compress;
+        const char *zs = resp->op_node ? cta_xnode_ctext(resp->op_node, "compress") : NULL;
+        bool zstd_ok = zs && streq(zs, "zstd");
+        m->zstd_level = level > 0 && zstd_ok ? level : 0;
+        if (level > 0 && !zstd_ok)
+                log_warning("migration %s: the destination does not read compressed streams: "
+                            "sending uncompressed",
+                            m->id);
         if (!token || strlen(token) >= sizeof(m->token))
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0,
                                      "the destination's hello reply has no token");
@@ -491,9 +502,10 @@ static int src_fetch_have(struct mig_src *m, struct cta_error **err)
         return 0;
 }
 
-static int src_stream(struct mig_src *m, struct cta_error **err)
+/* One stream: open it, send the tree through io (zstd: compressed), await the verdict. */
+static int src_stream_io(struct mig_src *m, const struct cta_mig_io *io, bool zstd,
+                         struct cta_error **err)
 {
-        struct cta_mig_io io = { .write = peer_stream_write, .ctx = &m->peer };
         struct cta_mig_io have_io = cta_mig_fd_io(m->have_fd);
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(m->d);
         struct cta_mig_send_opts o = {
@@ -517,6 +529,8 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
          * the container still runs (an older one ignores the element) */
         if (m->precopying)
                 cta_xw_int(&q.w, "then_have", 1);
+        if (zstd) /* the binary frames carry one zstd stream (hello said it reads it) */
+                cta_xw_text(&q.w, "compress", "zstd");
         for (int i = 0; i < 4; i++)
                 cta_xw_close(&q.w);
         (void)cta_buf_putc(&q.b, '\0');
@@ -527,7 +541,7 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
         _cleanup_close_ int fd = open(m->row.private_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", m->row.private_path);
-        r = cta_mig_send(fd, &io, &o, &st, err);
+        r = cta_mig_send(fd, io, &o, &st, err);
         if (r < 0 && cta_error_code(*err) == CTA_E_MIG_LINK_LOST) {
                 /* The destination may have stopped reading because it refused
                  * the data: its reply, if it came, says why. */
@@ -571,6 +585,29 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
                    " on the wire)",
                    m->id, st.entries, st.data_bytes, st.wire_bytes);
         return 0;
+}
+
+/* A stream of the tree, compressed when asked for and the destination reads it. */
+static int src_stream(struct mig_src *m, struct cta_error **err)
+{
+        struct cta_mig_io io = { .write = peer_stream_write, .ctx = &m->peer };
+        struct cta_mig_zio *z = NULL;
+        if (m->zstd_level > 0) {
+                int r = cta_mig_zio_compress(&io, m->zstd_level, &z, err);
+                if (r < 0)
+                        return cta_error_wrap(err, "compress the stream");
+                io = cta_mig_zio_io(z);
+        }
+        int r = src_stream_io(m, &io, z != NULL, err);
+        uint64_t plain, packed;
+        cta_mig_zio_counts(z, &plain, &packed);
+        if (r == 0 && z)
+                log_notice("migration %s: zstd level %d: %" PRIu64 " stream bytes sent as %" PRIu64
+                           " (%.1f%%)",
+                           m->id, m->zstd_level, plain, packed,
+                           plain ? 100.0 * (double)packed / (double)plain : 100.0);
+        cta_mig_zio_free(z);
+        return r;
 }
 
 /*

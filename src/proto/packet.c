@@ -345,6 +345,27 @@ static int migrate_add_eid(struct cta_migrate_req *out, const struct cta_xnode *
         return 0;
 }
 
+/* options/compress: a zstd level 1-19, or a flag (on: CTA_COMPRESS_LEVEL_ON). */
+static int compress_field(const struct cta_xnode *opt, struct cta_migrate_req *out,
+                          struct cta_error **err)
+{
+        const char *v = cta_xnode_ctext(opt, "compress");
+        if (!v)
+                return 0;
+        uint64_t level;
+        bool on;
+        if (*v >= '0' && *v <= '9' && cta_parse_u64(v, CTA_COMPRESS_LEVEL_MAX, &level) == 0)
+                out->compress = (int)level;
+        else if (streq(v, "zstd") || cta_parse_bool(v, true, &on) == 0)
+                out->compress = streq(v, "zstd") || on ? CTA_COMPRESS_LEVEL_ON : 0;
+        else
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0,
+                                     "migrate_v2v/options/compress must be a zstd level "
+                                     "0-%d, true or false",
+                                     CTA_COMPRESS_LEVEL_MAX);
+        return 0;
+}
+
 static int migrate_options(const struct cta_xnode *opt, struct cta_migrate_req *out,
                            struct cta_error **err)
 {
@@ -363,6 +384,8 @@ static int migrate_options(const struct cta_xnode *opt, struct cta_migrate_req *
                 out->type = (long)t;
         }
 
+        if ((r = compress_field(opt, out, err)) < 0)
+                return r;
         const struct cta_xnode *cfg = cta_xnode_child(opt, "config");
         if (!cfg)
                 return 0;
@@ -422,6 +445,7 @@ int cta_req_parse_migrate_v2v(const struct cta_xnode *call, struct cta_migrate_r
                               struct cta_error **err)
 {
         memset(out, 0, sizeof(*out));
+        out->compress = -1;
         if (!call)
                 return cta_error_set(err, CTA_E_BAD_PARAM, 0, "migrate_v2v: missing");
         int r = migrate_parse(call, out, err);

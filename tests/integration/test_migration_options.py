@@ -1,17 +1,21 @@
 """migrate_v2v request forms and options beyond the seed: the vzarelocator operator, an
-eid_list of several containers, an unsupported type, and a pinned destination certificate
-that does not match. Needs root (skipped otherwise)."""
+eid_list of several containers, an unsupported type, a pinned destination certificate
+that does not match, and our compress option. Needs root (skipped otherwise)."""
 
 import os
+import re
 
 import pytest
 
 import ctahelpers as H
 import ctfixtures as F
+import migfixtures as M
 from ctfixtures import ct_nodes, ct_template_dir  # noqa: F401 (fixtures)
 from migfixtures import ct_admin  # noqa: F401 (fixtures)
 from migfixtures import migrate as _migrate
 from test_containers import create, lifecycle, status
+
+MIB = 1 << 20
 
 pytestmark = [
     pytest.mark.root,
@@ -88,3 +92,56 @@ def test_pinned_destination_certificate_must_match(ct_nodes, ct_admin):
         assert r.error is None, r.text
     with b.client() as cb:
         assert status(cb, eid) == (F.ST_RUNNING, 0)
+
+
+def test_compressed_stream_of_a_running_container(ct_nodes, ct_admin):
+    """options/compress (ours): both passes of a running container travel as zstd, far
+    fewer bytes on the wire for compressible data, and the copy is exact; a bad value is
+    refused before anything moves."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        eid = create(ca, name="z1", veid=160)[1]["eid"]
+        priv = os.path.join(p.src.private_root, "160")
+        M.build_rich_tree(os.path.join(priv, "rich"))
+        with open(os.path.join(priv, "text.log"), "w") as f:  # 24 MiB of log lines
+            for i in range(24 * 1024 * 1024 // 64):
+                f.write("%08d GET /index.html HTTP/1.1 200 user=%05d agent=x\n" % (i, i % 977))
+        M.fill(os.path.join(priv, "random.bin"), 2)
+        lifecycle(ca, "start", eid)
+        r = run(ca, packet(p.dst, ct_admin, "<eid>%s</eid>" % eid,
+                           options="<type>0</type><compress>banana</compress>"))
+        assert r.code == 204 and "options/compress" in r.error[1], r.text
+        assert status(ca, eid) == (F.ST_RUNNING, 0)
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin,
+                                       options="<nostart/><type>0</type><compress>1</compress>"))
+        assert m.reply.error is None, m.reply.text + p.src.log_excerpt() + p.dst.log_excerpt()
+    M.assert_owner(p.dst, p.src, eid, 160, running=False, what="after a compressed copy")
+    slog, dlog = p.src.node.log(), p.dst.node.log()
+    sent = [(int(a), int(b)) for a, b in
+            re.findall(r"zstd level 1: (\d+) stream bytes sent as (\d+)", slog)]
+    got = [(int(a), int(b)) for a, b in
+           re.findall(r"zstd: (\d+) stream bytes arrived as (\d+)", dlog)]
+    assert len(sent) == 2 and got == sent, (sent, got, p.src.log_excerpt())
+    assert sent[0][0] > 26 * MIB and sent[0][1] < sent[0][0] // 4, sent
+    frozen = os.path.join(p.src.private_root, "160.migrated")
+    diff = M.manifest_diff(M.manifest(frozen), M.manifest(os.path.join(p.dst.private_root,
+                                                                        "160")))
+    assert diff == [], "\n".join(diff[:40])
+
+
+def test_node_default_compression_and_request_turning_it_off(ct_nodes, ct_admin):
+    """migrate_compress in the source's config compresses requests that do not say;
+    <compress>0</compress> turns it off for one request."""
+    p = M.Pair(ct_nodes, ct_admin, src_config={"migrate_compress": "3"})
+    with p.src.client() as ca:
+        e1 = create(ca, name="z2", veid=161)[1]["eid"]
+        e2 = create(ca, name="z3", veid=162)[1]["eid"]
+        m = M.migrate(ca, M.mig_packet(p.dst, e1, p.admin))
+        assert m.reply.error is None, m.reply.text
+        assert len(re.findall(r"zstd level 3: \d+ stream bytes", p.src.node.log())) == 1
+        m = M.migrate(ca, M.mig_packet(p.dst, e2, p.admin,
+                                       options="<type>0</type><compress>off</compress>"))
+        assert m.reply.error is None, m.reply.text
+        assert len(re.findall(r"zstd level \d+: \d+ stream bytes", p.src.node.log())) == 1
+    for e, v in ((e1, 161), (e2, 162)):
+        M.assert_owner(p.dst, p.src, e, v, running=False, what="veid %d" % v)

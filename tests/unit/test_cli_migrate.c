@@ -80,6 +80,19 @@ TEST(spec__destination_and_options)
                       0);
         ASSERT_TRUE(s.dst_plain);
         ASSERT_INT_EQ(s.dst_port, 4433);
+        ASSERT_TRUE(!s.has_compress);
+        cli_opts_done(&o);
+        /* --compress: zstd at the default level; --compress-level N: that one (0: off) */
+        ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "101", "h", "--compress", NULL), 0);
+        ASSERT_TRUE(s.has_compress && s.compress == CTA_COMPRESS_LEVEL_ON);
+        cli_opts_done(&o);
+        ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "101", "h", "--compress-level", "19", NULL),
+                      0);
+        ASSERT_TRUE(s.has_compress && s.compress == 19);
+        cli_opts_done(&o);
+        ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "101", "h", "--compress-level", "0", NULL),
+                      0);
+        ASSERT_TRUE(s.has_compress && s.compress == 0);
         cli_opts_done(&o);
         ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "101", "[::1]:5000", "--dst-plain", NULL), 0);
         ASSERT_TRUE(streq(s.dst_host, "::1"));
@@ -101,6 +114,8 @@ TEST(spec__usage_errors)
                 { "--dst-plain", "--one-time-pass", "--dst-fingerprint", FP },
                 { "--one-time-pass", "--dst-fingerprint", "SHA256:00" },
                 { "--dst-fingerprint", FP }, /* without --one-time-pass */
+                { "--compress-level", "20" },
+                { "--compress-level", "fast" },
         };
         static const char *const bad_dst[] = { "host:0", "host:99999", ":4434", "[::1" };
         struct cli_opts o;
@@ -306,7 +321,34 @@ TEST(request__password_login)
         ASSERT_TRUE(opt < el && el < dst && port < login && login < pw);
         ASSERT_TRUE(strstr(r.b.data, "<remove>true</remove>") != NULL);
         ASSERT_TRUE(strstr(r.b.data, "<type>0</type>") != NULL);
+        /* no compress element unless asked: the node's default applies */
+        ASSERT_TRUE(strstr(r.b.data, "compress") == NULL && mr.compress == -1);
         cli_req_done(&r);
+        return 0;
+}
+
+TEST(request__compress_level_reaches_the_agent)
+{
+        static const int levels[] = { 0, 1, CTA_COMPRESS_LEVEL_ON, 19 };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(levels); i++) {
+                struct cli_conn c = { .next_id = 0 };
+                struct cli_mig_spec s = {
+                        .eid = EID1, .dst_host = "h", .dst_port = 4434, .login_name = "a",
+                        .login_realm = CLI_SYSTEM_REALM, .password = "p",
+                        .has_compress = true, .compress = levels[i],
+                };
+                _cleanup_(cta_req_freep) struct cta_req *req = NULL;
+                struct cta_migrate_req mr;
+                struct cli_req r;
+                cli_mig_req_build(&r, &c, &s);
+                if (parse_req(&r, &req, &mr) < 0)
+                        return -1;
+                ASSERT_INT_EQ(mr.compress, levels[i]);
+                /* after the schema's fields (type), so that they keep their order */
+                const char *t = strstr(r.b.data, "<type>"), *z = strstr(r.b.data, "<compress>");
+                ASSERT_TRUE(t && z && t < z);
+                cli_req_done(&r);
+        }
         return 0;
 }
 
@@ -527,6 +569,7 @@ TEST(help_lists_migrate)
         ASSERT_TRUE(strstr(buf, "migrate CT DST_HOST[:PORT]") != NULL);
         ASSERT_TRUE(strstr(buf, "--one-time-pass") != NULL);
         ASSERT_TRUE(strstr(buf, "--dst-password-file FILE") != NULL);
+        ASSERT_TRUE(strstr(buf, "--compress-level N") != NULL);
         free(buf);
         return 0;
 }
@@ -536,6 +579,7 @@ int main(void)
         return tap_run(TESTS(T(spec__destination_and_options), T(spec__usage_errors),
                              T(check__before_connecting),
                              T(request__password_login), T(request__one_time_pass_and_config),
+                             T(request__compress_level_reaches_the_agent),
                              T(progress__parameters_and_text), T(progress__hostile_values),
                              T(split_bytes), T(summary), T(help_lists_migrate)));
 }

@@ -28,6 +28,7 @@ TEST(config__defaults_validate)
         ASSERT_STR_EQ(c.listen, "0.0.0.0:4434");
         ASSERT_STR_EQ(c.plain_listen, "127.0.0.1:4433");
         ASSERT_INT_EQ(c.one_time_pass_ttl_s, 600);
+        ASSERT_INT_EQ(c.migrate_compress, 0); /* streams go uncompressed unless asked */
         cta_config_done(&c);
         return 0;
 }
@@ -37,7 +38,8 @@ TEST(config__file)
         _cleanup_free_ char *p = write_tmp("# comment\n\nlisten = 127.0.0.11:0\n"
                                            "plain_listen=none\n"
                                            "idle_timeout_prelogin = 2  # short\n"
-                                           "admin_group = wheel\nlog_level = debug\n");
+                                           "admin_group = wheel\nlog_level = debug\n"
+                                           "migrate_compress = 19\n");
         struct cta_config c;
         cta_config_defaults(&c);
         ASSERT_OK(cta_config_load(&c, p, true, NULL));
@@ -45,6 +47,7 @@ TEST(config__file)
         ASSERT_NULL(c.plain_listen);
         ASSERT_INT_EQ(c.idle_timeout_prelogin_s, 2);
         ASSERT_STR_EQ(c.admin_group, "wheel");
+        ASSERT_INT_EQ(c.migrate_compress, 19);
         ASSERT_OK(cta_config_validate(&c, NULL));
         cta_config_done(&c);
         unlink(p);
@@ -54,7 +57,8 @@ TEST(config__file)
 TEST(config__errors_name_the_line)
 {
         static const char *bad[] = { "listen\n", "bogus = 1\n", "frame_max = 12\n",
-                                     "plain_open = perhaps\n", "log_level = loud\n" };
+                                     "plain_open = perhaps\n", "log_level = loud\n",
+                                     "migrate_compress = 20\n" };
         for (size_t i = 0; i < CTA_ARRAY_SIZE(bad); i++) {
                 _cleanup_free_ char *p = write_tmp(bad[i]);
                 _cleanup_(cta_error_freep) struct cta_error *e = NULL;

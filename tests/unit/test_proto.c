@@ -985,6 +985,15 @@ TEST(packet__typed_errors)
                   CTA_E_BAD_PARAM, "ve_private" },
                 { MIG, "<migrate_v2v><eid>" EID "</eid><dst><address>h</address><password>****</password>"
                        "</dst></migrate_v2v>", CTA_E_BAD_BASE64, "migrate_v2v/dst/password" },
+                { MIG, "<migrate_v2v><eid>" EID "</eid><options><compress>20</compress></options>"
+                       "<dst><address>h</address></dst></migrate_v2v>", CTA_E_BAD_PARAM,
+                  "options/compress" },
+                { MIG, "<migrate_v2v><eid>" EID "</eid><options><compress>lz4</compress></options>"
+                       "<dst><address>h</address></dst></migrate_v2v>", CTA_E_BAD_PARAM,
+                  "options/compress" },
+                { MIG, "<migrate_v2v><eid>" EID "</eid><options><compress>-1</compress></options>"
+                       "<dst><address>h</address></dst></migrate_v2v>", CTA_E_BAD_PARAM,
+                  "options/compress" },
         };
         for (size_t i = 0; i < CTA_ARRAY_SIZE(cases); i++) {
                 _cleanup_(cta_xnode_freep) struct cta_xnode *n = NULL;
@@ -1019,6 +1028,43 @@ TEST(packet__typed_errors)
         ASSERT_INT_EQ(cta_req_parse_login(NULL, &l, NULL), -CTA_E_BAD_PARAM);
         ASSERT_INT_EQ(cta_req_parse_migrate_v2v(NULL, &m, NULL), -CTA_E_BAD_PARAM);
         ASSERT_INT_EQ(cta_req_parse_conn_info(NULL, &ci, NULL), -CTA_E_BAD_PARAM);
+        return 0;
+}
+
+/* options/compress (ours): absent -1, a level, a flag; any position among the options. */
+TEST(packet__migrate_compress_values)
+{
+        static const struct {
+                const char *opt;
+                int level;
+        } cases[] = {
+                { "", -1 },
+                { "<compress/>", CTA_COMPRESS_LEVEL_ON },
+                { "<compress>true</compress>", CTA_COMPRESS_LEVEL_ON },
+                { "<compress>zstd</compress><force/>", CTA_COMPRESS_LEVEL_ON },
+                { "<compress> on </compress>", CTA_COMPRESS_LEVEL_ON },
+                { "<compress>off</compress>", 0 },
+                { "<compress>false</compress>", 0 },
+                { "<compress>0</compress>", 0 },
+                { "<type>0</type><compress>1</compress>", 1 },
+                { "<compress>19</compress>", 19 },
+        };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(cases); i++) {
+                char xml[512];
+                snprintf(xml, sizeof(xml),
+                         "<migrate_v2v><eid>" EID "</eid><options>%s</options><dst><address>h"
+                         "</address></dst></migrate_v2v>",
+                         cases[i].opt);
+                _cleanup_(cta_xnode_freep) struct cta_xnode *n = NULL;
+                _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+                struct cta_migrate_req m;
+                ASSERT_OK(cta_xml_parse(xml, strlen(xml), NULL, &n, NULL));
+                if (cta_req_parse_migrate_v2v(n, &m, &err) < 0)
+                        TAP_FAIL("'%s': %s", cases[i].opt, cta_error_msg(err));
+                if (m.compress != cases[i].level)
+                        TAP_FAIL("'%s': level %d, want %d", cases[i].opt, m.compress,
+                                 cases[i].level);
+        }
         return 0;
 }
 
@@ -1450,6 +1496,7 @@ int main(void)
                              T(packet__spec_migrate_eid_list), T(packet__migrate_config_any_order),
                              T(packet__login), T(packet__cancel_subscribe_misc),
                              T(packet__typed_errors), T(packet__conn_info_defaults),
+                             T(packet__migrate_compress_values),
                              T(resp__samples), T(resp__info_render), T(writer__escaping_roundtrip),
                              T(writer__ok_greeting_text), T(writer__system_results),
                              T(writer__progress_and_event),
