@@ -582,8 +582,8 @@ static int src_stream_io(struct mig_src *m, const struct cta_mig_io *io, bool zs
                 break;
         }
         log_notice("migration %s: sent %" PRIu64 " entries, %" PRIu64 " data bytes (%" PRIu64
-                   " on the wire)",
-                   m->id, st.entries, st.data_bytes, st.wire_bytes);
+                   " on the wire; %" PRIu64 " entries as the first pass left them, not sent)",
+                   m->id, st.entries, st.data_bytes, st.wire_bytes, st.quiet);
         return 0;
 }
 

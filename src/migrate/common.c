@@ -666,3 +666,39 @@ const struct cta_mig_io cta_mig_fd_io_ops = {
         .read = fd_read,
         .abort = fd_abort,
 };
+
+/* ------------------------------------------------------------------ held-back directories */
+
+static bool pend_is_ancestor(const struct cta_pend_dir *d, const char *path, size_t len)
+{
+        const char *dp = (const char *)d->rec + CTA_MIG_REC_HDR + CTA_MIG_ENTRY_FIXED;
+        return len > d->path_len && path[d->path_len] == '/' &&
+               memcmp(dp, path, d->path_len) == 0;
+}
+
+void cta_pend_pop(struct cta_pend_dirs *p, const char *path, size_t len)
+{
+        while (p->n && !pend_is_ancestor(&p->v[p->n - 1], path, len)) {
+                p->n--;
+                free(p->v[p->n].rec);
+        }
+}
+
+void cta_pend_push(struct cta_pend_dirs *p, const struct cta_mig_entry *e)
+{
+        if (p->n == CTA_ARRAY_SIZE(p->v)) /* deeper than the walker goes: never */
+                abort();
+        struct cta_pend_dir *d = &p->v[p->n++];
+        d->len = cta_mig_entry_size(e);
+        d->rec = cta_xmalloc(d->len);
+        struct cta_mig_entry c = *e;
+        c.id = 0;
+        cta_mig_enc_entry(d->rec, &c);
+        d->path_len = e->path_len;
+}
+
+void cta_pend_done(struct cta_pend_dirs *p)
+{
+        while (p->n)
+                free(p->v[--p->n].rec);
+}

@@ -56,6 +56,30 @@ struct cta_inomap_ent *cta_inomap_get_or_add(struct cta_inomap *m, uint64_t dev,
                                              uint64_t val, const char *str, size_t str_len);
 void cta_inomap_done(struct cta_inomap *m);
 
+/* --- directories held back by a pass that skips what did not change --- */
+
+/*
+ * A later pass of a live copy sends nothing for an entry unchanged since the pass before
+ * it (cta_mig_send_opts.changed_since); a directory is held back instead, encoded, and
+ * sent only before something inside it is (the receiver then restores its times, which
+ * writing into it changed). The held ones are always a chain of ancestors of where the
+ * walk is. Records carry id 0 until sent.
+ */
+struct cta_pend_dir {
+        uint8_t *rec;
+        size_t len;
+        uint16_t path_len;
+};
+struct cta_pend_dirs {
+        struct cta_pend_dir v[CTA_WALK_MAX_DEPTH + 1];
+        size_t n;
+};
+/* Forget the held directories that are not ancestors of path. */
+void cta_pend_pop(struct cta_pend_dirs *p, const char *path, size_t len);
+/* Hold e (a directory entry) back. */
+void cta_pend_push(struct cta_pend_dirs *p, const struct cta_mig_entry *e);
+void cta_pend_done(struct cta_pend_dirs *p);
+
 /* --- xattrs --- */
 
 struct cta_xlist {

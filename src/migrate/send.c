@@ -472,6 +472,8 @@ struct sender {
         bool align;            /* PAD records align large DATA payloads (version 4) */
         uint64_t out_pos;      /* stream offset of the current buffer's first byte */
         struct cta_bsum bsum;
+        bool skip_quiet;           /* a live copy's next pass: changed_since with have */
+        struct cta_pend_dirs pend; /* its directories held back (internal.h) */
 };
 
 static bool cancelled(const struct sender *s)
@@ -545,6 +547,26 @@ static int emit_delete(struct sender *s, const char *path, size_t len, struct ct
         memcpy(p + CTA_MIG_REC_HDR + 2, path, len);
         s->cur->len += CTA_MIG_REC_HDR + 2 + len;
         s->st.deleted++;
+        return 0;
+}
+
+/* Before a record at path: the held-back directories above it (internal.h), in order. */
+static int pend_flush(struct sender *s, const char *path, size_t len, struct cta_error **err)
+{
+        cta_pend_pop(&s->pend, path, len);
+        for (size_t i = 0; i < s->pend.n; i++) {
+                const struct cta_pend_dir *d = &s->pend.v[i];
+                uint8_t *p = room(s, d->len, err);
+                if (!p)
+                        return -CTA_E_CANCELLED;
+                memcpy(p, d->rec, d->len);
+                cta_mig_put64(p + CTA_MIG_REC_HDR, s->next_id++);
+                s->cur->len += d->len;
+                s->st.entries++;
+                s->st.dirs++;
+                s->st.quiet--;
+        }
+        cta_pend_done(&s->pend);
         return 0;
 }
 
@@ -857,7 +879,9 @@ out:
 static int have_delete_cur(struct sender *s, struct cta_error **err)
 {
         struct have_reader *h = s->have;
-        int r = emit_delete(s, h->cur.path, h->cur.path_len, err);
+        int r = s->pend.n ? pend_flush(s, h->cur.path, h->cur.path_len, err) : 0;
+        if (r == 0)
+                r = emit_delete(s, h->cur.path, h->cur.path_len, err);
         if (r < 0)
                 return r;
         if (h->cur.kind == CTA_MIG_K_DIR) {
@@ -909,6 +933,28 @@ static bool have_unchanged(const struct sender *s, const struct cta_mig_have_rec
                 return true;
         return st->st_ctim.tv_sec < t->tv_sec ||
                (st->st_ctim.tv_sec == t->tv_sec && st->st_ctim.tv_nsec < t->tv_nsec);
+}
+
+/*
+ * A live copy's next pass (changed_since, with a have stream): is this entry as the pass
+ * before left it on both sides, so that nothing need be sent for it? Its ctime is before
+ * that pass began (no write, chmod, chown, xattr or time change since; a rename or a new
+ * link changes it too) and the destination's summary shows the same kind and mtime (and
+ * size). Files with several links always go, so that every link finds its first path.
+ */
+static bool quiet(const struct sender *s, const struct cta_mig_have_rec *hv,
+                  const struct stat *st, uint8_t kind)
+{
+        const struct timespec *t = &s->o->changed_since;
+        if (!hv || hv->kind != kind || hv->mtime_sec != st->st_mtim.tv_sec ||
+            hv->mtime_nsec != (uint32_t)st->st_mtim.tv_nsec)
+                return false;
+        if (st->st_ctim.tv_sec > t->tv_sec ||
+            (st->st_ctim.tv_sec == t->tv_sec && st->st_ctim.tv_nsec >= t->tv_nsec))
+                return false;
+        if (kind == CTA_MIG_K_REG)
+                return st->st_nlink == 1 && hv->size == (uint64_t)st->st_size;
+        return true;
 }
 
 /*
@@ -973,6 +1019,21 @@ static int send_item_fd(struct sender *s, const struct cta_walk_item *it,
         }
         if (it->is_root)
                 e.flags |= CTA_MIG_EF_ROOT;
+        bool hold = false; /* a quiet directory: held back until something inside goes */
+        if (s->skip_quiet && !it->is_root) {
+                cta_pend_pop(&s->pend, it->path, it->path_len);
+                if (quiet(s, hv, st, kind)) {
+                        s->st.quiet++;
+                        if (kind != CTA_MIG_K_DIR)
+                                return have_advance(s->have, err);
+                        hold = true;
+                } else if (s->pend.n) {
+                        /* the directories above go first, and take the next ids */
+                        if ((r = pend_flush(s, it->path, it->path_len, err)) < 0)
+                                return r;
+                        e.id = s->next_id;
+                }
+        }
         char target[PATH_MAX];
         if (kind == CTA_MIG_K_REG && st->st_nlink > 1) {
                 struct cta_inomap_ent *le = cta_inomap_get_or_add(
@@ -1033,6 +1094,11 @@ static int send_item_fd(struct sender *s, const struct cta_walk_item *it,
         e.nxattr = (uint16_t)s->xl.n;
         e.xv = s->xl.v;
 emit:
+        if (hold) {
+                cta_pend_push(&s->pend, &e);
+                s->st.dirs--; /* counted if it goes after all */
+                return have_advance(s->have, err);
+        }
         if (hv && (e.flags & CTA_MIG_EF_BASED)) {
                 /* the block hashes follow this have record: advance after the data */
                 r = emit_entry(s, &e, err);
@@ -1280,6 +1346,7 @@ int cta_mig_send(int root_dirfd, const struct cta_mig_io *io, const struct cta_m
                 if ((r = have_open(have, o->have, err)) < 0)
                         goto out;
                 s->have = have;
+                s->skip_quiet = o->changed_since.tv_sec || o->changed_since.tv_nsec;
         }
         for (size_t i = 0; i < OBUF_COUNT; i++) {
                 s->bufs[i].cap = OBUF_SIZE;
@@ -1365,6 +1432,7 @@ out:
         free(have);
         cta_inomap_done(&s->links);
         cta_xlist_done(&s->xl);
+        cta_pend_done(&s->pend);
         cta_dio_free(&s->dio);
         cta_bsum_done(&s->bsum);
         if (s->hash)

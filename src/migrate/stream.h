@@ -86,6 +86,8 @@ struct cta_mig_stats {
         uint64_t direct_bytes;    /* file bytes read/written with O_DIRECT (migrate/dio.h) */
         uint64_t lent_bytes;      /* ... written from the io's own ring (cta_mig_io.view) */
         uint64_t inplace_files;   /* receiver: block deltas written into the existing file */
+        uint64_t quiet;           /* sender: entries not sent at all, unchanged since the
+                                   * pass before (cta_mig_send_opts.changed_since) */
 };
 
 /* Receiver limits; a field left 0 takes the default in brackets. */
@@ -119,7 +121,11 @@ struct cta_mig_send_opts {
          * sent even when the have stream says the destination holds that size and mtime.
          * For the pass after a copy made while the tree was in use, given the time that
          * copy started: a write in the same clock tick as its read leaves size and mtime as
-         * they were, but the ctime cannot be set back. {0, 0}: off. */
+         * they were, but the ctime cannot be set back. {0, 0}: off.
+         * With have, an entry whose ctime is before it and whose have record shows the same
+         * kind and mtime (and size) is not sent at all (stats.quiet): the pass before left
+         * it right. A directory then goes only before something inside it does (writing
+         * into it changes its times, which its record restores). */
         struct timespec changed_since;
 };
 

@@ -269,6 +269,9 @@ def test_running_container_copied_while_it_runs(ct_nodes, ct_admin):
         eid = new_ct(p, ca, 131, running=False, data_mb=16)
         priv = os.path.join(p.src.private_root, "131")
         start_with_writer(ca, eid, priv, WRITER, os.path.join("busy", "log"))
+        # what the writer leaves alone is then older than the first pass (less the 1 s
+        # the second allows for coarse file times), as in a container that has run a while
+        time.sleep(1.2)
         # nostart: the copy at B stays as the stop left it, to compare
         m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin,
                                        options="<nostart/><type>0</type>"))
@@ -280,6 +283,13 @@ def test_running_container_copied_while_it_runs(ct_nodes, ct_admin):
     sent = [int(b) for b in re.findall(r"sent \d+ entries, (\d+) data bytes", slog)]
     assert len(sent) == 2, "expected two passes: %s" % sent
     assert sent[0] >= 16 * MIB and 0 < sent[1] < sent[0] // 4, sent
+    # the second pass sends no record at all for what the container left alone since the
+    # first began (its busybox tree): far fewer entries than the first
+    ents = [(int(a), int(q)) for a, q in re.findall(
+        r"sent (\d+) entries, \d+ data bytes \(\d+ on the wire; (\d+) entries as the first "
+        r"pass left them", slog)]
+    assert len(ents) == 2 and ents[0][1] == 0 and ents[1][1] > 0, ents
+    assert ents[1][0] < ents[0][0] // 2, ents
     # the summary for the second pass was built before the stop, not during the downtime
     assert re.search(r"have summary of \d+ entries sent \(built at the end of the last "
                      r"stream; waited 0.00 s for it\)", p.dst.node.log()), p.dst.log_excerpt()
