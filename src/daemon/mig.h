@@ -20,6 +20,9 @@ struct cta_session;
 #define CTA_MIG_PROTO_MIN 1
 #define CTA_MIG_PROTO_MAX 1
 #define CTA_MIG_QUEUE_MAX (16u << 20) /* bytes buffered per incoming stream */
+/* ... when it is compressed: the decoder takes bytes as they come (the receiver's records
+ * wait, decoded, in its own ring), so the queue need not hold a whole record */
+#define CTA_MIG_ZQUEUE_MAX (4u << 20)
 
 /* A bounded byte queue between the loop thread (which receives binary
  * frames) and the job thread running the stream receiver. When it holds

@@ -545,7 +545,7 @@ static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
                 close(m->next_have_fd);
                 m->next_have_fd = -1;
         }
-        m->q = cta_chanq_new(call->s->conn, CTA_MIG_QUEUE_MAX);
+        m->q = cta_chanq_new(call->s->conn, m->zstd ? CTA_MIG_ZQUEUE_MAX : CTA_MIG_QUEUE_MAX);
         call->s->binsink = m->q;
         call->s->bin_discard = false;
         m->state = D_STREAMING;

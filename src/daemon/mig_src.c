@@ -295,6 +295,7 @@ struct mig_src {
         struct cta_mig_totals totals;
         uint64_t last_progress_ms;
         int last_percent;
+        uint64_t last_done; /* bytes_done of the last status 2 packet */
         char dst_label[300];
         /* where the time went, for the log line at the end */
         uint64_t t_mark;
@@ -344,6 +345,13 @@ static void progress_bytes(struct mig_src *m, int status, const char *phase, int
                 if (percent < m->last_percent)
                         percent = m->last_percent;
                 m->last_percent = percent;
+        }
+        /* nor do the bytes: the pass after a pre-copy, and the phases between the passes,
+         * report the bytes the first one copied (the phase text has the pass's own) */
+        if (status == 2) {
+                if (done < m->last_done)
+                        done = m->last_done;
+                m->last_done = done;
         }
         snprintf(d, sizeof(d), "%" PRIu64, done);
         snprintf(t, sizeof(t), "%" PRIu64, total);

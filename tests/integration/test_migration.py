@@ -388,6 +388,9 @@ def test_progress_packets(ct_nodes, ct_admin, xsd):
     percents = [int(x["percent"]) for x in params if x.get("percent") not in (None, "")]
     mid = [int(x["percent"]) for x in params if x["status"] == "2"]
     assert mid == sorted(mid), "percent goes backwards: %s" % mid
+    # nor do the bytes (a bar drawn from them): not between the passes, not in the second
+    done = [int(x["bytes_done"]) for x in params if x["status"] == "2"]
+    assert done == sorted(done), "bytes_done goes backwards: %s" % done
     assert 0 <= min(percents) and max(percents) == 100, percents
     assert int(params[-1]["percent"]) == 100
     # percent from bytes done / bytes total: the container runs, so it is copied while it
