@@ -546,14 +546,17 @@ def test_veid_name_ip_clash_then_force_and_retry(ct_nodes, ct_admin):
         retry_succeeds(p, ca, e2, 102, "clashes")
 
 
-def test_connection_cut_mid_stream(ct_nodes, ct_admin, xsd):
+@pytest.mark.parametrize("opts", ["<type>0</type>", "<type>0</type><compress>1</compress>"],
+                         ids=["plain", "zstd"])
+def test_connection_cut_mid_stream(ct_nodes, ct_admin, xsd, opts):
     """kill -9 of the destination while it receives: the source reports an error and runs the
     container again; the restarted destination has no staging left; the retry succeeds. While
-    the migration hangs, the container is locked: a second migrate or a stop gets 110."""
+    the migration hangs, the container is locked: a second migrate or a stop gets 110. The
+    same with the stream compressed (the decoder between the queue and the receiver)."""
     p = M.Pair(ct_nodes, ct_admin, dst_fault="dst_mid_receive")
     with p.src.client() as ca, p.src.client() as ca2:
         eid = new_ct(p, ca, 101, data_mb=40)
-        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options=opts))
         M.wait_fault(p.dst, "dst_mid_receive")
         # locked on the source while it migrates
         m2 = M.migrate(ca2, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
@@ -573,7 +576,10 @@ def test_connection_cut_mid_stream(ct_nodes, ct_admin, xsd):
         M.restart(p.dst)
         M.assert_owner(p.src, p.dst, eid, 101, running=True, what="after the cut")
         assert ("dst", "failed") in M.journal_states(p.dst), M.journal_states(p.dst)
-        retry_succeeds(p, ca, eid, 101, "a cut connection")
+        retry_succeeds(p, ca, eid, 101, "a cut connection", options=opts)
+    if "compress" in opts:
+        assert re.search(r"zstd level 1: \d+ stream bytes", p.src.node.log()), \
+            p.src.log_excerpt()
 
 
 def test_kill_destination_while_it_patches_in_place(ct_nodes, ct_admin):
