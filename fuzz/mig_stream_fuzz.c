@@ -2,7 +2,9 @@
  * The migration tree stream is what a source node sends us: bytes → cta_mig_recv into a
  * staging directory beneath a scratch parent, with small limits. Invariants: a failed
  * stream leaves no staging directory behind, and nothing ever appears beside it (every
- * path confined beneath the staging directory).
+ * path confined beneath the staging directory). Built a second time as mig_zstream_fuzz
+ * (CTA_FUZZ_ZSTD): the bytes are a compressed stream (options/compress), decoded by
+ * cta_mig_zio_decompress on their way to the receiver.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,7 +22,11 @@
 #include "util/error.h"
 
 static int g_parent = -1;
+#ifdef CTA_FUZZ_ZSTD
+static char g_dir[] = "/tmp/cta-fuzz-migz.XXXXXX";
+#else
 static char g_dir[] = "/tmp/cta-fuzz-mig.XXXXXX";
+#endif
 
 static void cleanup(void)
 {
@@ -61,15 +67,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(write(fd, data, size) == (ssize_t)size);
         FUZZ_CHECK(lseek(fd, 0, SEEK_SET) == 0);
         struct cta_mig_io io = cta_mig_fd_io(fd);
+        struct cta_error *err = NULL;
+#ifdef CTA_FUZZ_ZSTD
+        struct cta_mig_zio *z = NULL;
+        FUZZ_CHECK(cta_mig_zio_decompress(&io, &z, &err) == 0);
+        io = cta_mig_zio_io(z);
+#endif
         struct cta_mig_recv_opts o = {
                 .limits = { .max_entries = 2000, .max_total_bytes = 16u << 20,
                             .max_file_size = 64u << 20, .max_record = 1u << 20 },
                 .deny_devices = true,
                 .allow_existing = true, /* incremental streams parse further */
         };
-        struct cta_error *err = NULL;
         struct cta_mig_stats st;
         int r = cta_mig_recv(g_parent, "stage", &io, &o, &st, &err);
+#ifdef CTA_FUZZ_ZSTD
+        cta_mig_zio_free(z);
+#endif
         close(fd);
         struct stat sb;
         bool there = fstatat(g_parent, "stage", &sb, AT_SYMLINK_NOFOLLOW) == 0;

@@ -602,6 +602,16 @@ TEST(incremental__one_percent)
         return 0;
 }
 
+/* A time for changed_since that the ctimes of what came before fall before and those of
+ * what comes after fall after: file times come from a coarse clock (a tick behind). */
+static int pass_start(struct timespec *t)
+{
+        usleep(50 * 1000);
+        int r = clock_gettime(CLOCK_REALTIME, t);
+        usleep(50 * 1000);
+        return r;
+}
+
 /* A copy made while the tree is in use, then the pass after it: a file rewritten in the
  * same clock tick as the first pass read it keeps its size and mtime (here: set back, as a
  * coarse clock would leave it). Trusting the have stream misses it; with changed_since (the
@@ -616,12 +626,9 @@ TEST(incremental__changed_since_precopy)
         struct send_job job;
         struct cta_mig_stats rst;
         ASSERT_INT_EQ(transfer(src, dst, "stage", NULL, NULL, &job, &rst), 0);
-        /* the first pass "started" at t; file times come from a coarse clock (a tick
-         * behind), hence the gaps */
-        usleep(50 * 1000);
+        /* the first pass "started" at t */
         struct timespec t;
-        ASSERT_OK(clock_gettime(CLOCK_REALTIME, &t));
-        usleep(50 * 1000);
+        ASSERT_OK(pass_start(&t));
         /* "busy" rewritten while that pass ran: size and mtime as before */
         struct stat st;
         ASSERT_OK(fstatat(src, "busy", &st, 0));
@@ -687,10 +694,8 @@ TEST(incremental__quiet_entries_not_sent)
         struct send_job job;
         struct cta_mig_stats rst;
         ASSERT_INT_EQ(transfer(src, dst, "stage", NULL, NULL, &job, &rst), 0);
-        usleep(50 * 1000);
         struct timespec t;
-        ASSERT_OK(clock_gettime(CLOCK_REALTIME, &t));
-        usleep(50 * 1000);
+        ASSERT_OK(pass_start(&t));
         ASSERT_OK(put_file(src, "a/b/f1", "changed!", 8, 0644)); /* a/b's times stay */
         ASSERT_OK(put_file(src, "c/new", "new", 3, 0644));
         ASSERT_OK(unlinkat(src, "e/gone", 0));
