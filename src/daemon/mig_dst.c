@@ -620,11 +620,6 @@ static void flusher_stop(struct flusher *f)
         pthread_mutex_destroy(&f->mu);
 }
 
-static void zio_freep(struct cta_mig_zio **z)
-{
-        cta_mig_zio_free(*z);
-}
-
 static int mig_stream(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
@@ -633,7 +628,7 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         struct cta_mig_io io = { .view = q_view, .release = q_release, .abort = q_abort,
                                  .ctx = m->q };
         /* compressed: decoded on the receiver's reader thread into its own ring */
-        _cleanup_(zio_freep) struct cta_mig_zio *z = NULL;
+        _cleanup_(cta_mig_zio_freep) struct cta_mig_zio *z = NULL;
         if (m->zstd) {
                 if (cta_mig_zio_decompress(&io, &z, err) < 0)
                         return cta_error_wrap(err, "receive container %s", m->eid);

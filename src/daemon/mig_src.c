@@ -589,9 +589,13 @@ static int src_stream_io(struct mig_src *m, const struct cta_mig_io *io, bool zs
                                              resp->error_message);
                 break;
         }
+        char quiet[80] = "";
+        if (m->precopied)
+                snprintf(quiet, sizeof(quiet), "; %" PRIu64 " entries as the first pass left them",
+                         st.quiet);
         log_notice("migration %s: sent %" PRIu64 " entries, %" PRIu64 " data bytes (%" PRIu64
-                   " on the wire; %" PRIu64 " entries as the first pass left them, not sent)",
-                   m->id, st.entries, st.data_bytes, st.wire_bytes, st.quiet);
+                   " on the wire%s)",
+                   m->id, st.entries, st.data_bytes, st.wire_bytes, quiet);
         return 0;
 }
 
@@ -599,7 +603,7 @@ static int src_stream_io(struct mig_src *m, const struct cta_mig_io *io, bool zs
 static int src_stream(struct mig_src *m, struct cta_error **err)
 {
         struct cta_mig_io io = { .write = peer_stream_write, .ctx = &m->peer };
-        struct cta_mig_zio *z = NULL;
+        _cleanup_(cta_mig_zio_freep) struct cta_mig_zio *z = NULL;
         if (m->zstd_level > 0) {
                 int r = cta_mig_zio_compress(&io, m->zstd_level, &z, err);
                 if (r < 0)
@@ -614,7 +618,6 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
                            " (%.1f%%)",
                            m->id, m->zstd_level, plain, packed,
                            plain ? 100.0 * (double)packed / (double)plain : 100.0);
-        cta_mig_zio_free(z);
         return r;
 }
 

@@ -273,6 +273,10 @@ struct cta_mig_io cta_mig_zio_io(struct cta_mig_zio *z);
 /* Stream bytes (plain) and compressed bytes (packed) that went through so far. */
 void cta_mig_zio_counts(const struct cta_mig_zio *z, uint64_t *plain, uint64_t *packed);
 void cta_mig_zio_free(struct cta_mig_zio *z);
+static inline void cta_mig_zio_freep(struct cta_mig_zio **z)
+{
+        cta_mig_zio_free(*z);
+}
 
 /* io helpers for plain file descriptors (pipes, sockets, files): ctx is (intptr_t)fd.
  * abort() shuts a socket down (a no-op for other fds). */
