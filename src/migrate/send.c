@@ -936,12 +936,20 @@ static bool have_unchanged(const struct sender *s, const struct cta_mig_have_rec
                (st->st_ctim.tv_sec == t->tv_sec && st->st_ctim.tv_nsec < t->tv_nsec);
 }
 
+static bool before(const struct timespec *a, const struct timespec *t)
+{
+        return a->tv_sec < t->tv_sec || (a->tv_sec == t->tv_sec && a->tv_nsec < t->tv_nsec);
+}
+
 /*
  * A live copy's next pass (changed_since, with a have stream): is this entry as the pass
  * before left it on both sides, so that nothing need be sent for it? Its ctime is before
  * that pass began (no write, chmod, chown, xattr or time change since; a rename or a new
  * link changes it too) and the destination's summary shows the same kind and mtime (and
- * size). Files with several links always go, so that every link finds its first path.
+ * size). For a regular file, so is its atime: one read meanwhile gets its record, and so
+ * its atime (we read files with O_NOATIME; directories and symlinks have atimes our own
+ * walks move, left as the first pass saw them). Files with several links always go, so
+ * that every link finds its first path.
  */
 static bool quiet(const struct sender *s, const struct cta_mig_have_rec *hv,
                   const struct stat *st, uint8_t kind)
@@ -950,8 +958,7 @@ static bool quiet(const struct sender *s, const struct cta_mig_have_rec *hv,
         if (!hv || hv->kind != kind || hv->mtime_sec != st->st_mtim.tv_sec ||
             hv->mtime_nsec != (uint32_t)st->st_mtim.tv_nsec)
                 return false;
-        if (st->st_ctim.tv_sec > t->tv_sec ||
-            (st->st_ctim.tv_sec == t->tv_sec && st->st_ctim.tv_nsec >= t->tv_nsec))
+        if (!before(&st->st_ctim, t) || (kind == CTA_MIG_K_REG && !before(&st->st_atim, t)))
                 return false;
         if (kind == CTA_MIG_K_REG)
                 return st->st_nlink == 1 && hv->size == (uint64_t)st->st_size;
