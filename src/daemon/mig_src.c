@@ -650,7 +650,12 @@ static int src_precopy(struct mig_src *m, struct cta_error **err)
                 return r;
         m->have = true; /* the staging area holds this copy now */
         m->precopied = true;
-        return 0;
+        /* Its summary, for the pass after the stop, is fetched now, while the container
+         * still runs: nothing changes the staging area before the next stream, and the
+         * destination built the summary at the end of this one (on a slow link sending it
+         * was downtime: some 14 MB for 200,000 entries). */
+        progress(m, 2, "comparing with the copy just made", 0);
+        return src_fetch_have(m, err);
 }
 
 /* Send commit. Returns 0 (committed; *started says whether it runs there),
@@ -853,14 +858,14 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         }
         (void)cta_envm_set_state(d, &m->row, m->row.state, CTA_TR_MIGRATING, NULL);
         src_journal(m, "stopped");
-        if (m->have) {
-                progress(m, 2, m->precopied ? "comparing with the copy just made"
-                                            : "comparing with the destination's copy", 0);
+        bool have_now = m->have && m->have_fd < 0; /* (a pre-copy fetched it already) */
+        if (have_now) {
+                progress(m, 2, "comparing with the destination's copy", 0);
                 r = src_fetch_have(m, err);
                 if (r < 0)
                         goto fail;
         }
-        phase(m, m->have ? "stop+have" : "stop");
+        phase(m, have_now ? "stop+have" : "stop");
         progress(m, 2, m->precopied ? "copying what changed meanwhile" : "copying data", 0);
         r = src_stream(m, err);
         if (r < 0)
