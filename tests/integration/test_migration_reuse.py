@@ -154,7 +154,8 @@ def test_cli_migrate_with_one_time_pass(ct_nodes, ctagent_bin, tmp_path):
     """`ctagent migrate --one-time-pass`, the CLI's way: it fetches the pass from B while A
     checks its own login (the two password checks overlap). A wrong destination password
     or a wrong source password fails with exit 4 and moves nothing; then the right ones
-    move the running container to B, where it runs, and it is gone from A."""
+    move the running container to B, where it runs, and it is gone from A; that last run
+    asks for --compress, and the data travels compressed (the source's log says so)."""
     a = ct_nodes.start(host="127.0.0.11")
     b = ct_nodes.start(host="127.0.0.12")
     user, pw = a.admin.admin, a.admin.admin_pw
@@ -169,11 +170,11 @@ def test_cli_migrate_with_one_time_pass(ct_nodes, ctagent_bin, tmp_path):
     home = str(tmp_path / "home")
     os.makedirs(home)
 
-    def cli(src_pw, dst_pw):
+    def cli(src_pw, dst_pw, extra=()):
         env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "LANG": "C.UTF-8", "CTAGENT_PASSWORD": src_pw, "CTAGENT_DST_PASSWORD": dst_pw}
         args = ["-H", "%s:%d" % a.node.tls_addr, "-u", user, "migrate", eid,
-                "%s:%d" % b.node.tls_addr, "--one-time-pass"]
+                "%s:%d" % b.node.tls_addr, "--one-time-pass"] + list(extra)
         p = subprocess.run([ctagent_bin] + args, env=env, stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
         return p.returncode, "ctagent %s → exit %d\nstdout: %s\nstderr: %s" % (
@@ -190,8 +191,9 @@ def test_cli_migrate_with_one_time_pass(ct_nodes, ctagent_bin, tmp_path):
         assert status(ca, eid) == (F.ST_RUNNING, 0), "the failed attempts moved it"
     with b.client() as cb:
         assert status(cb, eid) is None
-    rc, desc = cli(pw, pw)
+    rc, desc = cli(pw, pw, ["--compress"])
     assert rc == 0, desc + "\n" + b.log_excerpt()
+    assert re.search(r"zstd level 3: \d+ stream bytes sent", a.node.log()), a.log_excerpt()
     assert "with a one-time pass" in desc and "moved to" in desc, desc
     with a.client() as ca:
         assert status(ca, eid) is None, "still on the source after the CLI said moved"
