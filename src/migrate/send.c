@@ -917,6 +917,12 @@ static int have_merge(struct sender *s, const char *path, size_t len,
 static int send_item_fd(struct sender *s, const struct cta_walk_item *it,
                         struct cta_error **err);
 
+/* Is time a before t? */
+static bool before(const struct timespec *a, const struct timespec *t)
+{
+        return a->tv_sec < t->tv_sec || (a->tv_sec == t->tv_sec && a->tv_nsec < t->tv_nsec);
+}
+
 /*
  * Does the destination hold this regular file already (the have record's size and mtime
  * match st's), so that only its metadata goes? Not when its ctime is at or after
@@ -932,13 +938,7 @@ static bool have_unchanged(const struct sender *s, const struct cta_mig_have_rec
         const struct timespec *t = s->o ? &s->o->changed_since : NULL;
         if (!t || (!t->tv_sec && !t->tv_nsec))
                 return true;
-        return st->st_ctim.tv_sec < t->tv_sec ||
-               (st->st_ctim.tv_sec == t->tv_sec && st->st_ctim.tv_nsec < t->tv_nsec);
-}
-
-static bool before(const struct timespec *a, const struct timespec *t)
-{
-        return a->tv_sec < t->tv_sec || (a->tv_sec == t->tv_sec && a->tv_nsec < t->tv_nsec);
+        return before(&st->st_ctim, t);
 }
 
 /*
