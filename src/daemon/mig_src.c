@@ -622,16 +622,40 @@ static int src_stream(struct mig_src *m, struct cta_error **err)
 }
 
 /*
+ * The mark the pass after the stop compares ctimes with (cta_mig_pass_mark): taken
+ * before this pass reads anything, with the private area's file system written back, so
+ * that a write through a mapping the container holds cannot slip past it.
+ */
+static int src_pass_mark(struct mig_src *m, struct cta_error **err)
+{
+        _cleanup_close_ int fd = open(m->row.private_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return cta_error_errno(err, CTA_E_IO, "open '%s'", m->row.private_path);
+        uint64_t t0 = cta_now_ms();
+        if (cta_mig_pass_mark(fd, &m->precopy_start) != 0)
+                log_warning("migration %s: writes through shared mappings may not move file "
+                            "times on this file system (%m): the pass after the stop sends "
+                            "every file's data again",
+                            m->id);
+        uint64_t ms = cta_now_ms() - t0;
+        if (ms >= 1000)
+                log_notice("migration %s: writing back the file system took %.1f s", m->id,
+                           (double)ms / 1000.0);
+        return 0;
+}
+
+/*
  * Copy a running container while it runs, into the destination's staging area: the
  * pass after the stop then sends only what changed meanwhile (vzmigrate's two rsync
- * passes, without its blind spot: a file rewritten in the clock tick it was read keeps
- * its size and mtime, so files whose ctime is after this pass's start go again).
+ * passes, without its blind spots: a file rewritten in the clock tick it was read keeps
+ * its size and mtime, and one written through a mapping keeps its times, so files whose
+ * ctime is after this pass's mark go again).
  */
 static int src_precopy(struct mig_src *m, struct cta_error **err)
 {
-        clock_gettime(CLOCK_REALTIME, &m->precopy_start);
-        m->precopy_start.tv_sec -= 1; /* file times come from a coarser clock */
-        int r = 0;
+        int r = src_pass_mark(m, err);
+        if (r < 0)
+                return r;
         if (m->have) {
                 progress(m, 2, "comparing with the destination's copy", 0);
                 r = src_fetch_have(m, err);

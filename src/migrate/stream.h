@@ -173,6 +173,21 @@ struct cta_mig_recv_opts {
         void *on_patch_ud;
 };
 
+/* A changed_since that counts every file as changed (see cta_mig_pass_mark). */
+#define CTA_MIG_ALL_CHANGED ((struct timespec){ 0, 1 })
+
+/*
+ * The mark of a pass over the tree at root_dirfd that a later pass will take as its
+ * changed_since: the time now, less a second (file times come from a coarser clock),
+ * taken before the file system's dirty pages are written back (syncfs), because a page
+ * written through a shared mapping is written again without moving the file's times
+ * until then. Call it before the pass reads anything. Returns 0, or 1 (errno set) when
+ * the file system cannot promise that a later write moves ctime (tmpfs, ramfs: no write
+ * back; syncfs failed): *ret is then CTA_MIG_ALL_CHANGED and the later pass sends the
+ * data of every regular file again (a large one's changed blocks only).
+ */
+int cta_mig_pass_mark(int root_dirfd, struct timespec *ret);
+
 /* Entries and data bytes of the tree at root_dirfd, in parallel threads (nothing is read
  * but metadata: inodes, and the xattr names, to bring their blocks into the cache). */
 int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **err);

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -660,6 +662,75 @@ TEST(incremental__changed_since_precopy)
         close(stage);
         close(src);
         close(dst);
+        return 0;
+}
+
+/* A database written through a shared mapping during a live copy: the page it dirtied
+ * before the copy began is written again after the first pass read it, without a fault,
+ * so without moving the file's times. The pass mark writes the file system back after
+ * taking the time, so that write faults and moves ctime past it: the next pass sends the
+ * file (with a mark from the clock alone it was left out as unchanged: the copy kept the
+ * old page). */
+TEST(incremental__mapped_write_after_first_pass)
+{
+        ASSERT_OK(setup());
+        int src, dst;
+        ASSERT_OK(tree_pair("mm", &src, &dst));
+        char c[16384];
+        memset(c, 'a', sizeof(c));
+        ASSERT_OK(put_file(src, "db", c, sizeof(c), 0644));
+        int fd = openat(src, "db", O_RDWR | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        char *map = mmap(NULL, sizeof(c), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ASSERT_TRUE(map != MAP_FAILED);
+        map[0] = 'b'; /* the write fault: ctime now, the page dirty and writable */
+        usleep(1200 * 1000); /* the mark lies a second back */
+        struct timespec t;
+        if (cta_mig_pass_mark(src, &t) != 0)
+                printf("# this file system does not write pages back: every file goes\n");
+        struct send_job job;
+        struct cta_mig_stats rst;
+        ASSERT_INT_EQ(transfer(src, dst, "stage", NULL, NULL, &job, &rst), 0);
+        map[1] = 'c'; /* after the first pass read it */
+        int stage = openat(dst, "stage", O_RDONLY | O_DIRECTORY);
+        ASSERT_TRUE(stage >= 0);
+        struct cta_mig_send_opts so = { .changed_since = t };
+        struct cta_mig_recv_opts ro = { .allow_existing = true };
+        ASSERT_INT_EQ(transfer_incr(src, dst, stage, &so, &ro, &job, &rst), 0);
+        ASSERT_INT_EQ(job.st.data_bytes, sizeof(c));
+        ASSERT_INT_EQ(compare(src, stage, 0), 0);
+        char got[2];
+        int cfd = openat(stage, "db", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(cfd >= 0 && read(cfd, got, 2) == 2);
+        close(cfd);
+        ASSERT_TRUE(got[0] == 'b' && got[1] == 'c');
+        munmap(map, sizeof(c));
+        close(fd);
+        close(stage);
+        close(src);
+        close(dst);
+        return 0;
+}
+
+/* The mark is a second before now on a file system that writes pages back; on tmpfs,
+ * which never does, it counts every file as changed. */
+TEST(pass_mark__clock_or_all_changed)
+{
+        ASSERT_OK(setup());
+        struct timespec now, t;
+        clock_gettime(CLOCK_REALTIME, &now);
+        ASSERT_INT_EQ(cta_mig_pass_mark(g_rootfd, &t), 0);
+        ASSERT_TRUE(t.tv_sec == now.tv_sec - 1 || t.tv_sec == now.tv_sec);
+        struct statfs sf;
+        int shm = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (shm < 0 || fstatfs(shm, &sf) < 0 || sf.f_type != TMPFS_MAGIC) {
+                printf("# no tmpfs at /dev/shm: the second half is skipped\n");
+        } else {
+                ASSERT_INT_EQ(cta_mig_pass_mark(shm, &t), 1);
+                ASSERT_TRUE(t.tv_sec == 0 && t.tv_nsec == 1);
+        }
+        if (shm >= 0)
+                close(shm);
         return 0;
 }
 
@@ -2526,6 +2597,8 @@ int main(void)
         return tap_run(TESTS(T(wire__paths), T(wire__paths_match_the_byte_loop),
                              T(roundtrip__rich_tree), T(incremental__one_percent),
                              T(incremental__changed_since_precopy),
+                             T(incremental__mapped_write_after_first_pass),
+                             T(pass_mark__clock_or_all_changed),
                              T(incremental__quiet_entries_not_sent),
                              T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
