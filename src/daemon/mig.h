@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "util/buf.h"
 
@@ -77,6 +78,24 @@ char *cta_mig_blockmap_dir(struct cta_daemon *d);
 void cta_kv_add(struct cta_buf *b, const char *key, const char *value);
 /* A copy of the value of key (caller frees), or NULL. */
 char *cta_kv_get(const char *detail, const char *key);
+
+/*
+ * Marks: what lets a later migration of a container trust a copy it finds at the other end
+ * (docs/migration-protocol.md, "A copy that descends from an earlier migration"). A
+ * record "<migration id> <sec>.<nsec>" under "<kind>:<eid>" in the node's meta table says:
+ * every entry of that copy that this node still has with a ctime before the time is as
+ * this node has it. Kinds: CTA_MARK_ARRIVED (written by a destination at commit, the
+ * copy the source retired), CTA_MARK_STAGED (written by a source before its first stream
+ * into a fresh staging area, for a retry against what a failure kept there).
+ */
+#define CTA_MARK_ARRIVED "arrived"
+#define CTA_MARK_STAGED "staged"
+void cta_mig_mark_put(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
+                      const struct timespec *t);
+/* The mark of kind for eid if it was written for migration mid and is not in the future
+ * (a clock set back): true and *ret, else false. */
+bool cta_mig_mark_get(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
+                      struct timespec *ret);
 
 /* Destination side (mig_dst.c). */
 /* Binary frame received on a session: feed its open stream. Loop thread.

@@ -1,16 +1,22 @@
 /* What both sides of a migration share: the stream queue, journal details. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
-#include <unistd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/mig.h"
 #include "net/conn.h"
+#include "store/store.h"
 #include "util/base64.h"
+#include "util/cleanup.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/util.h"
 
 /* Room above the pause threshold for what the loop already read (frames
@@ -246,4 +252,38 @@ char *cta_mig_blockmap_dir(struct cta_daemon *d)
         char *dir = cta_xasprintf("%s/blockmaps", d->cfg->state_dir);
         (void)cta_mkdir_p(dir, 0700, NULL);
         return dir;
+}
+
+/* ---- marks ------------------------------------------------------------------ */
+
+void cta_mig_mark_put(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
+                      const struct timespec *t)
+{
+        _cleanup_free_ char *key = cta_xasprintf("%s:%s", kind, eid);
+        _cleanup_free_ char *v = cta_xasprintf("%s %lld.%09ld", mid, (long long)t->tv_sec,
+                                               (long)t->tv_nsec);
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        if (cta_store_meta_set(d->store, key, v, &err) < 0)
+                log_warning("cannot record the %s mark of %s: %s", kind, eid, cta_error_msg(err));
+}
+
+bool cta_mig_mark_get(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
+                      struct timespec *ret)
+{
+        _cleanup_free_ char *key = cta_xasprintf("%s:%s", kind, eid);
+        _cleanup_free_ char *v = NULL;
+        if (cta_store_meta_get(d->store, key, &v, NULL) < 0 || !v)
+                return false;
+        char id[37];
+        long long sec;
+        long nsec;
+        struct timespec now;
+        if (sscanf(v, "%36s %lld.%ld", id, &sec, &nsec) != 3 || !streq(id, mid) || sec <= 0 ||
+            nsec < 0 || nsec >= 1000000000L)
+                return false;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (sec > now.tv_sec) /* the clock was set back since: no telling what it missed */
+                return false;
+        *ret = (struct timespec){ (time_t)sec, nsec };
+        return true;
 }

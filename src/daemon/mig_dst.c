@@ -57,6 +57,9 @@ struct mig_dst {
         unsigned streams; /* streams received: a second one follows a copy made while the
                            * container ran (the source's pre-copy) */
         char *base_from; /* that copy's own path (a retired .migrated area), to give back */
+        char *lineage;   /* the migration that left the copy in the staging area, or NULL */
+        struct timespec arrival; /* the end of the last stream: the mark this node keeps
+                                  * when it commits (CTA_MARK_ARRIVED), see arrival_mark() */
         uint32_t bm_tag; /* our own random tag on the block maps of the files we write */
         bool then_have;  /* the source asks for a summary right after this stream */
         bool zstd;       /* this stream's frames carry one zstd stream */
@@ -101,6 +104,7 @@ static void dst_unlink_free(struct mig_dst *m)
         free(m->parent);
         free(m->staging_name);
         free(m->base_from);
+        free(m->lineage);
         free(m);
 }
 
@@ -163,9 +167,29 @@ static void drop_staging(struct cta_daemon *d, const char *eid, const char *pare
                 log_error("remove staging area %s: %s", path, cta_error_msg(err));
 }
 
+/* The registry note "<what>:<eid>" (caller frees), or NULL if none or empty. */
+static char *meta_note(struct cta_daemon *d, const char *what, const char *eid)
+{
+        _cleanup_free_ char *key = cta_xasprintf("%s:%s", what, eid);
+        char *v = NULL;
+        if (cta_store_meta_get(d->store, key, &v, NULL) < 0 || (v && !*v)) {
+                free(v);
+                return NULL;
+        }
+        return v;
+}
+
+static void meta_note_set(struct cta_daemon *d, const char *what, const char *eid,
+                          const char *v)
+{
+        _cleanup_free_ char *key = cta_xasprintf("%s:%s", what, eid);
+        (void)cta_store_meta_set(d->store, key, v, NULL);
+}
+
 /* Seed the staging area from what this node already has of the container:
  * a staging area kept from a failed attempt, or the private area it left
- * behind (renamed .migrated) when it migrated away from here. */
+ * behind (renamed .migrated) when it migrated away from here. The lineage
+ * says which migration left that copy (the source may hold its mark). */
 static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
 {
         _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
@@ -176,6 +200,7 @@ static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
         if (lstat(staging, &st) == 0) {
                 if (d->cfg->keep_staging && S_ISDIR(st.st_mode)) {
                         m->have = true;
+                        m->lineage = meta_note(d, "staging-lineage", m->eid);
                         log_notice("migration %s: resuming from the kept staging area", m->id);
                         return;
                 }
@@ -195,6 +220,7 @@ static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
         (void)cta_store_meta_set(d->store, key, "", NULL);
         m->base_from = TAKE_PTR(retired);
         m->have = true;
+        m->lineage = meta_note(d, "retired-lineage", m->eid);
         log_notice("migration %s: starting from this node's earlier copy %s", m->id,
                    m->base_from);
 }
@@ -452,6 +478,9 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
                    strlen(m->private_path));
         cta_xw_int(w, cta_xw_qname(qn, p, "forced"), m->force_used);
         cta_xw_int(w, cta_xw_qname(qn, p, "have"), m->have);
+        /* the migration that left that copy (older agents do not say) */
+        if (m->have && m->lineage)
+                cta_xw_text(w, cta_xw_qname(qn, p, "lineage"), m->lineage);
         /* the newest tree-stream format we read (older agents do not say: 2) */
         cta_xw_int(w, cta_xw_qname(qn, p, "stream"), CTA_MIG_STREAM_VERSION);
         /* we take a second stream (have, stream) after the first: the source may copy a
@@ -545,6 +574,8 @@ static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
                 close(m->next_have_fd);
                 m->next_have_fd = -1;
         }
+        if (!m->have) /* a fresh staging area: what a failure keeps there came from us */
+                meta_note_set(m->d, "staging-lineage", m->eid, m->id);
         m->q = cta_chanq_new(call->s->conn, m->zstd ? CTA_MIG_ZQUEUE_MAX : CTA_MIG_QUEUE_MAX);
         call->s->binsink = m->q;
         call->s->bin_discard = false;
@@ -620,6 +651,44 @@ static void flusher_stop(struct flusher *f)
         pthread_mutex_destroy(&f->mu);
 }
 
+/* A change a moment after the clock was read may get an older file time: the kernel
+ * stamps files from a clock updated once per tick (4 ms here; 10 ms at HZ=100). */
+#define TICK_MARGIN_NS 20000000L
+
+/*
+ * The mark the commit records (CTA_MARK_ARRIVED), taken once the stream is on disk:
+ * every entry's last change here came before it. A file system with nanosecond times
+ * (the staging root's times show a fraction) gets the time itself, and the commit waits
+ * until TICK_MARGIN_NS have passed since, so that nothing after it can be stamped older;
+ * one with whole seconds gets the start of the second (an entry stamped in that second
+ * then counts as changed).
+ */
+static void arrival_mark(int pfd, struct mig_dst *m)
+{
+        struct stat st;
+        clock_gettime(CLOCK_REALTIME, &m->arrival);
+        if (fstatat(pfd, m->staging_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            (!st.st_ctim.tv_nsec && !st.st_mtim.tv_nsec && !st.st_atim.tv_nsec))
+                m->arrival.tv_nsec = 0;
+}
+
+/* Before the commit changes anything: see arrival_mark(). */
+static void arrival_wait(const struct mig_dst *m)
+{
+        struct timespec now, until = m->arrival;
+        if (!until.tv_nsec)
+                return;
+        until.tv_nsec += TICK_MARGIN_NS;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec < until.tv_sec ||
+            (now.tv_sec == until.tv_sec && now.tv_nsec < until.tv_nsec))
+                (void)clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &until, NULL);
+}
+
 static int mig_stream(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
@@ -676,6 +745,7 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         uint64_t t0 = cta_now_ms();
         if (syncfs(pfd) < 0)
                 return cta_error_errno(err, CTA_E_IO, "flush the received container to disk");
+        arrival_mark(pfd, m);
         log_notice("migration %s: received %" PRIu64 " entries, %" PRIu64
                    " data bytes (%" PRIu64 " written direct, %" PRIu64
                    " of them from the stream queue; %" PRIu64 " files patched in place; "
@@ -896,6 +966,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         journal(d, m, "committing", b.data);
 
         _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
+        arrival_wait(m);
         cta_fault_point("dst_before_rename");
         if (rename(staging, m->private_path) < 0) {
                 r = cta_error_errno(err, CTA_E_IO, "move %s into place", staging);
@@ -933,6 +1004,10 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         bool want_start = start && !m->force_used;
         cta_kv_add(&b, "start", want_start ? "1" : "0");
         journal(d, m, "committed", b.data);
+        /* If the container goes back to where it came from, that node's retired copy is
+         * what arrived here: a later change here moves an entry's ctime past this mark. */
+        cta_mig_mark_put(d, CTA_MARK_ARRIVED, m->eid, m->id, &m->arrival);
+        meta_note_set(d, "staging-lineage", m->eid, "");
         cta_fault_point("dst_after_commit");
         log_notice("migration %s: container %s committed at %s", m->id, m->eid,
                    m->private_path);

@@ -289,6 +289,10 @@ struct mig_src {
          * pass of what changed: files changed since precopy_start go again. */
         bool precopying, precopied;
         struct timespec precopy_start;
+        /* The destination's copy descends from a migration whose mark this node holds
+         * (cta_mig_mark_get): the first stream takes it as its changed_since. */
+        bool base_marked;
+        struct timespec base_mark;
         int have_fd; /* the destination's have summary, spooled (memfd), or -1 */
         struct peer peer;
         bool connected;
@@ -467,6 +471,13 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         const char *forced = resp->op_node ? cta_xnode_ctext(resp->op_node, "forced") : NULL;
         const char *have = resp->op_node ? cta_xnode_ctext(resp->op_node, "have") : NULL;
         m->have = have && streq(have, "1");
+        /* which migration left that copy: one this node sent (a kept staging area) or
+         * received (the copy it retired, when the container left it for here) */
+        const char *lin = resp->op_node ? cta_xnode_ctext(resp->op_node, "lineage") : NULL;
+        if (m->have && lin && *lin)
+                m->base_marked =
+                        cta_mig_mark_get(m->d, CTA_MARK_ARRIVED, m->row.eid, lin, &m->base_mark) ||
+                        cta_mig_mark_get(m->d, CTA_MARK_STAGED, m->row.eid, lin, &m->base_mark);
         const char *sv = resp->op_node ? cta_xnode_ctext(resp->op_node, "stream") : NULL;
         long v = sv ? strtol(sv, NULL, 10) : 0;
         m->stream_version = v >= 1 && v <= UINT16_MAX ? (uint16_t)v : 2;
@@ -523,7 +534,9 @@ static int src_stream_io(struct mig_src *m, const struct cta_mig_io *io, bool zs
                 .progress = { on_copy_progress, m },
                 .cancel = &m->call->cancelled,
                 .peer_version = m->stream_version,
-                .changed_since = m->precopied ? m->precopy_start : (struct timespec){ 0 },
+                .changed_since = m->precopied     ? m->precopy_start
+                                 : m->base_marked ? m->base_mark
+                                                  : (struct timespec){ 0 },
         };
         struct cta_mig_stats st = { 0 };
         struct req q;
@@ -593,6 +606,9 @@ static int src_stream_io(struct mig_src *m, const struct cta_mig_io *io, bool zs
         if (m->precopied)
                 snprintf(quiet, sizeof(quiet), "; %" PRIu64 " entries as the first pass left them",
                          st.quiet);
+        else if (m->base_marked)
+                snprintf(quiet, sizeof(quiet), "; %" PRIu64 " entries as the copy there has them",
+                         st.quiet);
         log_notice("migration %s: sent %" PRIu64 " entries, %" PRIu64 " data bytes (%" PRIu64
                    " on the wire%s)",
                    m->id, st.entries, st.data_bytes, st.wire_bytes, quiet);
@@ -645,6 +661,17 @@ static int src_pass_mark(struct mig_src *m, struct cta_error **err)
 }
 
 /*
+ * Before the first stream into a fresh staging area: should it fail and the destination
+ * keep what arrived, a retry takes t as its changed_since (every entry there was read
+ * after t, and a later change moves its ctime past t).
+ */
+static void src_note_fresh(struct mig_src *m, const struct timespec *t)
+{
+        if (!m->have)
+                cta_mig_mark_put(m->d, CTA_MARK_STAGED, m->row.eid, m->id, t);
+}
+
+/*
  * Copy a running container while it runs, into the destination's staging area: the
  * pass after the stop then sends only what changed meanwhile (vzmigrate's two rsync
  * passes, without its blind spots: a file rewritten in the clock tick it was read keeps
@@ -656,6 +683,7 @@ static int src_precopy(struct mig_src *m, struct cta_error **err)
         int r = src_pass_mark(m, err);
         if (r < 0)
                 return r;
+        src_note_fresh(m, &m->precopy_start);
         if (m->have) {
                 progress(m, 2, "comparing with the destination's copy", 0);
                 r = src_fetch_have(m, err);
@@ -749,8 +777,12 @@ static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, con
                         if (rename(row->private_path, to) < 0)
                                 return cta_error_errno(err, CTA_E_IO, "rename '%s'",
                                                        row->private_path);
-                        /* If the container comes back, its migration starts from this. */
+                        /* If the container comes back, its migration starts from this;
+                         * the lineage names the migration that the copy went out with. */
                         _cleanup_free_ char *key = cta_xasprintf("retired:%s", row->eid);
+                        _cleanup_free_ char *lkey = cta_xasprintf("retired-lineage:%s",
+                                                                  row->eid);
+                        (void)cta_store_meta_set(d->store, lkey, mid, NULL);
                         (void)cta_store_meta_set(d->store, key, to, NULL);
                         log_notice("migration %s: kept the old private area as %s", mid, to);
                 }
@@ -890,6 +922,12 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                         goto fail;
         }
         phase(m, have_now ? "stop+have" : "stop");
+        if (!m->precopied) { /* (stopped: no mapping can write without a fault) */
+                struct timespec t;
+                clock_gettime(CLOCK_REALTIME, &t);
+                t.tv_sec -= 1;
+                src_note_fresh(m, &t);
+        }
         progress(m, 2, m->precopied ? "copying what changed meanwhile" : "copying data", 0);
         r = src_stream(m, err);
         if (r < 0)

@@ -96,6 +96,103 @@ def test_back_and_forth_sends_only_changes(ct_nodes, ct_admin):
         assert f.read(4) == b"aaaa"
 
 
+def rewrite_keeping_times(path, tag):
+    """Rewrite path with the same size, then set its atime and mtime back (as a tool that
+    restores times does): size and mtime tell nothing, only the ctime moved."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write((tag * st.st_size)[:st.st_size])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def quiet_entries(node):
+    """Per stream this node sent with a mark: entries that got no record."""
+    with open(node.node.log_path) as f:
+        return [int(q) for q in re.findall(r"; (\d+) entries as the copy there has them\)",
+                                           f.read())]
+
+
+def test_return_after_a_change_that_kept_size_and_mtime(ct_nodes, ct_admin):
+    """A→B, then on B one file rewritten with its size and mtime as they were, one chmod'ed,
+    one given an xattr. B→A starts from A's retired copy, which is what arrived at B: B
+    kept the mark of that arrival, so the rewritten file goes (its ctime is after the mark,
+    where size and mtime would have said "unchanged"), and so do the other two; what was
+    left alone gets no record at all."""
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    with a.client() as ca:
+        _, env = create(ca, name="bf5", veid=115)
+        eid = env["eid"]
+        write_files(os.path.join(a.private_root, "115"), 50, 4096, b"a")
+        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, r.text
+    data_b = os.path.join(b.private_root, "115", "srv", "data")
+    rewrite_keeping_times(os.path.join(data_b, "f0007"), b"z")
+    os.chmod(os.path.join(data_b, "f0008"), 0o600)
+    os.setxattr(os.path.join(data_b, "f0009"), "user.note", b"on B")
+    with b.client() as cb:
+        r, _ = migrate(cb, seed_request(a, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, "%s\n%s" % (r.text, a.log_excerpt())
+    data_a = os.path.join(a.private_root, "115", "srv", "data")
+    with open(os.path.join(data_a, "f0007"), "rb") as f:
+        assert f.read() == b"z" * 4096, "the rewritten file did not come back"
+    assert os.stat(os.path.join(data_a, "f0008")).st_mode & 0o777 == 0o600
+    assert os.getxattr(os.path.join(data_a, "f0009"), "user.note") == b"on B"
+    diff = M.manifest_diff(M.manifest(os.path.join(b.private_root, "115.migrated")),
+                           M.manifest(os.path.join(a.private_root, "115")))
+    assert diff == [], "\n".join(diff[:40])
+    # (a file whose ctime moved goes with its data: here the three changed ones)
+    assert sent_bytes(b, 0) == 3 * 4096, b.log_excerpt()
+    quiet = quiet_entries(b)
+    assert len(quiet) == 1 and quiet[0] > 250, (quiet, b.log_excerpt())
+
+
+def test_retry_into_a_kept_staging_area(ct_nodes, ct_admin):
+    """keep_staging = yes: a migration cut mid-stream leaves the files that arrived. Meanwhile
+    one of them is rewritten on the source with its size and mtime as they were. The retry
+    starts from the kept copy; the source kept the mark of the stream that filled it, so
+    that file goes again (its ctime is after the mark) while the rest gets no record."""
+    p = M.Pair(ct_nodes, ct_admin, dst_config={"keep_staging": "yes"},
+               dst_fault="dst_mid_receive")
+    with p.src.client() as ca:
+        _, env = create(ca, name="ks1", veid=116)
+        eid = env["eid"]
+        priv = os.path.join(p.src.private_root, "116")
+        # 6.4 MiB in a directory the stream reaches first: the cut comes after 1 MiB
+        data = os.path.join(priv, "a-data")
+        os.mkdir(data)
+        for i in range(400):
+            with open(os.path.join(data, "f%04d" % i), "wb") as f:
+                f.write(b"a" * 16384)
+        # older than the mark (the stream's start less a second), as in a container that
+        # has run a while
+        time.sleep(1.2)
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.dst, "dst_mid_receive")
+        p.dst.kill9()
+        r = mig.finish(60)
+        assert r.error is not None, r.text
+        M.disarm(p.dst)
+        M.restart(p.dst)
+        staging = [s for s in M.staging_left(p.dst) if ".cta-staging" in s]
+        assert len(staging) == 1, M.staging_left(p.dst)
+        kept = sorted(os.listdir(os.path.join(staging[0], "a-data")))
+        assert len(kept) > 5, kept
+        victim = kept[len(kept) // 2]
+        rewrite_keeping_times(os.path.join(data, victim), b"r")
+        r, _ = migrate(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        assert r.error is None, "%s\n%s" % (r.text, p.dst.log_excerpt())
+    assert "resuming from the kept staging area" in p.dst.node.log(), p.dst.log_excerpt()
+    moved = os.path.join(p.dst.private_root, "116")
+    with open(os.path.join(moved, "a-data", victim), "rb") as f:
+        assert f.read() == b"r" * 16384, "the file rewritten after the cut did not go again"
+    diff = M.manifest_diff(M.manifest(os.path.join(p.src.private_root, "116.migrated")),
+                           M.manifest(moved))
+    assert diff == [], "\n".join(diff[:40])
+    quiet = quiet_entries(p.src)
+    assert len(quiet) == 1 and quiet[0] >= len(kept) - 1, (quiet, len(kept))
+
+
 def test_failed_return_gives_the_earlier_copy_back(ct_nodes, ct_admin):
     a = ct_nodes.start(host="127.0.0.11")
     b = ct_nodes.start(host="127.0.0.12")
