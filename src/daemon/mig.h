@@ -86,16 +86,23 @@ char *cta_kv_get(const char *detail, const char *key);
  * every entry of that copy that this node still has with a ctime before the time is as
  * this node has it. Kinds: CTA_MARK_ARRIVED (written by a destination at commit, the
  * copy the source retired), CTA_MARK_STAGED (written by a source before its first stream
- * into a fresh staging area, for a retry against what a failure kept there).
+ * into a fresh staging area, for a retry against what a failure kept there). And
+ * CTA_MARK_RETIRED, written by a source when it retires the private area: the migration
+ * it left with (the lineage it offers when the container comes back) and when, so that
+ * a change to that copy since (by hand, or a return that failed half way) is seen.
  */
 #define CTA_MARK_ARRIVED "arrived"
 #define CTA_MARK_STAGED "staged"
+#define CTA_MARK_RETIRED "retired-mark"
 void cta_mig_mark_put(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
                       const struct timespec *t);
 /* The mark of kind for eid if it was written for migration mid and is not in the future
  * (a clock set back): true and *ret, else false. */
 bool cta_mig_mark_get(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
                       struct timespec *ret);
+/* Whatever mark of kind eid has: its migration id and time. */
+bool cta_mig_mark_read(struct cta_daemon *d, const char *kind, const char *eid, char id[37],
+                       struct timespec *ret);
 
 /* Destination side (mig_dst.c). */
 /* Binary frame received on a session: feed its open stream. Loop thread.

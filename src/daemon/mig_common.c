@@ -267,23 +267,32 @@ void cta_mig_mark_put(struct cta_daemon *d, const char *kind, const char *eid, c
                 log_warning("cannot record the %s mark of %s: %s", kind, eid, cta_error_msg(err));
 }
 
-bool cta_mig_mark_get(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
-                      struct timespec *ret)
+bool cta_mig_mark_read(struct cta_daemon *d, const char *kind, const char *eid, char id[37],
+                       struct timespec *ret)
 {
         _cleanup_free_ char *key = cta_xasprintf("%s:%s", kind, eid);
         _cleanup_free_ char *v = NULL;
         if (cta_store_meta_get(d->store, key, &v, NULL) < 0 || !v)
                 return false;
-        char id[37];
         long long sec;
         long nsec;
-        struct timespec now;
-        if (sscanf(v, "%36s %lld.%ld", id, &sec, &nsec) != 3 || !streq(id, mid) || sec <= 0 ||
-            nsec < 0 || nsec >= 1000000000L)
-                return false;
-        clock_gettime(CLOCK_REALTIME, &now);
-        if (sec > now.tv_sec) /* the clock was set back since: no telling what it missed */
+        if (sscanf(v, "%36s %lld.%ld", id, &sec, &nsec) != 3 || sec <= 0 || nsec < 0 ||
+            nsec >= 1000000000L)
                 return false;
         *ret = (struct timespec){ (time_t)sec, nsec };
+        return true;
+}
+
+bool cta_mig_mark_get(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
+                      struct timespec *ret)
+{
+        char id[37];
+        struct timespec t, now;
+        if (!cta_mig_mark_read(d, kind, eid, id, &t) || !streq(id, mid))
+                return false;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (t.tv_sec > now.tv_sec) /* the clock was set back since: no telling what it missed */
+                return false;
+        *ret = t;
         return true;
 }

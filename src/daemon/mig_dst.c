@@ -58,6 +58,7 @@ struct mig_dst {
                            * container ran (the source's pre-copy) */
         char *base_from; /* that copy's own path (a retired .migrated area), to give back */
         char *lineage;   /* the migration that left the copy in the staging area, or NULL */
+        struct timespec retired_at; /* a retired copy's: when it was retired ({0}: unknown) */
         struct timespec arrival; /* the end of the last stream: the mark this node keeps
                                   * when it commits (CTA_MARK_ARRIVED), see arrival_mark() */
         uint32_t bm_tag; /* our own random tag on the block maps of the files we write */
@@ -85,7 +86,8 @@ static struct mig_dst *dst_find(const char *id)
 }
 
 static void drop_prepared_have(const char *eid); /* (prepare, below) */
-static int prepare_have(int dirfd, const char *bmdir, bool warm, uint64_t *entries);
+static int prepare_have(int dirfd, const char *bmdir, bool warm, const struct timespec *since,
+                        uint64_t *entries, uint64_t *touched);
 
 static void dst_unlink_free(struct mig_dst *m)
 {
@@ -220,7 +222,9 @@ static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
         (void)cta_store_meta_set(d->store, key, "", NULL);
         m->base_from = TAKE_PTR(retired);
         m->have = true;
-        m->lineage = meta_note(d, "retired-lineage", m->eid);
+        char lin[37];
+        if (cta_mig_mark_read(d, CTA_MARK_RETIRED, m->eid, lin, &m->retired_at))
+                m->lineage = cta_xstrdup(lin);
         log_notice("migration %s: starting from this node's earlier copy %s", m->id,
                    m->base_from);
 }
@@ -478,9 +482,6 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
                    strlen(m->private_path));
         cta_xw_int(w, cta_xw_qname(qn, p, "forced"), m->force_used);
         cta_xw_int(w, cta_xw_qname(qn, p, "have"), m->have);
-        /* the migration that left that copy (older agents do not say) */
-        if (m->have && m->lineage)
-                cta_xw_text(w, cta_xw_qname(qn, p, "lineage"), m->lineage);
         /* the newest tree-stream format we read (older agents do not say: 2) */
         cta_xw_int(w, cta_xw_qname(qn, p, "stream"), CTA_MIG_STREAM_VERSION);
         /* we take a second stream (have, stream) after the first: the source may copy a
@@ -766,7 +767,8 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                 _cleanup_close_ int sfd = openat(pfd, m->staging_name,
                                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (sfd >= 0)
-                        m->next_have_fd = prepare_have(sfd, bmdir, false, &m->next_have_entries);
+                        m->next_have_fd = prepare_have(sfd, bmdir, false, NULL,
+                                                       &m->next_have_entries, NULL);
                 log_info("migration %s: summary for the next pass built in %" PRIu64 " ms",
                          m->id, cta_now_ms() - t1);
         }
@@ -845,7 +847,7 @@ static ssize_t conn_frame_write(void *ctx, const void *buf, size_t len)
 
 static bool warmed_recently(const char *eid); /* (prepare, below) */
 static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
-                              uint64_t *waited_ms);
+                              uint64_t *touched, uint64_t *waited_ms);
 
 /* Send a spooled summary as it is (from its start, wherever its offset is). */
 static int send_prepared_have(struct cta_conn *c, int hfd, struct cta_error **err)
@@ -866,6 +868,28 @@ static int send_prepared_have(struct cta_conn *c, int hfd, struct cta_error **er
         }
 }
 
+/*
+ * The reply after a summary: before the first stream, the migration that left the copy
+ * (the lineage; older agents do not say), if nothing changed it since: a retired copy
+ * with an entry changed after its retirement (by hand, or by a return that failed half
+ * way) is offered without one, and the source trusts sizes and mtimes alone.
+ */
+static int have_reply(struct cta_call *call, const struct mig_dst *m, uint64_t touched,
+                      struct cta_error **err)
+{
+        struct cta_xw *w = cta_call_begin_result(call);
+        bool vouched = m->base_from ? (m->retired_at.tv_sec && !touched) : true;
+        if (!m->streams && m->lineage && vouched) {
+                char qn[80];
+                cta_xw_text(w, cta_xw_qname(qn, cta_reply_op_prefix(w), "lineage"), m->lineage);
+        } else if (!m->streams && m->lineage) {
+                log_notice("migration %s: %" PRIu64 " entries of the earlier copy changed since "
+                           "it was retired: offered without its lineage",
+                           m->id, touched);
+        }
+        return cta_call_end_result(call, err);
+}
+
 static int mig_have(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
@@ -875,7 +899,7 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
         _cleanup_close_ int fd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", staging);
-        uint64_t entries = 0, waited_ms = 0;
+        uint64_t entries = 0, waited_ms = 0, touched = 0;
         /* prepare's summary describes the tree before any stream of this migration; the
          * last stream's, the tree it left */
         _cleanup_close_ int hfd = -1;
@@ -886,7 +910,7 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
                 entries = m->next_have_entries;
                 when = "built at the end of the last stream";
         } else if (!m->streams) {
-                hfd = take_prepared_have(m->eid, fd, &entries, &waited_ms);
+                hfd = take_prepared_have(m->eid, fd, &entries, &touched, &waited_ms);
         }
         if (hfd >= 0) {
                 int r = send_prepared_have(call->s->conn, hfd, err);
@@ -895,18 +919,20 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
                 log_info("migration %s: have summary of %" PRIu64
                          " entries sent (%s; waited %.2f s for it)",
                          m->id, entries, when, (double)waited_ms / 1000);
-                return 0;
+                return have_reply(call, m, touched, err);
         }
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(call->s->d);
         /* no warm-up scan beside the walk when prepare did one, or when this is the
          * summary of what the last stream wrote (its inodes are cached) */
         struct cta_mig_have_opts ho = { .blockmap_dir = bmdir,
                                         .no_warm = m->streams || warmed_recently(m->eid) };
+        if (m->base_from)
+                ho.touched_since = m->retired_at;
         int r = cta_mig_have_build_opts(fd, &ho, &io, &st, err);
         if (r < 0)
                 return cta_error_wrap(err, "summarize %s", staging);
         log_info("migration %s: have summary of %" PRIu64 " entries sent", m->id, st.entries);
-        return 0;
+        return have_reply(call, m, st.touched, err);
 }
 
 static int mig_have_prepare(struct cta_call *call, struct cta_error **err)
@@ -1098,7 +1124,7 @@ static uint64_t g_warm_end_ms;
 static int g_have_fd = -1;
 static dev_t g_have_dev;
 static ino_t g_have_ino;
-static uint64_t g_have_entries;
+static uint64_t g_have_entries, g_have_touched;
 #define WARM_FRESH_MS (5u * 60 * 1000)
 /* A prepared summary larger than this is dropped; `have` then builds it as it goes. */
 #define PREPARED_HAVE_MAX (64u << 20)
@@ -1107,6 +1133,7 @@ static uint64_t g_have_entries;
 
 struct warm_job {
         char *path, *bmdir;
+        struct timespec since; /* count what changed since (the copy's retirement) */
 };
 
 struct capped_fd {
@@ -1125,8 +1152,10 @@ static ssize_t capped_write(void *ctx, const void *buf, size_t len)
         return r;
 }
 
-/* The summary of the tree at dirfd into a new memfd, or -1. */
-static int prepare_have(int dirfd, const char *bmdir, bool warm, uint64_t *entries)
+/* The summary of the tree at dirfd into a new memfd, or -1; *touched: entries changed
+ * since *since (if given). */
+static int prepare_have(int dirfd, const char *bmdir, bool warm, const struct timespec *since,
+                        uint64_t *entries, uint64_t *touched)
 {
         int fd = memfd_create("ctagent-have", MFD_CLOEXEC);
         if (fd < 0)
@@ -1137,6 +1166,8 @@ static int prepare_have(int dirfd, const char *bmdir, bool warm, uint64_t *entri
          * take the time of the slower, where warming first and walking after took the
          * sum (and the source's scan is over before the sum) */
         struct cta_mig_have_opts ho = { .blockmap_dir = bmdir, .no_warm = !warm };
+        if (since)
+                ho.touched_since = *since;
         struct cta_mig_stats st = { 0 };
         _cleanup_(cta_error_freep) struct cta_error *err = NULL;
         if (cta_mig_have_build_opts(dirfd, &ho, &io, &st, &err) < 0) {
@@ -1145,6 +1176,8 @@ static int prepare_have(int dirfd, const char *bmdir, bool warm, uint64_t *entri
                 return -1;
         }
         *entries = st.entries;
+        if (touched)
+                *touched = st.touched;
         return fd;
 }
 
@@ -1152,12 +1185,12 @@ static void warm_work(void *arg)
 {
         struct warm_job *j = arg;
         int hfd = -1;
-        uint64_t entries = 0;
+        uint64_t entries = 0, touched = 0;
         struct stat st;
         int fd = open(j->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) {
                 if (fstat(fd, &st) == 0)
-                        hfd = prepare_have(fd, j->bmdir, true, &entries);
+                        hfd = prepare_have(fd, j->bmdir, true, &j->since, &entries, &touched);
                 close(fd);
         }
         pthread_mutex_lock(&g_warm_mu);
@@ -1166,6 +1199,7 @@ static void warm_work(void *arg)
                 g_have_dev = st.st_dev;
                 g_have_ino = st.st_ino;
                 g_have_entries = entries;
+                g_have_touched = touched;
         }
         g_warm_end_ms = cta_now_ms();
         pthread_cond_broadcast(&g_warm_cv);
@@ -1198,7 +1232,7 @@ static bool warmed_recently(const char *eid)
  * summary is used once: the stream that follows changes the tree it describes.
  */
 static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
-                              uint64_t *waited_ms)
+                              uint64_t *touched, uint64_t *waited_ms)
 {
         struct stat st;
         if (fstat(dirfd, &st) < 0)
@@ -1217,6 +1251,7 @@ static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
             g_have_ino == st.st_ino) {
                 fd = g_have_fd;
                 *entries = g_have_entries;
+                *touched = g_have_touched;
                 g_have_fd = -1;
         }
         pthread_mutex_unlock(&g_warm_mu);
@@ -1251,6 +1286,9 @@ static int mig_prepare(struct cta_call *call, struct cta_error **err)
         struct warm_job *j = cta_xcalloc(1, sizeof(*j));
         j->path = retired;
         j->bmdir = cta_mig_blockmap_dir(call->s->d);
+        char lin[37];
+        if (!cta_mig_mark_read(call->s->d, CTA_MARK_RETIRED, eid, lin, &j->since))
+                j->since = (struct timespec){ 0 };
         pthread_mutex_lock(&g_warm_mu);
         snprintf(g_warm_eid, sizeof(g_warm_eid), "%s", eid);
         g_warm_end_ms = 0;

@@ -471,13 +471,6 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         const char *forced = resp->op_node ? cta_xnode_ctext(resp->op_node, "forced") : NULL;
         const char *have = resp->op_node ? cta_xnode_ctext(resp->op_node, "have") : NULL;
         m->have = have && streq(have, "1");
-        /* which migration left that copy: one this node sent (a kept staging area) or
-         * received (the copy it retired, when the container left it for here) */
-        const char *lin = resp->op_node ? cta_xnode_ctext(resp->op_node, "lineage") : NULL;
-        if (m->have && lin && *lin)
-                m->base_marked =
-                        cta_mig_mark_get(m->d, CTA_MARK_ARRIVED, m->row.eid, lin, &m->base_mark) ||
-                        cta_mig_mark_get(m->d, CTA_MARK_STAGED, m->row.eid, lin, &m->base_mark);
         const char *sv = resp->op_node ? cta_xnode_ctext(resp->op_node, "stream") : NULL;
         long v = sv ? strtol(sv, NULL, 10) : 0;
         m->stream_version = v >= 1 && v <= UINT16_MAX ? (uint16_t)v : 2;
@@ -511,13 +504,24 @@ static int src_fetch_have(struct mig_src *m, struct cta_error **err)
         m->peer.bin_fd = fd;
         req_begin(&q, &m->peer, "ctamig", "have");
         cta_xw_text(&q.w, "id", m->id);
-        int r = peer_call(&m->peer, &q, "fetch the destination's summary", NULL, err);
+        _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
+        int r = peer_call(&m->peer, &q, "fetch the destination's summary", &resp, err);
         m->peer.bin_fd = -1;
         if (r < 0 || lseek(fd, 0, SEEK_SET) < 0) {
                 close(fd);
                 return r < 0 ? r : cta_error_errno(err, CTA_E_IO, "rewind the summary");
         }
         m->have_fd = fd;
+        /* Which migration left that copy, when nothing else changed it since: one this
+         * node sent (a kept staging area) or received (the copy the container left
+         * there). Holding that migration's mark, the first stream need not trust sizes
+         * and mtimes alone (cta_mig_mark_get). */
+        const char *lin = resp && resp->op_node ? cta_xnode_ctext(resp->op_node, "lineage")
+                                                : NULL;
+        if (!m->precopied && lin && *lin)
+                m->base_marked =
+                        cta_mig_mark_get(m->d, CTA_MARK_ARRIVED, m->row.eid, lin, &m->base_mark) ||
+                        cta_mig_mark_get(m->d, CTA_MARK_STAGED, m->row.eid, lin, &m->base_mark);
         return 0;
 }
 
@@ -769,6 +773,15 @@ static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, con
                                 return r;
                 } else {
                         /* Keep the data, renamed, as vzmigrate does. */
+                        /* (before the rename: whatever changes the copy after it is later;
+                         * less a margin for the kernel's tick clock) */
+                        struct timespec now;
+                        clock_gettime(CLOCK_REALTIME, &now);
+                        now.tv_nsec -= 20000000L;
+                        if (now.tv_nsec < 0) {
+                                now.tv_sec--;
+                                now.tv_nsec += 1000000000L;
+                        }
                         _cleanup_free_ char *to = cta_xasprintf("%s.migrated", row->private_path);
                         for (int i = 1; lstat(to, &st) == 0 && i < 1000; i++) {
                                 free(to);
@@ -778,11 +791,10 @@ static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, con
                                 return cta_error_errno(err, CTA_E_IO, "rename '%s'",
                                                        row->private_path);
                         /* If the container comes back, its migration starts from this;
-                         * the lineage names the migration that the copy went out with. */
+                         * the mark names the migration the copy went out with, and when
+                         * (a change to the copy after it is seen). */
                         _cleanup_free_ char *key = cta_xasprintf("retired:%s", row->eid);
-                        _cleanup_free_ char *lkey = cta_xasprintf("retired-lineage:%s",
-                                                                  row->eid);
-                        (void)cta_store_meta_set(d->store, lkey, mid, NULL);
+                        cta_mig_mark_put(d, CTA_MARK_RETIRED, row->eid, mid, &now);
                         (void)cta_store_meta_set(d->store, key, to, NULL);
                         log_notice("migration %s: kept the old private area as %s", mid, to);
                 }

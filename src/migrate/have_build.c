@@ -77,6 +77,9 @@ int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
         _cleanup_free_ uint8_t *buf = cta_xmalloc(cap);
         _cleanup_close_ int bmfd = cta_bm_opendir(o ? o->blockmap_dir : NULL);
         struct warm wm = { .fd = dirfd };
+        const struct timespec *since =
+                o && (o->touched_since.tv_sec || o->touched_since.tv_nsec) ? &o->touched_since
+                                                                             : NULL;
         bool warming = !(o && o->no_warm) && pthread_create(&wm.th, NULL, warm_main, &wm) == 0;
         int r = cta_walk_new(dirfd, 0, &w, err);
         if (r < 0) {
@@ -94,6 +97,8 @@ int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
         while ((r = cta_walk_next(w, &it, err)) > 0) {
                 if (it.is_root)
                         continue;
+                if (since && !cta_mig_ts_before(&it.st.st_ctim, since))
+                        st.touched++;
                 struct cta_mig_have_rec h = {
                         .kind = cta_mig_kind_of(it.st.st_mode),
                         .size = S_ISREG(it.st.st_mode) ? (uint64_t)it.st.st_size : 0,

@@ -107,6 +107,12 @@ bool cta_xattr_name_ok(const char *name, size_t len);
 
 /* --- misc --- */
 
+/* Is time a before t? */
+static inline bool cta_mig_ts_before(const struct timespec *a, const struct timespec *t)
+{
+        return a->tv_sec < t->tv_sec || (a->tv_sec == t->tv_sec && a->tv_nsec < t->tv_nsec);
+}
+
 uint8_t cta_mig_kind_of(mode_t m);
 /* Open a regular file of the source for reading (O_NOATIME when allowed, never following). */
 int cta_mig_open_file(int dfd, const char *name);

@@ -917,12 +917,6 @@ static int have_merge(struct sender *s, const char *path, size_t len,
 static int send_item_fd(struct sender *s, const struct cta_walk_item *it,
                         struct cta_error **err);
 
-/* Is time a before t? */
-static bool before(const struct timespec *a, const struct timespec *t)
-{
-        return a->tv_sec < t->tv_sec || (a->tv_sec == t->tv_sec && a->tv_nsec < t->tv_nsec);
-}
-
 /*
  * Does the destination hold this regular file already (the have record's size and mtime
  * match st's), so that only its metadata goes? Not when its ctime is at or after
@@ -938,7 +932,7 @@ static bool have_unchanged(const struct sender *s, const struct cta_mig_have_rec
         const struct timespec *t = s->o ? &s->o->changed_since : NULL;
         if (!t || (!t->tv_sec && !t->tv_nsec))
                 return true;
-        return before(&st->st_ctim, t);
+        return cta_mig_ts_before(&st->st_ctim, t);
 }
 
 /*
@@ -958,7 +952,8 @@ static bool quiet(const struct sender *s, const struct cta_mig_have_rec *hv,
         if (!hv || hv->kind != kind || hv->mtime_sec != st->st_mtim.tv_sec ||
             hv->mtime_nsec != (uint32_t)st->st_mtim.tv_nsec)
                 return false;
-        if (!before(&st->st_ctim, t) || (kind == CTA_MIG_K_REG && !before(&st->st_atim, t)))
+        if (!cta_mig_ts_before(&st->st_ctim, t) ||
+            (kind == CTA_MIG_K_REG && !cta_mig_ts_before(&st->st_atim, t)))
                 return false;
         if (kind == CTA_MIG_K_REG)
                 return st->st_nlink == 1 && hv->size == (uint64_t)st->st_size;

@@ -88,6 +88,7 @@ struct cta_mig_stats {
         uint64_t inplace_files;   /* receiver: block deltas written into the existing file */
         uint64_t quiet;           /* sender: entries not sent at all, unchanged since the
                                    * pass before (cta_mig_send_opts.changed_since) */
+        uint64_t touched;         /* have builder: entries changed since touched_since */
 };
 
 /* Receiver limits; a field left 0 takes the default in brackets. */
@@ -233,6 +234,9 @@ struct cta_mig_have_opts {
         /* The caller already read this tree's inodes into the cache (ctamig/prepare did):
          * no parallel warm-up scan beside the walk (it cost a CPU second per 200k entries). */
         bool no_warm;
+        /* Count the entries (the root aside) whose ctime is at or after this time
+         * (stats.touched): has anything changed the tree since it was left? {0, 0}: off. */
+        struct timespec touched_since;
 };
 int cta_mig_have_build_opts(int dirfd, const struct cta_mig_have_opts *o,
                             const struct cta_mig_io *out, struct cta_mig_stats *ret,

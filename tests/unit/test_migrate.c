@@ -712,6 +712,43 @@ TEST(incremental__mapped_write_after_first_pass)
         return 0;
 }
 
+/* The have builder counts the entries changed since a time (a retired copy changed by
+ * hand since its retirement): a chmod, an xattr, a new file; not the root, which the
+ * rename into the staging area changes anyway. */
+TEST(have__touched_since)
+{
+        ASSERT_OK(setup());
+        int src, dst;
+        ASSERT_OK(tree_pair("ht", &src, &dst));
+        ASSERT_OK(mkdirat(src, "d", 0755));
+        static const char *const files[] = { "a", "b", "d/c", "d/e" };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(files); i++)
+                ASSERT_OK(put_file(src, files[i], "x", 1, 0644));
+        struct timespec t;
+        ASSERT_OK(pass_start(&t));
+        struct cta_mig_have_opts ho = { .touched_since = t };
+        struct cta_mig_stats st;
+        int fd = memfd_create("have", MFD_CLOEXEC);
+        struct cta_mig_io io = cta_mig_fd_io(fd);
+        struct cta_error *err = NULL;
+        ASSERT_OK(cta_mig_have_build_opts(src, &ho, &io, &st, &err));
+        ASSERT_INT_EQ(st.entries, 5);
+        ASSERT_INT_EQ(st.touched, 0);
+        ASSERT_OK(fchmod(src, 0700)); /* the root: not counted */
+        ASSERT_OK(fchmodat(src, "a", 0600, 0));
+        int efd = openat(src, "d/e", O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(efd >= 0 && fsetxattr(efd, "user.k", "v", 1, 0) == 0);
+        close(efd);
+        ASSERT_OK(put_file(src, "d/new", "y", 1, 0644)); /* d's times move too */
+        ASSERT_OK(cta_mig_have_build_opts(src, &ho, &io, &st, &err));
+        ASSERT_INT_EQ(st.entries, 6);
+        ASSERT_INT_EQ(st.touched, 4);
+        close(fd);
+        close(src);
+        close(dst);
+        return 0;
+}
+
 /* The mark is a second before now on a file system that writes pages back; on tmpfs,
  * which never does, it counts every file as changed. */
 TEST(pass_mark__clock_or_all_changed)
@@ -2598,7 +2635,7 @@ int main(void)
                              T(roundtrip__rich_tree), T(incremental__one_percent),
                              T(incremental__changed_since_precopy),
                              T(incremental__mapped_write_after_first_pass),
-                             T(pass_mark__clock_or_all_changed),
+                             T(pass_mark__clock_or_all_changed), T(have__touched_since),
                              T(incremental__quiet_entries_not_sent),
                              T(own_cwd__xattrs_by_name),
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
