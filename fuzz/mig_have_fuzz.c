@@ -2,7 +2,9 @@
  * The have stream is what a destination node sends back before a second pass: bytes →
  * the sender (cta_mig_send with them as its have stream) over a small fixed tree, output
  * discarded. Whatever the have stream says, the sender either sends a stream or fails
- * with an error; it never trusts a length or a block index it was given.
+ * with an error; it never trusts a length or a block index it was given. Built again with
+ * CTA_FUZZ_ZSTD (mig_zhave_fuzz.c): the bytes are a compressed summary (the source asked
+ * for one), decoded by cta_mig_zio_decompress on their way to the sender.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -67,6 +69,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(write(fd, data, size) == (ssize_t)size);
         FUZZ_CHECK(lseek(fd, 0, SEEK_SET) == 0);
         struct cta_mig_io have = cta_mig_fd_io(fd);
+#ifdef CTA_FUZZ_ZSTD
+        struct cta_error *zerr = NULL;
+        struct cta_mig_zio *z = NULL;
+        FUZZ_CHECK(cta_mig_zio_decompress(&have, &z, &zerr) == 0);
+        have = cta_mig_zio_io(z);
+#endif
         struct cta_mig_io out = { .write = discard };
         struct cta_mig_send_opts o = { .have = &have };
         struct cta_error *err = NULL;
@@ -74,6 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int r = cta_mig_send(g_root, &out, &o, &st, &err);
         FUZZ_CHECK(r == 0 || err != NULL);
         cta_error_free(err);
+#ifdef CTA_FUZZ_ZSTD
+        cta_mig_zio_free(z);
+#endif
         close(fd);
         return 0;
 }

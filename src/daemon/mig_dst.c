@@ -850,7 +850,7 @@ static int take_prepared_have(const char *eid, int dirfd, uint64_t *entries,
                               uint64_t *touched, uint64_t *waited_ms);
 
 /* Send a spooled summary as it is (from its start, wherever its offset is). */
-static int send_prepared_have(struct cta_conn *c, int hfd, struct cta_error **err)
+static int send_prepared_have(const struct cta_mig_io *io, int hfd, struct cta_error **err)
 {
         _cleanup_free_ char *buf = cta_xmalloc(1u << 20);
         for (off_t off = 0;;) {
@@ -862,7 +862,7 @@ static int send_prepared_have(struct cta_conn *c, int hfd, struct cta_error **er
                 if (n == 0)
                         return 0;
                 off += n;
-                if (conn_frame_write(c, buf, (size_t)n) < 0)
+                if (io->write(io->ctx, buf, (size_t)n) < 0)
                         return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
                                              "the source went away during the summary");
         }
@@ -875,9 +875,17 @@ static int send_prepared_have(struct cta_conn *c, int hfd, struct cta_error **er
  * way) is offered without one, and the source trusts sizes and mtimes alone.
  */
 static int have_reply(struct cta_call *call, const struct mig_dst *m, uint64_t touched,
-                      struct cta_error **err)
+                      const struct cta_mig_zio *z, struct cta_error **err)
 {
         struct cta_xw *w = cta_call_begin_result(call);
+        if (z) { /* the summary went compressed: the source reads it through a decoder */
+                char qn[80];
+                uint64_t plain, packed;
+                cta_xw_text(w, cta_xw_qname(qn, cta_reply_op_prefix(w), "compress"), "zstd");
+                cta_mig_zio_counts(z, &plain, &packed);
+                log_info("migration %s: zstd: summary of %" PRIu64 " bytes sent as %" PRIu64,
+                         m->id, plain, packed);
+        }
         bool vouched = m->base_from ? (m->retired_at.tv_sec && !touched) : true;
         if (!m->streams && m->lineage && vouched) {
                 char qn[80];
@@ -890,10 +898,20 @@ static int have_reply(struct cta_call *call, const struct mig_dst *m, uint64_t t
         return cta_call_end_result(call, err);
 }
 
+/* Summaries compress well (paths, times): a source that compresses its streams asks. */
+#define HAVE_ZSTD_LEVEL 1
+
 static int mig_have(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
         struct cta_mig_io io = { .write = conn_frame_write, .ctx = call->s->conn };
+        _cleanup_(cta_mig_zio_freep) struct cta_mig_zio *z = NULL;
+        const char *zs = arg(call, "compress");
+        if (zs && streq(zs, "zstd")) {
+                if (cta_mig_zio_compress(&io, HAVE_ZSTD_LEVEL, &z, err) < 0)
+                        return cta_error_wrap(err, "compress the summary");
+                io = cta_mig_zio_io(z);
+        }
         struct cta_mig_stats st = { 0 };
         _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
         _cleanup_close_ int fd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -913,13 +931,13 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
                 hfd = take_prepared_have(m->eid, fd, &entries, &touched, &waited_ms);
         }
         if (hfd >= 0) {
-                int r = send_prepared_have(call->s->conn, hfd, err);
+                int r = send_prepared_have(&io, hfd, err);
                 if (r < 0)
                         return r;
                 log_info("migration %s: have summary of %" PRIu64
                          " entries sent (%s; waited %.2f s for it)",
                          m->id, entries, when, (double)waited_ms / 1000);
-                return have_reply(call, m, touched, err);
+                return have_reply(call, m, touched, z, err);
         }
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(call->s->d);
         /* no warm-up scan beside the walk when prepare did one, or when this is the
@@ -932,7 +950,7 @@ static int mig_have(struct cta_call *call, struct cta_error **err)
         if (r < 0)
                 return cta_error_wrap(err, "summarize %s", staging);
         log_info("migration %s: have summary of %" PRIu64 " entries sent", m->id, st.entries);
-        return have_reply(call, m, st.touched, err);
+        return have_reply(call, m, st.touched, z, err);
 }
 
 static int mig_have_prepare(struct cta_call *call, struct cta_error **err)

@@ -294,6 +294,7 @@ struct mig_src {
         bool base_marked;
         struct timespec base_mark;
         int have_fd; /* the destination's have summary, spooled (memfd), or -1 */
+        bool have_zstd; /* ... compressed (the have reply said so) */
         struct peer peer;
         bool connected;
         struct cta_mig_totals totals;
@@ -504,6 +505,9 @@ static int src_fetch_have(struct mig_src *m, struct cta_error **err)
         m->peer.bin_fd = fd;
         req_begin(&q, &m->peer, "ctamig", "have");
         cta_xw_text(&q.w, "id", m->id);
+        /* compressed too, when we compress our streams (older agents ignore it) */
+        if (m->zstd_level > 0)
+                cta_xw_text(&q.w, "compress", "zstd");
         _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
         int r = peer_call(&m->peer, &q, "fetch the destination's summary", &resp, err);
         m->peer.bin_fd = -1;
@@ -512,6 +516,9 @@ static int src_fetch_have(struct mig_src *m, struct cta_error **err)
                 return r < 0 ? r : cta_error_errno(err, CTA_E_IO, "rewind the summary");
         }
         m->have_fd = fd;
+        const char *zs = resp && resp->op_node ? cta_xnode_ctext(resp->op_node, "compress")
+                                               : NULL;
+        m->have_zstd = zs && streq(zs, "zstd");
         /* Which migration left that copy, when nothing else changed it since: one this
          * node sent (a kept staging area) or received (the copy the container left
          * there). Holding that migration's mark, the first stream need not trust sizes
@@ -530,6 +537,12 @@ static int src_stream_io(struct mig_src *m, const struct cta_mig_io *io, bool zs
                          struct cta_error **err)
 {
         struct cta_mig_io have_io = cta_mig_fd_io(m->have_fd);
+        _cleanup_(cta_mig_zio_freep) struct cta_mig_zio *hz = NULL;
+        if (m->have_fd >= 0 && m->have_zstd) {
+                if (cta_mig_zio_decompress(&have_io, &hz, err) < 0)
+                        return cta_error_wrap(err, "read the destination's summary");
+                have_io = cta_mig_zio_io(hz);
+        }
         _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(m->d);
         struct cta_mig_send_opts o = {
                 .blockmap_dir = bmdir,

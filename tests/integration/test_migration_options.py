@@ -96,8 +96,9 @@ def test_pinned_destination_certificate_must_match(ct_nodes, ct_admin):
 
 def test_compressed_stream_of_a_running_container(ct_nodes, ct_admin):
     """options/compress (ours): both passes of a running container travel as zstd, far
-    fewer bytes on the wire for compressible data, and the copy is exact; a bad value is
-    refused before anything moves."""
+    fewer bytes on the wire for compressible data, and so does the summary the destination
+    sends for the second pass; the copy is exact; a bad value is refused before anything
+    moves."""
     p = M.Pair(ct_nodes, ct_admin)
     with p.src.client() as ca:
         eid = create(ca, name="z1", veid=160)[1]["eid"]
@@ -123,6 +124,10 @@ def test_compressed_stream_of_a_running_container(ct_nodes, ct_admin):
            re.findall(r"zstd: (\d+) stream bytes arrived as (\d+)", dlog)]
     assert len(sent) == 2 and got == sent, (sent, got, p.src.log_excerpt())
     assert sent[0][0] > 26 * MIB and sent[0][1] < sent[0][0] // 3, sent
+    # the summary for the second pass came compressed too (the source asked), and read right
+    summ = [(int(a), int(b)) for a, b in
+            re.findall(r"zstd: summary of (\d+) bytes sent as (\d+)", dlog)]
+    assert len(summ) == 1 and 0 < summ[0][1] < summ[0][0] // 2, (summ, p.dst.log_excerpt())
     frozen = os.path.join(p.src.private_root, "160.migrated")
     diff = M.manifest_diff(M.manifest(frozen), M.manifest(os.path.join(p.dst.private_root,
                                                                         "160")))
