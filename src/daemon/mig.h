@@ -91,6 +91,9 @@ char *cta_kv_get(const char *detail, const char *key);
  * it left with (the lineage it offers when the container comes back) and when, so that
  * a change to that copy since (by hand, or a return that failed half way) is seen.
  */
+/* A change a moment after the clock was read may get an older file time: the kernel
+ * stamps files from a clock updated once per tick (4 ms here; 10 ms at HZ=100). */
+#define CTA_MIG_TICK_MARGIN_NS 20000000L
 #define CTA_MARK_ARRIVED "arrived"
 #define CTA_MARK_STAGED "staged"
 #define CTA_MARK_RETIRED "retired-mark"

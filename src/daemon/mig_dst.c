@@ -609,11 +609,7 @@ static void *flusher_main(void *arg)
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 ts.tv_sec += FLUSH_EVERY_MS / 1000;
-                ts.tv_nsec += (FLUSH_EVERY_MS % 1000) * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
+                cta_ts_add_ns(&ts, (FLUSH_EVERY_MS % 1000) * 1000000L);
                 if (pthread_cond_timedwait(&f->cv, &f->mu, &ts) == 0 || f->stop)
                         continue;
                 pthread_mutex_unlock(&f->mu);
@@ -652,15 +648,11 @@ static void flusher_stop(struct flusher *f)
         pthread_mutex_destroy(&f->mu);
 }
 
-/* A change a moment after the clock was read may get an older file time: the kernel
- * stamps files from a clock updated once per tick (4 ms here; 10 ms at HZ=100). */
-#define TICK_MARGIN_NS 20000000L
-
 /*
- * The mark the commit records (CTA_MARK_ARRIVED), taken once the stream is on disk:
+ * The mark the commit records (CTA_MARK_ARRIVED), taken when the receiver is done:
  * every entry's last change here came before it. A file system with nanosecond times
  * (the staging root's times show a fraction) gets the time itself, and the commit waits
- * until TICK_MARGIN_NS have passed since, so that nothing after it can be stamped older;
+ * until CTA_MIG_TICK_MARGIN_NS have passed since, so that nothing after it can be stamped older;
  * one with whole seconds gets the start of the second (an entry stamped in that second
  * then counts as changed).
  */
@@ -679,11 +671,7 @@ static void arrival_wait(const struct mig_dst *m)
         struct timespec now, until = m->arrival;
         if (!until.tv_nsec)
                 return;
-        until.tv_nsec += TICK_MARGIN_NS;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
+        cta_ts_add_ns(&until, CTA_MIG_TICK_MARGIN_NS);
         clock_gettime(CLOCK_REALTIME, &now);
         if (now.tv_sec < until.tv_sec ||
             (now.tv_sec == until.tv_sec && now.tv_nsec < until.tv_nsec))
@@ -738,6 +726,7 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                 flusher_stop(&fl);
         if (r < 0)
                 return cta_error_wrap(err, "receive container %s", m->eid);
+        arrival_mark(pfd, m); /* (before the flush: the commit then seldom waits) */
         /* Nothing is committed that is not on disk: once the source hears
          * "committed" it may delete its copy (options/remove), and a power cut
          * a second later must not leave empty files here. One syncfs covers
@@ -746,7 +735,6 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
         uint64_t t0 = cta_now_ms();
         if (syncfs(pfd) < 0)
                 return cta_error_errno(err, CTA_E_IO, "flush the received container to disk");
-        arrival_mark(pfd, m);
         log_notice("migration %s: received %" PRIu64 " entries, %" PRIu64
                    " data bytes (%" PRIu64 " written direct, %" PRIu64
                    " of them from the stream queue; %" PRIu64 " files patched in place; "

@@ -790,11 +790,7 @@ static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, con
                          * less a margin for the kernel's tick clock) */
                         struct timespec now;
                         clock_gettime(CLOCK_REALTIME, &now);
-                        now.tv_nsec -= 20000000L;
-                        if (now.tv_nsec < 0) {
-                                now.tv_sec--;
-                                now.tv_nsec += 1000000000L;
-                        }
+                        cta_ts_add_ns(&now, -CTA_MIG_TICK_MARGIN_NS);
                         _cleanup_free_ char *to = cta_xasprintf("%s.migrated", row->private_path);
                         for (int i = 1; lstat(to, &st) == 0 && i < 1000; i++) {
                                 free(to);

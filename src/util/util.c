@@ -172,6 +172,18 @@ uint64_t cta_now_ms(void)
         return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+void cta_ts_add_ns(struct timespec *t, long ns)
+{
+        t->tv_nsec += ns;
+        if (t->tv_nsec >= 1000000000L) {
+                t->tv_sec++;
+                t->tv_nsec -= 1000000000L;
+        } else if (t->tv_nsec < 0) {
+                t->tv_sec--;
+                t->tv_nsec += 1000000000L;
+        }
+}
+
 char *cta_sanitize(const char *s, size_t max)
 {
         if (!s)

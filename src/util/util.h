@@ -50,6 +50,8 @@ int cta_parse_bool(const char *s, bool dflt, bool *ret);
 void cta_time_fmt(time_t t, char out[32]);
 /* Monotonic milliseconds. */
 uint64_t cta_now_ms(void);
+/* t += ns (ns may be negative, |ns| under a second), normalized. */
+void cta_ts_add_ns(struct timespec *t, long ns);
 
 /* Copy s into a printable, bounded form for logs and error messages:
  * control and non-ASCII bytes become '?', and it is cut at max bytes

@@ -191,10 +191,24 @@ TEST(sanitize__controls)
         return 0;
 }
 
+/* Adding and taking nanoseconds carries into and borrows from the seconds. */
+TEST(ts__add_ns)
+{
+        struct timespec t = { 10, 990000000L };
+        cta_ts_add_ns(&t, 20000000L);
+        ASSERT_TRUE(t.tv_sec == 11 && t.tv_nsec == 10000000L);
+        cta_ts_add_ns(&t, -20000000L);
+        ASSERT_TRUE(t.tv_sec == 10 && t.tv_nsec == 990000000L);
+        cta_ts_add_ns(&t, 0);
+        ASSERT_TRUE(t.tv_sec == 10 && t.tv_nsec == 990000000L);
+        return 0;
+}
+
 int main(void)
 {
         return tap_run(TESTS(T(base64__roundtrip), T(base64__known_and_tolerant),
                              T(base64__garbage), T(buf__cap), T(error__wrap_keeps_code),
                              T(error__set_may_quote_the_error_it_replaces), T(parse__numbers), T(uuid__fresh_and_valid), T(hostport__split),
-                             T(file__atomic_write_and_read), T(sanitize__controls)));
+                             T(file__atomic_write_and_read), T(sanitize__controls),
+                             T(ts__add_ns)));
 }
