@@ -112,20 +112,26 @@ def quiet_entries(node):
                                            f.read())]
 
 
+def away_to_b(ct_nodes, ct_admin, name, veid, n_files):
+    """Nodes A and B, a container on A with n_files 4 KiB files in srv/data, migrated to
+    B (A keeps its retired copy): (a, b, eid)."""
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    with a.client() as ca:
+        _, env = create(ca, name=name, veid=veid)
+        write_files(os.path.join(a.private_root, str(veid)), n_files, 4096, b"a")
+        r, _ = migrate(ca, seed_request(b, env["eid"], ct_admin, options="<type>0</type>"))
+        assert r.error is None, r.text
+    return a, b, env["eid"]
+
+
 def test_return_after_a_change_that_kept_size_and_mtime(ct_nodes, ct_admin):
     """A→B, then on B one file rewritten with its size and mtime as they were, one chmod'ed,
     one given an xattr. B→A starts from A's retired copy, which is what arrived at B: B
     kept the mark of that arrival, so the rewritten file goes (its ctime is after the mark,
     where size and mtime would have said "unchanged"), and so do the other two; what was
     left alone gets no record at all."""
-    a = ct_nodes.start(host="127.0.0.11")
-    b = ct_nodes.start(host="127.0.0.12")
-    with a.client() as ca:
-        _, env = create(ca, name="bf5", veid=115)
-        eid = env["eid"]
-        write_files(os.path.join(a.private_root, "115"), 50, 4096, b"a")
-        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
-        assert r.error is None, r.text
+    a, b, eid = away_to_b(ct_nodes, ct_admin, "bf5", 115, 50)
     data_b = os.path.join(b.private_root, "115", "srv", "data")
     rewrite_keeping_times(os.path.join(data_b, "f0007"), b"z")
     os.chmod(os.path.join(data_b, "f0008"), 0o600)
@@ -151,14 +157,7 @@ def test_return_repairs_a_hand_change_to_the_retired_copy(ct_nodes, ct_admin):
     """A→B, then someone changes A's retired copy by hand (a chmod, an xattr: nothing the
     summary shows). B→A: A sees entries changed since it retired the copy and offers it
     without its lineage, so B sends every entry's record and the copy is B's again."""
-    a = ct_nodes.start(host="127.0.0.11")
-    b = ct_nodes.start(host="127.0.0.12")
-    with a.client() as ca:
-        _, env = create(ca, name="bf6", veid=117)
-        eid = env["eid"]
-        write_files(os.path.join(a.private_root, "117"), 20, 4096, b"a")
-        r, _ = migrate(ca, seed_request(b, eid, ct_admin, options="<type>0</type>"))
-        assert r.error is None, r.text
+    a, b, eid = away_to_b(ct_nodes, ct_admin, "bf6", 117, 20)
     kept = os.path.join(a.private_root, "117.migrated", "srv", "data")
     os.chmod(os.path.join(kept, "f0003"), 0o600)
     os.setxattr(os.path.join(kept, "f0004"), "user.by", b"hand")
