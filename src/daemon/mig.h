@@ -79,6 +79,12 @@ void cta_kv_add(struct cta_buf *b, const char *key, const char *value);
 /* A copy of the value of key (caller frees), or NULL. */
 char *cta_kv_get(const char *detail, const char *key);
 
+/* The registry note "<what>:<eid>" (table meta): a copy (caller frees), or NULL if none or
+ * empty; and setting it ("" clears it). Notes: "retired" (where the retired private area
+ * is), "staging-lineage", and the marks below. */
+char *cta_mig_note(struct cta_daemon *d, const char *what, const char *eid);
+void cta_mig_note_set(struct cta_daemon *d, const char *what, const char *eid, const char *v);
+
 /*
  * Marks: what lets a later migration of a container trust a copy it finds at the other end
  * (docs/migration-protocol.md, "A copy that descends from an earlier migration"). A

@@ -254,25 +254,40 @@ char *cta_mig_blockmap_dir(struct cta_daemon *d)
         return dir;
 }
 
-/* ---- marks ------------------------------------------------------------------ */
+/* ---- registry notes and marks ----------------------------------------------- */
+
+char *cta_mig_note(struct cta_daemon *d, const char *what, const char *eid)
+{
+        _cleanup_free_ char *key = cta_xasprintf("%s:%s", what, eid);
+        char *v = NULL;
+        if (cta_store_meta_get(d->store, key, &v, NULL) < 0 || (v && !*v)) {
+                free(v);
+                return NULL;
+        }
+        return v;
+}
+
+void cta_mig_note_set(struct cta_daemon *d, const char *what, const char *eid, const char *v)
+{
+        _cleanup_free_ char *key = cta_xasprintf("%s:%s", what, eid);
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        if (cta_store_meta_set(d->store, key, v, &err) < 0)
+                log_warning("cannot record the note %s: %s", key, cta_error_msg(err));
+}
 
 void cta_mig_mark_put(struct cta_daemon *d, const char *kind, const char *eid, const char *mid,
                       const struct timespec *t)
 {
-        _cleanup_free_ char *key = cta_xasprintf("%s:%s", kind, eid);
         _cleanup_free_ char *v = cta_xasprintf("%s %lld.%09ld", mid, (long long)t->tv_sec,
                                                (long)t->tv_nsec);
-        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
-        if (cta_store_meta_set(d->store, key, v, &err) < 0)
-                log_warning("cannot record the %s mark of %s: %s", kind, eid, cta_error_msg(err));
+        cta_mig_note_set(d, kind, eid, v);
 }
 
 bool cta_mig_mark_read(struct cta_daemon *d, const char *kind, const char *eid, char id[37],
                        struct timespec *ret)
 {
-        _cleanup_free_ char *key = cta_xasprintf("%s:%s", kind, eid);
-        _cleanup_free_ char *v = NULL;
-        if (cta_store_meta_get(d->store, key, &v, NULL) < 0 || !v)
+        _cleanup_free_ char *v = cta_mig_note(d, kind, eid);
+        if (!v)
                 return false;
         long long sec;
         long nsec;

@@ -131,13 +131,6 @@ static void journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
                 log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(err));
 }
 
-/* Key of the registry note that says where a container's retired private
- * area (<private>.migrated) is, so that it can seed the container's return. */
-static char *retired_key(const char *eid)
-{
-        return cta_xasprintf("retired:%s", eid);
-}
-
 /* The staging area of a migration that did not commit: a reused earlier
  * copy goes back where it came from (it is the user's kept data); a kept
  * one stays for a retry when configured; otherwise it is removed. */
@@ -152,8 +145,7 @@ static void drop_staging(struct cta_daemon *d, const char *eid, const char *pare
                 return;
         if (base_from && *base_from) {
                 if (rename(path, base_from) == 0) {
-                        _cleanup_free_ char *key = retired_key(eid);
-                        (void)cta_store_meta_set(d->store, key, base_from, NULL);
+                        cta_mig_note_set(d, "retired", eid, base_from);
                         log_notice("gave the earlier copy back to %s", base_from);
                         return;
                 }
@@ -169,25 +161,6 @@ static void drop_staging(struct cta_daemon *d, const char *eid, const char *pare
                 log_error("remove staging area %s: %s", path, cta_error_msg(err));
 }
 
-/* The registry note "<what>:<eid>" (caller frees), or NULL if none or empty. */
-static char *meta_note(struct cta_daemon *d, const char *what, const char *eid)
-{
-        _cleanup_free_ char *key = cta_xasprintf("%s:%s", what, eid);
-        char *v = NULL;
-        if (cta_store_meta_get(d->store, key, &v, NULL) < 0 || (v && !*v)) {
-                free(v);
-                return NULL;
-        }
-        return v;
-}
-
-static void meta_note_set(struct cta_daemon *d, const char *what, const char *eid,
-                          const char *v)
-{
-        _cleanup_free_ char *key = cta_xasprintf("%s:%s", what, eid);
-        (void)cta_store_meta_set(d->store, key, v, NULL);
-}
-
 /* Seed the staging area from what this node already has of the container:
  * a staging area kept from a failed attempt, or the private area it left
  * behind (renamed .migrated) when it migrated away from here. The lineage
@@ -195,20 +168,20 @@ static void meta_note_set(struct cta_daemon *d, const char *what, const char *ei
 static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
 {
         _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
-        _cleanup_free_ char *key = retired_key(m->eid);
         _cleanup_free_ char *retired = NULL;
         struct stat st, pst;
 
         if (lstat(staging, &st) == 0) {
                 if (d->cfg->keep_staging && S_ISDIR(st.st_mode)) {
                         m->have = true;
-                        m->lineage = meta_note(d, "staging-lineage", m->eid);
+                        m->lineage = cta_mig_note(d, "staging-lineage", m->eid);
                         log_notice("migration %s: resuming from the kept staging area", m->id);
                         return;
                 }
                 drop_staging(d, m->eid, m->parent, m->staging_name, NULL, false);
         }
-        if (cta_store_meta_get(d->store, key, &retired, NULL) < 0 || !retired || !*retired)
+        /* (where the private area went when the container left this node: "retired") */
+        if (!(retired = cta_mig_note(d, "retired", m->eid)))
                 return;
         /* Only a copy on the same file system can become the staging area by
          * a rename; anything else stays where it is. */
@@ -219,7 +192,7 @@ static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
                 log_warning("migration %s: cannot reuse %s: %m", m->id, retired);
                 return;
         }
-        (void)cta_store_meta_set(d->store, key, "", NULL);
+        cta_mig_note_set(d, "retired", m->eid, "");
         m->base_from = TAKE_PTR(retired);
         m->have = true;
         char lin[37];
@@ -576,7 +549,7 @@ static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
                 m->next_have_fd = -1;
         }
         if (!m->have) /* a fresh staging area: what a failure keeps there came from us */
-                meta_note_set(m->d, "staging-lineage", m->eid, m->id);
+                cta_mig_note_set(m->d, "staging-lineage", m->eid, m->id);
         m->q = cta_chanq_new(call->s->conn, m->zstd ? CTA_MIG_ZQUEUE_MAX : CTA_MIG_QUEUE_MAX);
         call->s->binsink = m->q;
         call->s->bin_discard = false;
@@ -652,9 +625,9 @@ static void flusher_stop(struct flusher *f)
  * The mark the commit records (CTA_MARK_ARRIVED), taken when the receiver is done:
  * every entry's last change here came before it. A file system with nanosecond times
  * (the staging root's times show a fraction) gets the time itself, and the commit waits
- * until CTA_MIG_TICK_MARGIN_NS have passed since, so that nothing after it can be stamped older;
- * one with whole seconds gets the start of the second (an entry stamped in that second
- * then counts as changed).
+ * until CTA_MIG_TICK_MARGIN_NS have passed since, so that nothing after it can be
+ * stamped older; one with whole seconds gets the start of the second (an entry stamped
+ * in that second then counts as changed).
  */
 static void arrival_mark(int pfd, struct mig_dst *m)
 {
@@ -668,14 +641,11 @@ static void arrival_mark(int pfd, struct mig_dst *m)
 /* Before the commit changes anything: see arrival_mark(). */
 static void arrival_wait(const struct mig_dst *m)
 {
-        struct timespec now, until = m->arrival;
+        struct timespec until = m->arrival;
         if (!until.tv_nsec)
                 return;
         cta_ts_add_ns(&until, CTA_MIG_TICK_MARGIN_NS);
-        clock_gettime(CLOCK_REALTIME, &now);
-        if (now.tv_sec < until.tv_sec ||
-            (now.tv_sec == until.tv_sec && now.tv_nsec < until.tv_nsec))
-                (void)clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &until, NULL);
+        (void)clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &until, NULL); /* (past: at once) */
 }
 
 static int mig_stream(struct cta_call *call, struct cta_error **err)
@@ -1039,7 +1009,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         /* If the container goes back to where it came from, that node's retired copy is
          * what arrived here: a later change here moves an entry's ctime past this mark. */
         cta_mig_mark_put(d, CTA_MARK_ARRIVED, m->eid, m->id, &m->arrival);
-        meta_note_set(d, "staging-lineage", m->eid, "");
+        cta_mig_note_set(d, "staging-lineage", m->eid, "");
         cta_fault_point("dst_after_commit");
         log_notice("migration %s: container %s committed at %s", m->id, m->eid,
                    m->private_path);
@@ -1282,10 +1252,8 @@ static int mig_prepare(struct cta_call *call, struct cta_error **err)
         int r = arg_uuid(call, "eid", eid, err);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *key = retired_key(eid);
-        char *retired = NULL;
-        if (cta_store_meta_get(call->s->d->store, key, &retired, NULL) < 0 || !retired ||
-            !*retired || atomic_exchange(&g_warming, true)) {
+        char *retired = cta_mig_note(call->s->d, "retired", eid);
+        if (!retired || atomic_exchange(&g_warming, true)) {
                 free(retired);
                 return 0;
         }

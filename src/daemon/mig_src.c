@@ -802,9 +802,8 @@ static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, con
                         /* If the container comes back, its migration starts from this;
                          * the mark names the migration the copy went out with, and when
                          * (a change to the copy after it is seen). */
-                        _cleanup_free_ char *key = cta_xasprintf("retired:%s", row->eid);
                         cta_mig_mark_put(d, CTA_MARK_RETIRED, row->eid, mid, &now);
-                        (void)cta_store_meta_set(d->store, key, to, NULL);
+                        cta_mig_note_set(d, "retired", row->eid, to);
                         log_notice("migration %s: kept the old private area as %s", mid, to);
                 }
         }
