@@ -836,18 +836,18 @@ static int have_reply(struct cta_call *call, const struct mig_dst *m, uint64_t t
                       const struct cta_mig_zio *z, struct cta_error **err)
 {
         struct cta_xw *w = cta_call_begin_result(call);
+        const char *p = cta_reply_op_prefix(w);
+        char qn[80];
         if (z) { /* the summary went compressed: the source reads it through a decoder */
-                char qn[80];
                 uint64_t plain, packed;
-                cta_xw_text(w, cta_xw_qname(qn, cta_reply_op_prefix(w), "compress"), "zstd");
+                cta_xw_text(w, cta_xw_qname(qn, p, "compress"), "zstd");
                 cta_mig_zio_counts(z, &plain, &packed);
                 log_info("migration %s: zstd: summary of %" PRIu64 " bytes sent as %" PRIu64,
                          m->id, plain, packed);
         }
         bool vouched = m->base_from ? (m->retired_at.tv_sec && !touched) : true;
         if (!m->streams && m->lineage && vouched) {
-                char qn[80];
-                cta_xw_text(w, cta_xw_qname(qn, cta_reply_op_prefix(w), "lineage"), m->lineage);
+                cta_xw_text(w, cta_xw_qname(qn, p, "lineage"), m->lineage);
         } else if (!m->streams && m->lineage) {
                 log_notice("migration %s: %" PRIu64 " entries of the earlier copy changed since "
                            "it was retired: offered without its lineage",
