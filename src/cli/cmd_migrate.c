@@ -68,11 +68,15 @@ int cli_mig_spec_from_opts(const struct cli_opts *o, struct cli_mig_spec *s,
         s->compress = CTA_COMPRESS_LEVEL_ON;
         if ((v = cli_opt(o, "compress-level"))) {
                 uint64_t l;
-                if (cta_parse_u64(v, CTA_COMPRESS_LEVEL_MAX, &l) < 0)
+                if (streq(v, "auto"))
+                        s->compress = CTA_COMPRESS_AUTO;
+                else if (cta_parse_u64(v, CTA_COMPRESS_LEVEL_MAX, &l) < 0)
                         return cta_error_set(err, CTA_E_INVALID, 0,
-                                             "bad --compress-level '%s': want 0 (off) to %d",
+                                             "bad --compress-level '%s': want auto, or 0 (off) "
+                                             "to %d",
                                              v, CTA_COMPRESS_LEVEL_MAX);
-                s->compress = (int)l;
+                else
+                        s->compress = (int)l;
                 s->has_compress = true;
         }
         if ((v = cli_opt(o, "new-veid"))) {
@@ -157,7 +161,9 @@ void cli_mig_req_build(struct cli_req *r, struct cli_conn *c, const struct cli_m
                 cli_req_close(r, "config");
         }
         cli_req_text(r, "type", "0");
-        if (s->has_compress) /* ours, after the schema's fields; other agents ignore it */
+        if (s->has_compress && s->compress == CTA_COMPRESS_AUTO)
+                cli_req_text(r, "compress", "auto");
+        else if (s->has_compress) /* ours, after the schema's fields; others ignore it */
                 req_u64(r, "compress", (uint64_t)s->compress);
         cli_req_close(r, "options");
 
@@ -1028,7 +1034,7 @@ static const struct cli_optdef migrate_opts[] = {
         { "new-name", 0, "NAME", "its name on the destination" },
         { "new-private", 0, "PATH", "its private area on the destination" },
         { "compress", 0, NULL, "compress the data with zstd (for slow links)" },
-        { "compress-level", 0, "N", "zstd level 1-19 (0: off, whatever the node's default)" },
+        { "compress-level", 0, "N", "zstd level 1-19, 0 (off) or auto (by the link's speed)" },
         { NULL, 0, NULL, NULL },
 };
 
@@ -1053,11 +1059,14 @@ const struct cli_command cli_cmds_migrate[] = {
                         "certificate in known_nodes like any node), gets a one-time pass from\n"
                         "system/generate_pass there and sends only that.\n"
                         "\n"
-                        "--compress sends the data compressed with zstd (level 3; 1-19 with\n"
-                        "--compress-level): worth it on links slower than the disks, not on a\n"
-                        "fast LAN. The source node's migrate_compress sets a default;\n"
-                        "--compress-level 0 turns it off. A destination that cannot read it\n"
-                        "gets the data uncompressed.\n"
+                        "Compression: by default (the source node's migrate_compress = auto)\n"
+                        "the source times a few MiB to the destination before a container of\n"
+                        "64 MiB or more and compresses with zstd only on a link slower than\n"
+                        "migrate_compress_auto_mbs (250 MB/s): level 1, or 3 below an eighth\n"
+                        "of it. --compress forces level 3 (1-19 with --compress-level),\n"
+                        "--compress-level 0 turns it off, --compress-level auto asks for the\n"
+                        "automatic choice whatever the node's default. A destination that\n"
+                        "cannot read it gets the data uncompressed.\n"
                         "\n"
                         "Progress (phase, bytes, rate, ETA) is drawn in place on a terminal,\n"
                         "else printed as lines (at most one a second). Ctrl-C cancels: the\n"

@@ -32,8 +32,11 @@ struct cta_config {
         uint64_t max_jobs;
         uint64_t handshake_timeout_s;
         /* zstd level of outgoing migration streams when the request does not say
-         * (options/compress); 0: not compressed (the default: fast links) */
-        uint64_t migrate_compress;
+         * (options/compress); 0: not compressed; CTA_COMPRESS_AUTO (the default):
+         * measure the link first and compress only when it is slower than
+         * migrate_compress_auto_mbs MB/s (fast links go uncompressed) */
+        int migrate_compress;
+        uint64_t migrate_compress_auto_mbs;
 };
 
 /* Fill c with the built-in defaults. */

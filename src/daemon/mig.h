@@ -113,6 +113,17 @@ bool cta_mig_mark_get(struct cta_daemon *d, const char *kind, const char *eid, c
 bool cta_mig_mark_read(struct cta_daemon *d, const char *kind, const char *eid, char id[37],
                        struct timespec *ret);
 
+/* Automatic compression (migrate_compress = auto): the source times a probe of
+ * CTA_MIG_PROBE_BYTES (at most CTA_MIG_PROBE_MS of sending) before a tree of at least
+ * CTA_MIG_PROBE_MIN_DATA bytes, and cta_mig_auto_level() turns the rate it measured
+ * (MB/s, < 0: not measured) into a zstd level: 0 (none) at below_mbs or faster, or
+ * when nothing was measured; 1 below it; CTA_COMPRESS_LEVEL_ON below an eighth of it,
+ * where the link is so slow that a better ratio pays for the slower compressor. */
+#define CTA_MIG_PROBE_MIN_DATA (64ull << 20)
+#define CTA_MIG_PROBE_BYTES (8u << 20)
+#define CTA_MIG_PROBE_MS 250
+int cta_mig_auto_level(double mbs, uint64_t below_mbs);
+
 /* Destination side (mig_dst.c). */
 /* Binary frame received on a session: feed its open stream. Loop thread.
  * -CTA_E_PROTO if the session has no stream open. */

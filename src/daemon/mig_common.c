@@ -12,6 +12,7 @@
 #include "daemon/daemon.h"
 #include "daemon/mig.h"
 #include "net/conn.h"
+#include "proto/packet.h"
 #include "store/store.h"
 #include "util/base64.h"
 #include "util/cleanup.h"
@@ -310,4 +311,11 @@ bool cta_mig_mark_get(struct cta_daemon *d, const char *kind, const char *eid, c
                 return false;
         *ret = t;
         return true;
+}
+
+int cta_mig_auto_level(double mbs, uint64_t below_mbs)
+{
+        if (mbs < 0 || mbs >= (double)below_mbs)
+                return 0;
+        return mbs < (double)below_mbs / 8 ? CTA_COMPRESS_LEVEL_ON : 1;
 }

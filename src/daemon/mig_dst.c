@@ -1080,6 +1080,24 @@ static int mig_abort(struct cta_call *call, struct cta_error **err)
         return 0;
 }
 
+/* ---- probe: how fast the link carries a stream ------------------------- */
+
+/* A source that chooses compression by the link's speed times a few MiB of binary
+ * frames between <probe><state>begin</state></probe> and ...end: we drop them and
+ * answer each call at once (inline, on the loop thread: in order with the frames). */
+static int mig_probe(struct cta_call *call, struct cta_error **err)
+{
+        const char *st = arg(call, "state");
+        bool begin = st && streq(st, "begin");
+        if (!begin && !(st && streq(st, "end")))
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0,
+                                     "ctamig: probe state must be begin or end");
+        if (call->s->binsink)
+                return cta_error_set(err, CTA_E_BUSY, 0, "ctamig: a stream is open");
+        call->s->bin_discard = begin;
+        return 0;
+}
+
 /* ---- prepare: warm and summarize an earlier copy ----------------------- */
 
 /* A source about to migrate a container here says so before it scans its own
@@ -1346,6 +1364,7 @@ void cta_mig_dst_session_closed(struct cta_session *s)
 const struct cta_handler cta_mig_dst_handlers[] = {
         { "ctamig", "prepare", CTA_H_SERIAL, mig_prepare, NULL, NULL },
         { "ctamig", "hello", CTA_H_SERIAL, mig_hello, NULL, NULL },
+        { "ctamig", "probe", 0, mig_probe, NULL, NULL },
         { "ctamig", "stream", CTA_H_BACKGROUND, mig_stream, mig_stream_finish,
           mig_stream_prepare },
         { "ctamig", "have", CTA_H_SERIAL, mig_have, NULL, mig_have_prepare },

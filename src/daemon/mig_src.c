@@ -285,6 +285,7 @@ struct mig_src {
         uint16_t stream_version; /* the newest stream format the destination reads */
         unsigned dst_passes;     /* streams the destination takes in one migration (1 or 2) */
         int zstd_level;          /* compress the streams at this level (0: not) */
+        int auto_level;          /* migrate_compress = auto: what the link probe chose */
         /* A running container is copied while it runs (pre-copy), then stopped for a
          * pass of what changed: files changed since precopy_start go again. */
         bool precopying, precopied;
@@ -438,6 +439,64 @@ static ssize_t peer_stream_write(void *ctx, const void *buf, size_t len)
         return 0;
 }
 
+/* migrate_compress = auto: time a few MiB of binary frames that the destination drops,
+ * before a tree big enough to gain by it, and choose the level by the rate. Failing to
+ * measure (an older destination, say) leaves the stream uncompressed; only a lost link
+ * is an error. 1 if the link was timed, else 0. */
+static double secs_since(const struct timespec *a, const struct timespec *b)
+{
+        return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static int src_probe_link(struct mig_src *m, struct cta_error **err)
+{
+        m->auto_level = 0;
+        int want = m->req->compress != -1 ? m->req->compress : m->d->cfg->migrate_compress;
+        if (want != CTA_COMPRESS_AUTO || m->totals.data_bytes < CTA_MIG_PROBE_MIN_DATA)
+                return 0;
+        struct timespec t0, t1, t2;
+        struct req q;
+        _cleanup_(cta_error_freep) struct cta_error *perr = NULL;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        req_begin(&q, &m->peer, "ctamig", "probe");
+        cta_xw_text(&q.w, "state", "begin");
+        int r = peer_call(&m->peer, &q, "link probe", NULL, &perr);
+        if (r < 0) {
+                if (cta_error_code(perr) == CTA_E_MIG_LINK_LOST)
+                        return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0, "%s",
+                                             cta_error_msg(perr));
+                log_notice("migration %s: no link probe (%s): sending uncompressed", m->id,
+                           cta_error_msg(perr));
+                return 0;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        _cleanup_free_ uint8_t *zero = calloc(1, 256u << 10);
+        if (!zero)
+                return cta_error_set(err, CTA_E_NOMEM, ENOMEM, "link probe");
+        size_t sent = 0;
+        do { /* (zeros: TLS makes them random on the wire, and nothing compresses them) */
+                if (peer_stream_write(&m->peer, zero, 256u << 10) < 0)
+                        return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
+                                             "link probe: connection to the destination lost");
+                sent += 256u << 10;
+                clock_gettime(CLOCK_MONOTONIC, &t2);
+        } while (sent < CTA_MIG_PROBE_BYTES && secs_since(&t1, &t2) * 1e3 < CTA_MIG_PROBE_MS);
+        req_begin(&q, &m->peer, "ctamig", "probe");
+        cta_xw_text(&q.w, "state", "end");
+        if (peer_call(&m->peer, &q, "link probe", NULL, err) < 0)
+                return -1;
+        clock_gettime(CLOCK_MONOTONIC, &t2);
+        /* the frames took from the first reply until the second, less one round trip */
+        double rtt = secs_since(&t0, &t1), s = secs_since(&t1, &t2) - rtt;
+        double mbs = (double)sent / 1e6 / (s > 1e-4 ? s : 1e-4);
+        m->auto_level = cta_mig_auto_level(mbs, m->d->cfg->migrate_compress_auto_mbs);
+        log_notice("migration %s: link probe: %zu bytes at %.0f MB/s (round trip %.2f ms; "
+                   "compressed below %" PRIu64 " MB/s): zstd level %d%s",
+                   m->id, sent, mbs, rtt * 1e3, m->d->cfg->migrate_compress_auto_mbs,
+                   m->auto_level, m->auto_level ? "" : " (uncompressed)");
+        return 1;
+}
+
 static int src_hello(struct mig_src *m, struct cta_error **err)
 {
         const struct cta_migrate_req *rq = m->req;
@@ -479,7 +538,9 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         m->dst_passes = passes && streq(passes, "2") ? 2 : 1;
         /* compression, when asked for, if the destination reads it (older agents do not
          * say, and get the stream as it is) */
-        int level = rq->compress >= 0 ? rq->compress : (int)m->d->cfg->migrate_compress;
+        int level = rq->compress != -1 ? rq->compress : m->d->cfg->migrate_compress;
+        if (level == CTA_COMPRESS_AUTO)
+                level = m->auto_level;
         const char *zs = resp->op_node ? cta_xnode_ctext(resp->op_node, "compress") : NULL;
         bool zstd_ok = zs && streq(zs, "zstd");
         m->zstd_level = level > 0 && zstd_ok ? level : 0;
@@ -902,6 +963,11 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         if (r < 0)
                 goto fail;
         phase(m, "scan");
+        r = src_probe_link(m, err);
+        if (r < 0)
+                goto fail;
+        if (r > 0)
+                phase(m, "probe");
         r = src_hello(m, err);
         if (r < 0)
                 goto fail;

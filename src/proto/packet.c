@@ -345,7 +345,7 @@ static int migrate_add_eid(struct cta_migrate_req *out, const struct cta_xnode *
         return 0;
 }
 
-/* options/compress: a zstd level 1-19, or a flag (on: CTA_COMPRESS_LEVEL_ON). */
+/* options/compress: a zstd level 1-19, a flag (on: CTA_COMPRESS_LEVEL_ON) or "auto". */
 static int compress_field(const struct cta_xnode *opt, struct cta_migrate_req *out,
                           struct cta_error **err)
 {
@@ -356,12 +356,14 @@ static int compress_field(const struct cta_xnode *opt, struct cta_migrate_req *o
         bool on;
         if (*v >= '0' && *v <= '9' && cta_parse_u64(v, CTA_COMPRESS_LEVEL_MAX, &level) == 0)
                 out->compress = (int)level;
+        else if (streq(v, "auto"))
+                out->compress = CTA_COMPRESS_AUTO;
         else if (streq(v, "zstd") || cta_parse_bool(v, true, &on) == 0)
                 out->compress = streq(v, "zstd") || on ? CTA_COMPRESS_LEVEL_ON : 0;
         else
                 return cta_error_set(err, CTA_E_BAD_PARAM, 0,
                                      "migrate_v2v/options/compress must be a zstd level "
-                                     "0-%d, true or false",
+                                     "0-%d, true, false or auto",
                                      CTA_COMPRESS_LEVEL_MAX);
         return 0;
 }

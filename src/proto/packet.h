@@ -116,11 +116,13 @@ struct cta_migrate_req {
         char new_private[CTA_PATH_MAX + 1];  /* options/config/ve_private, "" if absent */
         char new_name[CTA_NAME_MAX + 1];     /* options/config/name, "" if absent */
         /* options/compress (ours, not the vendor's): -1 absent (the node's default), 0 off,
-         * else the zstd level; true/yes/on or an empty element: CTA_COMPRESS_LEVEL_ON */
+         * else the zstd level; true/yes/on or an empty element: CTA_COMPRESS_LEVEL_ON;
+         * "auto": CTA_COMPRESS_AUTO (the source measures the link and decides) */
         int compress;
         struct cta_conn_info dst;
 };
 #define CTA_COMPRESS_LEVEL_ON 3
+#define CTA_COMPRESS_AUTO (-2)
 #define CTA_COMPRESS_LEVEL_MAX 19
 int cta_req_parse_migrate_v2v(const struct cta_xnode *call, struct cta_migrate_req *out,
                               struct cta_error **err);

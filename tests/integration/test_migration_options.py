@@ -150,3 +150,76 @@ def test_node_default_compression_and_request_turning_it_off(ct_nodes, ct_admin)
         assert len(re.findall(r"zstd level \d+: \d+ stream bytes", p.src.node.log())) == 1
     for e, v in ((e1, 161), (e2, 162)):
         M.assert_owner(p.dst, p.src, e, v, running=False, what="veid %d" % v)
+
+
+def _text_log(path, mbytes):
+    with open(path, "w") as f:
+        for i in range(mbytes * MIB // 64):
+            f.write("%08d GET /index.html HTTP/1.1 200 user=%05d agent=x\n" % (i, i % 977))
+
+
+PROBE = re.compile(r"link probe: (\d+) bytes at (\d+) MB/s \(round trip [\d.]+ ms; "
+                   r"compressed below (\d+) MB/s\): zstd level (\d+)")
+
+
+def test_auto_compression_probes_the_link(ct_nodes, ct_admin):
+    """<compress>auto</compress> (ours): before a tree of 64 MiB or more the source times
+    a probe of the link and compresses only below migrate_compress_auto_mbs (here far
+    above any link, so zstd level 3); a node default of 0 and a small tree do not probe;
+    the copies are exact."""
+    p = M.Pair(ct_nodes, ct_admin, src_config={"migrate_compress": "0",
+                                               "migrate_compress_auto_mbs": "1000000"})
+    with p.src.client() as ca:
+        e1 = create(ca, name="za", veid=163)[1]["eid"]
+        e2 = create(ca, name="zb", veid=164)[1]["eid"]
+        e3 = create(ca, name="zc", veid=165)[1]["eid"]
+        for v, mb in ((163, 48), (164, 48), (165, 2)):  # 75 MB, 75 MB, 3 MB
+            priv = os.path.join(p.src.private_root, str(v))
+            _text_log(os.path.join(priv, "text.log"), mb)
+            M.fill(os.path.join(priv, "random.bin"), mb * 5 // 8)
+        m = M.migrate(ca, M.mig_packet(p.dst, e1, p.admin))  # the node's default: off
+        assert m.reply.error is None, m.reply.text
+        slog = p.src.node.log()
+        assert not PROBE.search(slog) and not re.search(r"zstd level \d+: \d+ stream", slog)
+        m = M.migrate(ca, M.mig_packet(p.dst, e2, p.admin,
+                                       options="<type>0</type><compress>auto</compress>"))
+        assert m.reply.error is None, m.reply.text + p.src.log_excerpt()
+        slog, dlog = p.src.node.log(), p.dst.node.log()
+        probes = PROBE.findall(slog)
+        assert len(probes) == 1, slog[-3000:]
+        sent, mbs, below, level = (int(x) for x in probes[0])
+        assert below == 1000000 and level == 3 and 0 < sent <= 8 * MIB and mbs > 0, probes
+        zs = re.findall(r"zstd level 3: (\d+) stream bytes sent as (\d+)", slog)
+        got = re.findall(r"zstd: (\d+) stream bytes arrived as (\d+)", dlog)
+        assert len(zs) == 1 and got == zs, (zs, got)
+        assert int(zs[0][1]) < int(zs[0][0]) * 3 // 4, zs  # the text log compressed
+        m = M.migrate(ca, M.mig_packet(p.dst, e3, p.admin,  # 3 MiB: not worth a probe
+                                       options="<type>0</type><compress>auto</compress>"))
+        assert m.reply.error is None, m.reply.text
+        assert len(PROBE.findall(p.src.node.log())) == 1
+    for e, v in ((e1, 163), (e2, 164), (e3, 165)):
+        M.assert_owner(p.dst, p.src, e, v, running=False, what="veid %d" % v)
+        diff = M.manifest_diff(M.manifest(os.path.join(p.src.private_root, "%d.migrated" % v)),
+                               M.manifest(os.path.join(p.dst.private_root, str(v))))
+        assert diff == [], "\n".join(diff[:40])
+
+
+def test_auto_compression_is_the_default(ct_nodes, ct_admin):
+    """With the built-in defaults (migrate_compress = auto, below 250 MB/s) a big tree is
+    compressed exactly when the probe measured a link slower than 250 MB/s."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        eid = create(ca, name="zd", veid=166)[1]["eid"]
+        priv = os.path.join(p.src.private_root, "166")
+        _text_log(os.path.join(priv, "text.log"), 48)  # 75 MB in all
+        M.fill(os.path.join(priv, "random.bin"), 30)
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin))
+        assert m.reply.error is None, m.reply.text + p.src.log_excerpt()
+    slog = p.src.node.log()
+    probes = PROBE.findall(slog)
+    assert len(probes) == 1, slog[-3000:]
+    sent, mbs, below, level = (int(x) for x in probes[0])
+    assert below == 250 and level == (0 if mbs >= 250 else 3 if mbs < 250 / 8 else 1), probes
+    zs = re.findall(r"zstd level (\d+): \d+ stream bytes sent", slog)
+    assert zs == ([] if level == 0 else [str(level)]), (zs, probes)
+    M.assert_owner(p.dst, p.src, eid, 166, running=False, what="after the copy")

@@ -82,7 +82,7 @@ TEST(spec__destination_and_options)
         ASSERT_INT_EQ(s.dst_port, 4433);
         ASSERT_TRUE(!s.has_compress);
         cli_opts_done(&o);
-        /* --compress: zstd at the default level; --compress-level N: that one (0: off) */
+        /* --compress: zstd at the default level; --compress-level N: that one (0: off), or auto */
         ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "101", "h", "--compress", NULL), 0);
         ASSERT_TRUE(s.has_compress && s.compress == CTA_COMPRESS_LEVEL_ON);
         cli_opts_done(&o);
@@ -93,6 +93,11 @@ TEST(spec__destination_and_options)
         ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "101", "h", "--compress-level", "0", NULL),
                       0);
         ASSERT_TRUE(s.has_compress && s.compress == 0);
+        cli_opts_done(&o);
+        ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "101", "h", "--compress-level", "auto",
+                              NULL),
+                      0);
+        ASSERT_TRUE(s.has_compress && s.compress == CTA_COMPRESS_AUTO);
         cli_opts_done(&o);
         ASSERT_INT_EQ(spec_of(&o, &s, &e, "migrate", "101", "[::1]:5000", "--dst-plain", NULL), 0);
         ASSERT_TRUE(streq(s.dst_host, "::1"));
@@ -329,7 +334,7 @@ TEST(request__password_login)
 
 TEST(request__compress_level_reaches_the_agent)
 {
-        static const int levels[] = { 0, 1, CTA_COMPRESS_LEVEL_ON, 19 };
+        static const int levels[] = { 0, 1, CTA_COMPRESS_LEVEL_ON, 19, CTA_COMPRESS_AUTO };
         for (size_t i = 0; i < CTA_ARRAY_SIZE(levels); i++) {
                 struct cli_conn c = { .next_id = 0 };
                 struct cli_mig_spec s = {

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include "daemon/config.h"
+#include "daemon/mig.h"
+#include "proto/packet.h"
 #include "tap.h"
 #include "util/error.h"
 #include "util/util.h"
@@ -28,7 +30,9 @@ TEST(config__defaults_validate)
         ASSERT_STR_EQ(c.listen, "0.0.0.0:4434");
         ASSERT_STR_EQ(c.plain_listen, "127.0.0.1:4433");
         ASSERT_INT_EQ(c.one_time_pass_ttl_s, 600);
-        ASSERT_INT_EQ(c.migrate_compress, 0); /* streams go uncompressed unless asked */
+        /* streams are compressed only on a link slower than 250 MB/s */
+        ASSERT_INT_EQ(c.migrate_compress, CTA_COMPRESS_AUTO);
+        ASSERT_INT_EQ(c.migrate_compress_auto_mbs, 250);
         cta_config_done(&c);
         return 0;
 }
@@ -51,6 +55,29 @@ TEST(config__file)
         ASSERT_OK(cta_config_validate(&c, NULL));
         cta_config_done(&c);
         unlink(p);
+        _cleanup_free_ char *p2 = write_tmp("migrate_compress = 0\nmigrate_compress = auto\n"
+                                            "migrate_compress_auto_mbs = 40\n");
+        cta_config_defaults(&c);
+        ASSERT_OK(cta_config_load(&c, p2, true, NULL));
+        ASSERT_INT_EQ(c.migrate_compress, CTA_COMPRESS_AUTO);
+        ASSERT_INT_EQ(c.migrate_compress_auto_mbs, 40);
+        cta_config_done(&c);
+        unlink(p2);
+        return 0;
+}
+
+/* migrate_compress = auto: the probe's rate (MB/s) against migrate_compress_auto_mbs */
+TEST(config__auto_compression_levels)
+{
+        ASSERT_INT_EQ(cta_mig_auto_level(-1, 250), 0);     /* not measured: as it is */
+        ASSERT_INT_EQ(cta_mig_auto_level(1800, 250), 0);   /* loopback, 10 Gbit/s */
+        ASSERT_INT_EQ(cta_mig_auto_level(250, 250), 0);
+        ASSERT_INT_EQ(cta_mig_auto_level(249.9, 250), 1);
+        ASSERT_INT_EQ(cta_mig_auto_level(117, 250), 1);    /* 1 Gbit/s */
+        ASSERT_INT_EQ(cta_mig_auto_level(31.3, 250), 1);
+        ASSERT_INT_EQ(cta_mig_auto_level(11.7, 250), CTA_COMPRESS_LEVEL_ON); /* 100 Mbit/s */
+        ASSERT_INT_EQ(cta_mig_auto_level(0, 250), CTA_COMPRESS_LEVEL_ON);
+        ASSERT_INT_EQ(cta_mig_auto_level(200000, 1000000), 1);
         return 0;
 }
 
@@ -58,7 +85,9 @@ TEST(config__errors_name_the_line)
 {
         static const char *bad[] = { "listen\n", "bogus = 1\n", "frame_max = 12\n",
                                      "plain_open = perhaps\n", "log_level = loud\n",
-                                     "migrate_compress = 20\n" };
+                                     "migrate_compress = 20\n", "migrate_compress = -1\n",
+                                     "migrate_compress = fast\n",
+                                     "migrate_compress_auto_mbs = 0\n" };
         for (size_t i = 0; i < CTA_ARRAY_SIZE(bad); i++) {
                 _cleanup_free_ char *p = write_tmp(bad[i]);
                 _cleanup_(cta_error_freep) struct cta_error *e = NULL;
@@ -104,5 +133,5 @@ int main(void)
 {
         return tap_run(TESTS(T(config__defaults_validate), T(config__file),
                              T(config__errors_name_the_line), T(config__plain_listener_needs_opt_in),
-                             T(config__missing_file)));
+                             T(config__missing_file), T(config__auto_compression_levels)));
 }

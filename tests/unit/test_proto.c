@@ -1031,7 +1031,7 @@ TEST(packet__typed_errors)
         return 0;
 }
 
-/* options/compress (ours): absent -1, a level, a flag; any position among the options. */
+/* options/compress (ours): absent -1, a level, a flag, auto; any position among the options. */
 TEST(packet__migrate_compress_values)
 {
         static const struct {
@@ -1048,6 +1048,7 @@ TEST(packet__migrate_compress_values)
                 { "<compress>0</compress>", 0 },
                 { "<type>0</type><compress>1</compress>", 1 },
                 { "<compress>19</compress>", 19 },
+                { "<force/><compress>auto</compress>", CTA_COMPRESS_AUTO },
         };
         for (size_t i = 0; i < CTA_ARRAY_SIZE(cases); i++) {
                 char xml[512];
