@@ -491,3 +491,35 @@ def test_binary_frame_without_stream_and_hello_checks(hdst, ct_admin):
     after = d.snapshot()
     assert after["private"] == before["private"] and M.staging_left(d.ct) == []
     still_serves(d)
+
+
+def test_link_probe_drops_frames_only_between_begin_and_end(hdst):
+    """ctamig/probe (automatic compression): only for a logged-in peer; a bad state is 204;
+    frames between begin and end are dropped whatever they hold (a valid stream too: no
+    staging area, nothing written); after end a frame without a stream closes the
+    connection again."""
+    d = hdst
+    before = d.snapshot()
+    with d.ct.node.client(tls=True, timeout=30) as c:  # not logged in
+        r = c.call(H.packet("<ctamig><probe><state>begin</state></probe></ctamig>",
+                            target="ctamig"))
+        assert r.error is not None, r.text
+    h = HostileSource(d.ct, d.admin)
+    try:
+        r = h.call("probe", "<state>sideways</state>")
+        assert r.code == 204 and "probe state" in r.error[1], r.text
+        r = h.call("probe", "<state>begin</state>")
+        assert r.error is None, r.text
+        h.c.send_raw(binframe(valid_stream()) + binframe(os.urandom(1 << 20)) +
+                     binframe(b"\0" * (4 << 20)))
+        r = h.call("probe", "<state>end</state>")
+        assert r.error is None, r.text
+        h.c.send_raw(binframe(b"late"))
+        r = h.c.recv(10)
+        assert r.error is not None, r.text
+        assert h.c.wait_closed(10), "the connection stayed open"
+    finally:
+        h.close()
+    after = d.snapshot()
+    assert after["private"] == before["private"] and M.staging_left(d.ct) == []
+    still_serves(d)
