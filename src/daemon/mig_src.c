@@ -470,6 +470,7 @@ static int src_probe_link(struct mig_src *m, struct cta_error **err)
                 return 0;
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
+        cta_fault_point("src_in_probe");
         _cleanup_free_ uint8_t *zero = calloc(1, 256u << 10);
         if (!zero)
                 return cta_error_set(err, CTA_E_NOMEM, ENOMEM, "link probe");
