@@ -1016,6 +1016,9 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                 src_note_fresh(m, &t);
         }
         progress(m, 2, m->precopied ? "copying what changed meanwhile" : "copying data", 0);
+        /* the pass's first count of bytes goes out however soon after the last one: a
+         * pass that takes less than PROGRESS_EVERY_MS is still shown with its bytes */
+        m->last_progress_ms = 0;
         r = src_stream(m, err);
         if (r < 0)
                 goto fail;
