@@ -188,11 +188,19 @@ def restart(ct):
 
 class Pair:
     """A source node on 127.0.0.11 and a destination on 127.0.0.12; src_fault/dst_fault arm
-    the CTA_FAULT hook of that daemon from its first start."""
+    the CTA_FAULT hook of that daemon from its first start.
+
+    Unless src_config says otherwise the source sends uncompressed (migrate_compress = 0):
+    these tests time copies of highly compressible fill data against a CPU-throttled
+    destination, where the built-in default (auto) may compress and move their mid-copy
+    points. builtin_compress=True keeps the built-in default."""
 
     def __init__(self, ct_nodes, admin, src_config=None, dst_config=None, before_dst=None,
-                 src_fault=None, dst_fault=None):
+                 src_fault=None, dst_fault=None, builtin_compress=False):
         self.admin = admin
+        src_config = dict(src_config or {})
+        if not builtin_compress:
+            src_config.setdefault("migrate_compress", "0")
         self.src = ct_nodes.new(host="127.0.0.11", config=src_config)
         self.dst = ct_nodes.new(host="127.0.0.12", config=dst_config)
         if src_fault:

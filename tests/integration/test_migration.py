@@ -693,9 +693,9 @@ def test_kill_source(ct_nodes, ct_admin, point):
     after it the destination owns it and the source retires its copy. src_in_probe: during
     the link probe of automatic compression (72 MiB: worth a probe), before hello, with the
     destination dropping frames."""
-    p = M.Pair(ct_nodes, ct_admin, src_fault=point)
     mid = point == "src_mid_copy"
     pre_hello = point == "src_in_probe"
+    p = M.Pair(ct_nodes, ct_admin, src_fault=point, builtin_compress=pre_hello)
     with p.src.client() as ca:
         # mid-copy: enough data and a slow receiver that the copy is half done at the fault
         eid = new_ct(p, ca, 101, data_mb=200 if mid else 72 if pre_hello else 8)

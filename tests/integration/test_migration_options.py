@@ -207,7 +207,7 @@ def test_auto_compression_probes_the_link(ct_nodes, ct_admin):
 def test_auto_compression_is_the_default(ct_nodes, ct_admin):
     """With the built-in defaults (migrate_compress = auto, below 250 MB/s) a big tree is
     compressed exactly when the probe measured a link slower than 250 MB/s."""
-    p = M.Pair(ct_nodes, ct_admin)
+    p = M.Pair(ct_nodes, ct_admin, builtin_compress=True)
     with p.src.client() as ca:
         eid = create(ca, name="zd", veid=166)[1]["eid"]
         priv = os.path.join(p.src.private_root, "166")
