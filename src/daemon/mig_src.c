@@ -439,20 +439,29 @@ static ssize_t peer_stream_write(void *ctx, const void *buf, size_t len)
         return 0;
 }
 
-/* migrate_compress = auto: time a few MiB of binary frames that the destination drops,
- * before a tree big enough to gain by it, and choose the level by the rate. Failing to
- * measure (an older destination, say) leaves the stream uncompressed; only a lost link
- * is an error. 1 if the link was timed, else 0. */
+#define PROBE_CHUNK (256u << 10)
+
+/* The compression the request asks for, else the node's default: a level (0: none) or
+ * CTA_COMPRESS_AUTO. */
+static int asked_level(const struct mig_src *m)
+{
+        return m->req->compress != -1 ? m->req->compress : m->d->cfg->migrate_compress;
+}
+
 static double secs_since(const struct timespec *a, const struct timespec *b)
 {
         return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
 }
 
+/* migrate_compress = auto: time a few MiB of binary frames that the destination drops,
+ * before a tree big enough to gain by it, and choose the level by the rate. A destination
+ * that refuses to start the probe (an older agent) gets the stream uncompressed; a lost
+ * link, or one that accepted the probe and then fails it, is an error. 1 if the link was
+ * timed, else 0. */
 static int src_probe_link(struct mig_src *m, struct cta_error **err)
 {
         m->auto_level = 0;
-        int want = m->req->compress != -1 ? m->req->compress : m->d->cfg->migrate_compress;
-        if (want != CTA_COMPRESS_AUTO || m->totals.data_bytes < CTA_MIG_PROBE_MIN_DATA)
+        if (asked_level(m) != CTA_COMPRESS_AUTO || m->totals.data_bytes < CTA_MIG_PROBE_MIN_DATA)
                 return 0;
         struct timespec t0, t1, t2;
         struct req q;
@@ -471,15 +480,15 @@ static int src_probe_link(struct mig_src *m, struct cta_error **err)
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         cta_fault_point("src_in_probe");
-        _cleanup_free_ uint8_t *zero = calloc(1, 256u << 10);
+        _cleanup_free_ uint8_t *zero = calloc(1, PROBE_CHUNK);
         if (!zero)
                 return cta_error_set(err, CTA_E_NOMEM, ENOMEM, "link probe");
         size_t sent = 0;
         do { /* (zeros: TLS makes them random on the wire, and nothing compresses them) */
-                if (peer_stream_write(&m->peer, zero, 256u << 10) < 0)
+                if (peer_stream_write(&m->peer, zero, PROBE_CHUNK) < 0)
                         return cta_error_set(err, CTA_E_MIG_LINK_LOST, 0,
                                              "link probe: connection to the destination lost");
-                sent += 256u << 10;
+                sent += PROBE_CHUNK;
                 clock_gettime(CLOCK_MONOTONIC, &t2);
         } while (sent < CTA_MIG_PROBE_BYTES && secs_since(&t1, &t2) * 1e3 < CTA_MIG_PROBE_MS);
         req_begin(&q, &m->peer, "ctamig", "probe");
@@ -539,9 +548,7 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         m->dst_passes = passes && streq(passes, "2") ? 2 : 1;
         /* compression, when asked for, if the destination reads it (older agents do not
          * say, and get the stream as it is) */
-        int level = rq->compress != -1 ? rq->compress : m->d->cfg->migrate_compress;
-        if (level == CTA_COMPRESS_AUTO)
-                level = m->auto_level;
+        int level = asked_level(m) == CTA_COMPRESS_AUTO ? m->auto_level : asked_level(m);
         const char *zs = resp->op_node ? cta_xnode_ctext(resp->op_node, "compress") : NULL;
         bool zstd_ok = zs && streq(zs, "zstd");
         m->zstd_level = level > 0 && zstd_ok ? level : 0;
