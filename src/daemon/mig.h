@@ -68,6 +68,27 @@ long cta_chanq_view(struct cta_chanq *q, size_t want, const uint8_t **ring, size
 /* Job thread: the first n viewed bytes are done with (their room goes back to the loop). */
 void cta_chanq_release(struct cta_chanq *q, size_t n);
 
+/* Background flushes of the file system a stream arrives into (mig_flush.c): one
+ * every CTA_MIG_FLUSH_EVERY_MS, and sooner once the receiver has counted
+ * CTA_MIG_FLUSH_EVERY_BYTES of small files in the page cache (give it &cached as
+ * cta_mig_recv_opts.cached_bytes). */
+#define CTA_MIG_FLUSH_EVERY_MS 1000
+#define CTA_MIG_FLUSH_EVERY_BYTES (64ull << 20)
+struct cta_mig_flusher {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        bool stop;
+        int fd;
+        uint64_t every_ms;
+        uint64_t cached;  /* the receiver's count (relaxed atomic) */
+        uint64_t flushes; /* done so far (read it after _stop) */
+        pthread_t th;
+};
+/* A flush every every_ms (CTA_MIG_FLUSH_EVERY_MS; tests take longer) or on bytes. 0, or
+ * -1 when no thread could be started (then nothing flushes before the end). */
+int cta_mig_flusher_start(struct cta_mig_flusher *f, int fd, uint64_t every_ms);
+void cta_mig_flusher_stop(struct cta_mig_flusher *f);
+
 /* STATE_DIR/blockmaps: per-file block hashes recorded while files are sent
  * or received, so a later migration of a large file sends only the blocks
  * that changed (a cache: may be emptied at any time). Created on first use;

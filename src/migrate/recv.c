@@ -760,6 +760,7 @@ static int file_fast(struct receiver *r, int pfd, const struct cta_mig_entry *e,
                 cta_recv_add_link(r, e->id, e->path, e->path_len, &st);
         r->skip = (size_t)(at - start);
         r->data_bytes += total;
+        cta_recv_count_cached(r, total);
         r->st.files++;
         return 0;
 }

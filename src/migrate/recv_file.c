@@ -179,6 +179,8 @@ static int put_data(struct receiver *r, uint64_t off, const uint8_t *d, uint64_t
                         return sys_fail(err, 0, "write", r->fpath, r->fpath_len);
                 done += (uint64_t)w;
         }
+        if (!direct && r->fe.size < WRITEBACK_CHUNK)
+                cta_recv_count_cached(r, n);
         if (r->fbsum) { /* one pass: block hashes for the checksum and the block map */
                 cta_bsum_feed(&r->bsum, NULL, off - r->fpos, &r->bmw);
                 cta_bsum_feed(&r->bsum, d, n, &r->bmw);

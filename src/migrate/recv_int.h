@@ -111,6 +111,14 @@ static inline int sys_fail(struct cta_error **err, int code_or_0, const char *wh
 }
 
 /* recv.c */
+/* n bytes of a small file went (or go, from the apply worker) into the page cache with
+ * nothing started to write them back: counted for the caller's flusher. */
+static inline void cta_recv_count_cached(struct receiver *r, uint64_t n)
+{
+        if (r->o->cached_bytes)
+                __atomic_fetch_add(r->o->cached_bytes, n, __ATOMIC_RELAXED);
+}
+
 int cta_recv_apply_meta_fd(struct receiver *r, int fd, const struct cta_mig_entry *e, bool sync,
                            struct cta_error **err);
 /* Make room for a new non-directory at pfd/r->name in replace mode. */

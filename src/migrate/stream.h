@@ -143,6 +143,11 @@ struct cta_mig_recv_opts {
         bool deny_devices;
         struct cta_mig_progress_cb progress;
         atomic_bool *cancel;
+        /* Optional: the receiver adds (relaxed atomic) the data bytes of small files it
+         * writes through the page cache, whose writeback nothing has started yet (large
+         * files start their own as they arrive), so that the caller can flush when there
+         * is enough to flush rather than on a clock alone (daemon/mig_dst.c). */
+        uint64_t *cached_bytes;
         /*
          * Optional: a directory of this node's own (created 0700 if missing; e.g.
          * <state dir>/blockmaps, on any file system) where the receiver records per-block

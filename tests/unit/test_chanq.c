@@ -365,9 +365,67 @@ TEST(chanq__tree_received_in_place)
         return 0;
 }
 
+static uint64_t flushes_of(struct cta_mig_flusher *f)
+{
+        pthread_mutex_lock(&f->mu);
+        uint64_t n = f->flushes;
+        pthread_mutex_unlock(&f->mu);
+        return n;
+}
+
+/* Polls (up to ms) until the flusher has done at least n flushes: how long it took. */
+static uint64_t wait_flushes(struct cta_mig_flusher *f, uint64_t n, uint64_t ms)
+{
+        uint64_t t0 = cta_now_ms();
+        while (flushes_of(f) < n && cta_now_ms() - t0 < ms)
+                usleep(5000);
+        return cta_now_ms() - t0;
+}
+
+/* The destination's background flusher: none while less than its period passed and
+ * fewer than CTA_MIG_FLUSH_EVERY_BYTES of small files are counted; one soon after the
+ * receiver counts that many; then one a period after the last. (A period of 4 s here,
+ * not the daemon's 1 s, so that a flush on bytes cannot be the clock's on a busy
+ * machine.) */
+#define TEST_EVERY_MS 4000
+TEST(flusher__on_bytes_or_on_the_clock)
+{
+        char dir[] = "/tmp/cta-flush-test.XXXXXX";
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        struct cta_mig_flusher f;
+        uint64_t t0 = cta_now_ms();
+        ASSERT_OK(cta_mig_flusher_start(&f, fd, TEST_EVERY_MS));
+        usleep(300 * 1000);
+        __atomic_fetch_add(&f.cached, CTA_MIG_FLUSH_EVERY_BYTES / 2, __ATOMIC_RELAXED);
+        usleep(300 * 1000);
+        uint64_t early = flushes_of(&f), early_at = cta_now_ms() - t0;
+        if (early_at < TEST_EVERY_MS)
+                ASSERT_INT_EQ(early, 0);
+        __atomic_fetch_add(&f.cached, CTA_MIG_FLUSH_EVERY_BYTES / 2, __ATOMIC_RELAXED);
+        uint64_t took = wait_flushes(&f, 1, 3000);
+        uint64_t at = cta_now_ms() - t0;
+        printf("# first flush %llu ms after the bytes, %llu ms after the start\n",
+               (unsigned long long)took, (unsigned long long)at);
+        ASSERT_TRUE(flushes_of(&f) >= 1);
+        ASSERT_TRUE(at < TEST_EVERY_MS); /* the bytes', not the clock's */
+        /* nothing more counted: the next comes from the clock, a period later */
+        uint64_t one = flushes_of(&f);
+        took = wait_flushes(&f, one + 1, 2 * TEST_EVERY_MS);
+        printf("# the next flush %llu ms later\n", (unsigned long long)took);
+        ASSERT_TRUE(flushes_of(&f) > one);
+        ASSERT_TRUE(took >= TEST_EVERY_MS / 2);
+        cta_mig_flusher_stop(&f);
+        close(fd);
+        ASSERT_TRUE(rmdir(dir) == 0);
+        return 0;
+}
+
 int main(void)
 {
         return tap_run(TESTS(T(chanq__closed_takes_nothing),
                              T(chanq__view_in_place_in_order), T(chanq__view_ends_and_limits),
-                             T(chanq__tree_received_in_place)));
+                             T(chanq__tree_received_in_place),
+                             T(flusher__on_bytes_or_on_the_clock)));
 }

@@ -1116,6 +1116,38 @@ static int build_big(int dfd)
         return 0;
 }
 
+/* The receiver counts the bytes of small files it leaves in the page cache (those of
+ * large files start their own writeback, or go direct): the destination's flusher
+ * flushes sooner when they add up (daemon/mig_flush.c). */
+TEST(recv__counts_small_files_left_in_the_page_cache)
+{
+        ASSERT_OK(setup());
+        int src, dst;
+        ASSERT_OK(tree_pair("cached", &src, &dst));
+        ASSERT_OK(build_big(src)); /* img (20 MiB of data), dense (12 MiB), small (5 B) */
+        static uint8_t mid[3 * MiB + 17];
+        fill_rand(mid, sizeof(mid) & ~(size_t)3, 4711u);
+        ASSERT_OK(put_file(src, "mid", mid, sizeof(mid), 0600));
+        ASSERT_TRUE(mkdirat(src, "d", 0755) == 0);
+        ASSERT_OK(put_file(src, "d/text", "some text\n", 10, 0644));
+        ASSERT_OK(put_file(src, "d/empty", "", 0, 0644));
+        uint64_t cached = 0;
+        struct cta_mig_recv_opts ro = { .cached_bytes = &cached };
+        struct send_job job;
+        struct cta_mig_stats st;
+        ASSERT_INT_EQ(transfer(src, dst, "t", NULL, &ro, &job, &st), 0);
+        int t = openat(dst, "t", O_RDONLY | O_DIRECTORY);
+        ASSERT_TRUE(t >= 0);
+        ASSERT_INT_EQ(compare(src, t, 0), 0);
+        /* small + mid + d/text: not img or dense, whatever direct I/O did with them */
+        ASSERT_INT_EQ(cached, 5 + sizeof(mid) + 10);
+        ASSERT_TRUE(st.data_bytes > cached + 30 * MiB);
+        close(t);
+        close(src);
+        close(dst);
+        return 0;
+}
+
 /* Overwrite n bytes at off with a pattern (which moves the mtime). */
 static int scribble(int dfd, const char *name, uint64_t off, size_t n, char c)
 {
@@ -2641,6 +2673,7 @@ int main(void)
                              T(retry__kept_staging_resumes), T(cancel__removes_staging),
                              T(concurrent__two_transfers), T(delta__block_changes_only), T(delta__in_place),
                              T(hash__fast_update_matches_library), T(dio__cached_sample), T(dio__same_bytes_as_buffered), T(dio__lent_writes_same_bytes),
+                             T(recv__counts_small_files_left_in_the_page_cache),
                              T(bsum__definition_and_version_2_peers),
                              T(walk__concurrent_walks_of_one_fd),
                              T(zio__tree_round_trip), T(zio__view_io_round_trip), T(zio__levels),
