@@ -4,12 +4,12 @@
  * does under a slow tool, and the sync before commit finds little left (without it,
  * 200k small files took 6 s to flush after the last byte arrived).
  *
- * A flush every CTA_MIG_FLUSH_EVERY_MS (the caller's every_ms), and sooner once CTA_MIG_FLUSH_EVERY_BYTES of
- * small files wait in the page cache (the receiver counts them: cta_mig_recv_opts
- * .cached_bytes): a root file system of 200 MB otherwise arrived whole before the
- * first flush, and its final one took a quarter of the migration. Not on a shorter
- * clock alone: large files arrive direct (or start their own writeback), and each
- * flush stalls the disk for a moment, which made `big` 6% slower at 250 ms.
+ * A flush every CTA_MIG_FLUSH_EVERY_MS (the caller's every_ms), and sooner once
+ * CTA_MIG_FLUSH_EVERY_BYTES of small files wait in the page cache (the receiver counts
+ * them: cta_mig_recv_opts.cached_bytes): a root file system of 200 MB otherwise arrived
+ * whole before the first flush, and its final one took a quarter of the migration. Not
+ * on a shorter clock alone: large files arrive direct (or start their own writeback),
+ * and each flush stalls the disk for a moment, which made `big` 6% slower at 250 ms.
  */
 #include <pthread.h>
 #include <time.h>
