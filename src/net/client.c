@@ -273,6 +273,17 @@ int cta_client_fd(const struct cta_client *c)
         return c->fd;
 }
 
+int cta_client_limit_unsent(struct cta_client *c, unsigned bytes)
+{
+        int v = bytes > INT_MAX ? INT_MAX : (int)bytes;
+        return setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v));
+}
+
+int cta_client_wait_sendable(struct cta_client *c, int timeout_ms)
+{
+        return wait_fd(c->fd, POLLOUT, deadline_after(timeout_ms > 0 ? timeout_ms : 1));
+}
+
 bool cta_client_pending(const struct cta_client *c)
 {
         return c->ssl && SSL_pending(c->ssl) > 0;

@@ -51,5 +51,17 @@ ssize_t cta_client_read(struct cta_client *c, void *buf, size_t cap, int timeout
  * already buffered do not make the fd readable. */
 int cta_client_fd(const struct cta_client *c);
 bool cta_client_pending(const struct cta_client *c);
+/*
+ * Let the kernel hold at most about `bytes` of this connection that TCP has not sent yet
+ * (TCP_NOTSENT_LOWAT), as cta_client_wait_sendable() sees it; 0 restores the system's
+ * default. Writes are not refused beyond it: a writer that wants a bound waits first.
+ * For timing a link: what a socket buffer of megabytes queued would cross the link after
+ * the clock stopped. Returns 0, or -1 with errno.
+ */
+int cta_client_limit_unsent(struct cta_client *c, unsigned bytes);
+/* Wait up to timeout_ms (> 0) until the connection takes more without going beyond that
+ * limit: 1, 0 on timeout, -1 with errno. An error or a hang-up counts as ready (the
+ * write that follows reports it). */
+int cta_client_wait_sendable(struct cta_client *c, int timeout_ms);
 /* Sends a TLS close_notify (best effort, without waiting) and closes. */
 struct cta_client *cta_client_free(struct cta_client *c);

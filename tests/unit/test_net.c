@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 
 #include "net/client.h"
 #include "net/conn.h"
@@ -1303,6 +1305,83 @@ TEST(conn__client_timeouts)
         return 0;
 }
 
+/* A peer that takes 4 KiB every 5 ms (≈ 800 KB/s: a slow link) until told to stop. */
+struct slow_reader {
+        int fd;
+        atomic_bool stop;
+};
+
+static void *slow_reader_main(void *p)
+{
+        struct slow_reader *r = p;
+        char buf[4096];
+        while (!atomic_load(&r->stop)) {
+                if (recv(r->fd, buf, sizeof(buf), MSG_DONTWAIT) == 0)
+                        break;
+                usleep(5000);
+        }
+        return NULL;
+}
+
+/* Write 16 KiB whenever the client is sendable, for 300 ms; the bytes left unsent. */
+static int fill_for_300ms(struct cta_client *c)
+{
+        static char chunk[16384];
+        uint64_t end = cta_now_ms() + 300;
+        for (uint64_t now = cta_now_ms(); now < end; now = cta_now_ms()) {
+                int w = cta_client_wait_sendable(c, (int)(end - now));
+                if (w < 0)
+                        return -1;
+                if (w == 1 && cta_client_write(c, chunk, sizeof(chunk), NULL) < 0)
+                        return -1;
+        }
+        int unsent = -1;
+        return ioctl(cta_client_fd(c), SIOCOUTQNSD, &unsent) < 0 ? -1 : unsent;
+}
+
+/* The link probe's bound (mig_src.c): with a limit, a writer that waits until the
+ * connection is sendable leaves at most the limit and one write unsent, where a socket
+ * buffer alone lets it queue hundreds of KiB for a slow peer. */
+TEST(client__unsent_limit)
+{
+        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof(sin);
+        ASSERT_INT_EQ(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        ASSERT_INT_EQ(listen(lfd, 8), 0);
+        ASSERT_INT_EQ(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+        int unsent[2];
+        for (int limited = 0; limited < 2; limited++) {
+                struct cta_client_opts o = { .tls = false, .timeout_ms = 5000 };
+                struct cta_client *c = NULL;
+                ASSERT_OK(cta_client_connect("127.0.0.1", ntohs(sin.sin_port), &o, &c, NULL));
+                struct slow_reader r = { .fd = accept(lfd, NULL, NULL) };
+                ASSERT_TRUE(r.fd >= 0);
+                int sndbuf = 2 * (int)MIB;
+                ASSERT_INT_EQ(setsockopt(cta_client_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                                         sizeof(sndbuf)), 0);
+                if (limited)
+                        ASSERT_INT_EQ(cta_client_limit_unsent(c, 64 << 10), 0);
+                pthread_t th;
+                ASSERT_INT_EQ(pthread_create(&th, NULL, slow_reader_main, &r), 0);
+                unsent[limited] = fill_for_300ms(c);
+                if (limited) { /* back to the default: sendable again at once */
+                        ASSERT_INT_EQ(cta_client_limit_unsent(c, 0), 0);
+                        ASSERT_INT_EQ(cta_client_wait_sendable(c, 1000), 1);
+                }
+                atomic_store(&r.stop, true);
+                pthread_join(th, NULL);
+                cta_client_free(c);
+                close(r.fd);
+        }
+        close(lfd);
+        printf("# unsent after 300 ms: %d bytes with no limit, %d with 64 KiB\n", unsent[0],
+               unsent[1]);
+        ASSERT_TRUE(unsent[1] >= 0 && unsent[1] <= (64 << 10) + 16384);
+        ASSERT_TRUE(unsent[0] > 2 * ((64 << 10) + 16384));
+        return 0;
+}
+
 int main(void)
 {
         int r;
@@ -1318,7 +1397,8 @@ int main(void)
                           T(conn__idle_timeout), T(conn__close_after_flush), T(conn__linger),
                           T(conn__queue_cap),
                           T(conn__peer_reset), T(conn__handshake_timeout), T(conn__max_conns),
-                          T(conn__pause_read), T(conn__client_timeouts)));
+                          T(conn__pause_read), T(conn__client_timeouts),
+                          T(client__unsent_limit)));
         fixture_stop();
         return r;
 }
