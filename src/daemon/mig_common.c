@@ -31,11 +31,8 @@ struct cta_chanq *cta_chanq_new(struct cta_conn *conn, size_t max)
         pthread_cond_init(&q->cv, NULL);
         /* page-aligned, a whole number of pages: a stream offset aligned like a file
          * offset stays so in the ring, for direct writes from it (cta_mig_io.view) */
-        q->cap = (max + CHANQ_SLACK + 4095) & ~(size_t)4095;
-        void *ring = NULL;
-        if (posix_memalign(&ring, 4096, q->cap) != 0)
-                abort();
-        q->ring = ring;
+        q->cap = (max + CHANQ_SLACK + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
+        q->ring = cta_xmalloc_io(q->cap);
         q->max = max;
         q->conn = conn ? cta_conn_ref(conn) : NULL;
         return q;
@@ -59,7 +56,8 @@ void cta_chanq_free(struct cta_chanq *q)
 static void chanq_grow(struct cta_chanq *q, size_t need)
 {
         size_t cap = q->cap * 2 > need ? q->cap * 2 : need;
-        uint8_t *r = cta_xmalloc(cap);
+        cap = (cap + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
+        uint8_t *r = cta_xmalloc_io(cap); /* aligned as before: direct writes lend from it */
         size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
         memcpy(r, q->ring + q->head, first);
         memcpy(r + first, q->ring, q->len - first);

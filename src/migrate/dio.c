@@ -221,11 +221,8 @@ bool cta_dio_begin(struct cta_dio *d, int fd)
 {
         cta_dio_end(d);
         for (int i = 0; i < 2; i++) {
-                void *p = NULL;
-                if (!d->win[i] && posix_memalign(&p, CTA_DIO_ALIGN, CTA_DIO_WINDOW) != 0)
-                        return false;
-                if (p)
-                        d->win[i] = p;
+                if (!d->win[i])
+                        d->win[i] = cta_xmalloc_io(CTA_DIO_WINDOW);
         }
         if (!worker_start(d))
                 return false;

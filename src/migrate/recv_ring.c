@@ -206,7 +206,8 @@ int cta_mig_ring_open(struct cta_mig_ring *g, const struct cta_mig_io *io, uint3
         }
         g->cap = (size_t)max_record + CTA_MIG_REC_HDR;
         g->cap = g->cap * 2 < RING_MIN ? RING_MIN : g->cap * 2;
-        g->buf = g->own = cta_xmalloc(g->cap);
+        g->cap = (g->cap + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
+        g->buf = g->own = cta_xmalloc_io(g->cap); /* direct writes lend from it */
         int rr = pthread_create(&g->th, NULL, reader_main, g);
         if (rr != 0)
                 return cta_error_set(err, CTA_E_INTERNAL, rr, "start the reader thread");

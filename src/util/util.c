@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -37,6 +38,17 @@ void *cta_xrealloc(void *p, size_t n)
         if (!q)
                 abort();
         return q;
+}
+
+void *cta_xmalloc_io(size_t n)
+{
+        void *p = NULL;
+        n = (n + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
+        if (posix_memalign(&p, CTA_HUGE_ALIGN, n ? n : CTA_HUGE_ALIGN) != 0)
+                abort();
+        /* only a hint: without THP (or with it "never") these are ordinary pages */
+        (void)madvise(p, n ? n : CTA_HUGE_ALIGN, MADV_HUGEPAGE);
+        return p;
 }
 
 char *cta_xstrdup(const char *s)

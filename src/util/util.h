@@ -29,6 +29,13 @@ static inline bool streq_ptr(const char *a, const char *b)
 void *cta_xmalloc(size_t n);
 void *cta_xcalloc(size_t n, size_t m);
 void *cta_xrealloc(void *p, size_t n);
+/* n bytes (rounded up to CTA_HUGE_ALIGN) for buffers that direct I/O reads or writes,
+ * asking for transparent huge pages (madvise mode): a 4 MiB transfer from 4 KiB pages
+ * is up to 1,024 physical segments, and a virtio disk takes at most 254 per request,
+ * so it gets split into many small requests; from 2 MiB pages it is a few. Free with
+ * free(). Aborts on OOM like cta_xmalloc. */
+#define CTA_HUGE_ALIGN (2u << 20)
+void *cta_xmalloc_io(size_t n);
 char *cta_xstrdup(const char *s);
 char *cta_xstrndup(const char *s, size_t n);
 char *cta_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

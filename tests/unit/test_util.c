@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -204,11 +206,54 @@ TEST(ts__add_ns)
         return 0;
 }
 
+/* Whether the kernel would back [p, p + n) with transparent huge pages (smaps). */
+static int thp_eligible(const void *p)
+{
+        FILE *f = fopen("/proc/self/smaps", "re");
+        if (!f)
+                return -1;
+        char line[512];
+        int in = 0, ret = -1;
+        uintptr_t a = (uintptr_t)p;
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long lo, hi;
+                if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+                        in = a >= lo && a < hi;
+                else if (in && strncmp(line, "THPeligible:", 12) == 0) {
+                        ret = atoi(line + 12);
+                        break;
+                }
+        }
+        fclose(f);
+        return ret;
+}
+
+TEST(xmalloc_io__aligned_and_huge_where_allowed)
+{
+        uint8_t *p = cta_xmalloc_io(5u << 20);
+        ASSERT_TRUE(((uintptr_t)p & (CTA_HUGE_ALIGN - 1)) == 0);
+        memset(p, 0xa5, 6u << 20); /* rounded up to whole huge pages: 6 MiB are ours */
+        ASSERT_TRUE(p[(6u << 20) - 1] == 0xa5);
+        char mode[128] = "";
+        FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+        if (f) {
+                if (!fgets(mode, sizeof(mode), f))
+                        mode[0] = 0;
+                fclose(f);
+        }
+        /* with THP at [always] or [madvise] the buffer must be eligible: it is what lets a
+         * direct read into it go to the disk in large requests */
+        if (strstr(mode, "[always]") || strstr(mode, "[madvise]"))
+                ASSERT_INT_EQ(thp_eligible(p), 1);
+        free(p);
+        return 0;
+}
+
 int main(void)
 {
         return tap_run(TESTS(T(base64__roundtrip), T(base64__known_and_tolerant),
                              T(base64__garbage), T(buf__cap), T(error__wrap_keeps_code),
                              T(error__set_may_quote_the_error_it_replaces), T(parse__numbers), T(uuid__fresh_and_valid), T(hostport__split),
                              T(file__atomic_write_and_read), T(sanitize__controls),
-                             T(ts__add_ns)));
+                             T(ts__add_ns), T(xmalloc_io__aligned_and_huge_where_allowed)));
 }
