@@ -31,7 +31,7 @@ struct cta_chanq *cta_chanq_new(struct cta_conn *conn, size_t max)
         pthread_cond_init(&q->cv, NULL);
         /* page-aligned, a whole number of pages: a stream offset aligned like a file
          * offset stays so in the ring, for direct writes from it (cta_mig_io.view) */
-        q->cap = (max + CHANQ_SLACK + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
+        q->cap = cta_io_size(max + CHANQ_SLACK);
         q->ring = cta_xmalloc_io(q->cap);
         q->max = max;
         q->conn = conn ? cta_conn_ref(conn) : NULL;
@@ -55,8 +55,7 @@ void cta_chanq_free(struct cta_chanq *q)
  * arrived in one go: make room rather than fail (bounded by that). */
 static void chanq_grow(struct cta_chanq *q, size_t need)
 {
-        size_t cap = q->cap * 2 > need ? q->cap * 2 : need;
-        cap = (cap + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
+        size_t cap = cta_io_size(q->cap * 2 > need ? q->cap * 2 : need);
         uint8_t *r = cta_xmalloc_io(cap); /* aligned as before: direct writes lend from it */
         size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
         memcpy(r, q->ring + q->head, first);

@@ -206,7 +206,7 @@ int cta_mig_ring_open(struct cta_mig_ring *g, const struct cta_mig_io *io, uint3
         }
         g->cap = (size_t)max_record + CTA_MIG_REC_HDR;
         g->cap = g->cap * 2 < RING_MIN ? RING_MIN : g->cap * 2;
-        g->cap = (g->cap + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
+        g->cap = cta_io_size(g->cap);
         g->buf = g->own = cta_xmalloc_io(g->cap); /* direct writes lend from it */
         int rr = pthread_create(&g->th, NULL, reader_main, g);
         if (rr != 0)

@@ -43,11 +43,11 @@ void *cta_xrealloc(void *p, size_t n)
 void *cta_xmalloc_io(size_t n)
 {
         void *p = NULL;
-        n = (n + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
-        if (posix_memalign(&p, CTA_HUGE_ALIGN, n ? n : CTA_HUGE_ALIGN) != 0)
+        n = cta_io_size(n ? n : 1);
+        if (posix_memalign(&p, CTA_HUGE_ALIGN, n) != 0)
                 abort();
         /* only a hint: without THP (or with it "never") these are ordinary pages */
-        (void)madvise(p, n ? n : CTA_HUGE_ALIGN, MADV_HUGEPAGE);
+        (void)madvise(p, n, MADV_HUGEPAGE);
         return p;
 }
 

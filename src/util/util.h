@@ -36,6 +36,11 @@ void *cta_xrealloc(void *p, size_t n);
  * free(). Aborts on OOM like cta_xmalloc. */
 #define CTA_HUGE_ALIGN (2u << 20)
 void *cta_xmalloc_io(size_t n);
+/* What cta_xmalloc_io(n) really gives: n rounded up to whole CTA_HUGE_ALIGN. */
+static inline size_t cta_io_size(size_t n)
+{
+        return (n + CTA_HUGE_ALIGN - 1) & ~(size_t)(CTA_HUGE_ALIGN - 1);
+}
 char *cta_xstrdup(const char *s);
 char *cta_xstrndup(const char *s, size_t n);
 char *cta_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -230,6 +230,8 @@ static int thp_eligible(const void *p)
 
 TEST(xmalloc_io__aligned_and_huge_where_allowed)
 {
+        ASSERT_SIZE_EQ(cta_io_size(5u << 20), 6u << 20);
+        ASSERT_SIZE_EQ(cta_io_size(4u << 20), 4u << 20);
         uint8_t *p = cta_xmalloc_io(5u << 20);
         ASSERT_TRUE(((uintptr_t)p & (CTA_HUGE_ALIGN - 1)) == 0);
         memset(p, 0xa5, 6u << 20); /* rounded up to whole huge pages: 6 MiB are ours */
