@@ -45,7 +45,7 @@ void cta_chanq_free(struct cta_chanq *q)
         if (q->paused && q->conn)
                 cta_conn_pause_read(q->conn, false);
         cta_conn_unref(q->conn);
-        free(q->ring);
+        cta_free_io(q->ring, q->cap);
         pthread_cond_destroy(&q->cv);
         pthread_mutex_destroy(&q->mu);
         free(q);
@@ -60,7 +60,7 @@ static void chanq_grow(struct cta_chanq *q, size_t need)
         size_t first = q->cap - q->head < q->len ? q->cap - q->head : q->len;
         memcpy(r, q->ring + q->head, first);
         memcpy(r + first, q->ring, q->len - first);
-        free(q->ring);
+        cta_free_io(q->ring, q->cap);
         q->ring = r;
         q->cap = cap;
         q->head = 0;

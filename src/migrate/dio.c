@@ -207,7 +207,7 @@ void cta_dio_free(struct cta_dio *d)
                 d->w = NULL;
         }
         for (int i = 0; i < 2; i++) {
-                free(d->win[i]);
+                cta_free_io(d->win[i], CTA_DIO_WINDOW);
                 d->win[i] = NULL;
         }
 }

@@ -239,6 +239,6 @@ void cta_mig_ring_free(struct cta_mig_ring *g)
 {
         pthread_mutex_destroy(&g->mu);
         pthread_cond_destroy(&g->cv);
-        free(g->own);
+        cta_free_io(g->own, g->cap);
         free(g->asm_buf);
 }

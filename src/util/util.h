@@ -33,9 +33,10 @@ void *cta_xrealloc(void *p, size_t n);
  * asking for transparent huge pages (madvise mode): a 4 MiB transfer from 4 KiB pages
  * is up to 1,024 physical segments, and a virtio disk takes at most 254 per request,
  * so it gets split into many small requests; from 2 MiB pages it is a few. Free with
- * free(). Aborts on OOM like cta_xmalloc. */
+ * cta_free_io(p, n), the same n. Aborts on OOM like cta_xmalloc. */
 #define CTA_HUGE_ALIGN (2u << 20)
 void *cta_xmalloc_io(size_t n);
+void cta_free_io(void *p, size_t n);
 /* What cta_xmalloc_io(n) really gives: n rounded up to whole CTA_HUGE_ALIGN. */
 static inline size_t cta_io_size(size_t n)
 {

@@ -247,7 +247,7 @@ TEST(xmalloc_io__aligned_and_huge_where_allowed)
          * direct read into it go to the disk in large requests */
         if (strstr(mode, "[always]") || strstr(mode, "[madvise]"))
                 ASSERT_INT_EQ(thp_eligible(p), 1);
-        free(p);
+        cta_free_io(p, 5u << 20);
         return 0;
 }
 
