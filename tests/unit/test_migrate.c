@@ -297,8 +297,11 @@ static int compare(int a, int b, unsigned flags)
         int r = cta_mig_tree_compare(a, b, flags, &rep, &err);
         if (r < 0)
                 printf("# compare: %s\n", cta_error_msg(err));
-        if (rep)
-                printf("# differences:\n# %s\n", rep);
+        if (rep) { /* every line a TAP comment: a bare one is "unknown TAP output" */
+                printf("# differences:\n");
+                for (char *line = strtok(rep, "\n"); line; line = strtok(NULL, "\n"))
+                        printf("# %s\n", line);
+        }
         free(rep);
         cta_error_free(err);
         return r;
