@@ -57,8 +57,7 @@ void *cta_xmalloc_io(size_t n)
         uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED)
                 abort();
-        uint8_t *p = (uint8_t *)(((uintptr_t)m + CTA_HUGE_ALIGN - 1) &
-                                 ~(uintptr_t)(CTA_HUGE_ALIGN - 1));
+        uint8_t *p = (uint8_t *)cta_io_size((uintptr_t)m); /* the next 2 MiB boundary */
         size_t head = (size_t)(p - m), tail = span - head - n;
         if (head)
                 (void)munmap(m, head);

@@ -206,7 +206,8 @@ TEST(ts__add_ns)
         return 0;
 }
 
-/* Whether the kernel would back [p, p + n) with transparent huge pages (smaps). */
+/* Whether the kernel would back the mapping holding p with transparent huge pages
+ * (smaps: 1 or 0; -1 if it cannot tell). */
 static int thp_eligible(const void *p)
 {
         FILE *f = fopen("/proc/self/smaps", "re");
