@@ -104,6 +104,12 @@ struct cli_opts {
         const char *realm;
         const char *one_time;
         bool no_login;
+        /* Client certificate and key: --cert/--key as given, and what is presented:
+         * those, else the default pair when both files exist; NULL = none. */
+        const char *cert_arg, *key_arg;
+        bool no_cert;
+        const char *cert_path, *key_path;
+        char cert_buf[4096], key_buf[4096];
         bool xml;
         int timeout_ms; /* 0 = wait forever */
         int verbose;
@@ -121,6 +127,14 @@ struct cli_opts {
         size_t cmd_nvals[CLI_MAX_CMD_OPTS];
         char user_buf[256];
 };
+
+/* The client certificate and key paths --cert/--key name, else the default pair
+ * ($XDG_CONFIG_HOME/ctagent/client.crt and client.key), whether or not they exist.
+ * Returns 0, or -CTA_E_INVALID / -CTA_E_CONFIG with *err set. */
+int cli_client_cert_paths(const struct cli_opts *o, char cert[4096], char key[4096],
+                          struct cta_error **err);
+/* True when a password was given (--password-file or $CTAGENT_PASSWORD). */
+bool cli_password_given(const struct cli_opts *o);
 
 struct cli_ctx {
         struct cli_opts *o;

@@ -44,6 +44,15 @@
 #define POLL_SLICE_MS 1000
 #define INFO_BATCH 100
 
+/* A one-time pass from the destination: asked for (--one-time-pass), or implied
+ * when the client has a certificate and no destination password is given: the
+ * client logs in there with the certificate, so no password is needed anywhere. */
+static bool use_one_time_pass(const struct cli_opts *o)
+{
+        return cli_opt(o, "one-time-pass") || (o->cert_path && !cli_opt(o, "dst-password-file") &&
+                                               !getenv("CTAGENT_DST_PASSWORD"));
+}
+
 /* ---- the command line ---- */
 
 int cli_mig_spec_from_opts(const struct cli_opts *o, struct cli_mig_spec *s,
@@ -117,11 +126,12 @@ int cli_mig_spec_from_opts(const struct cli_opts *o, struct cli_mig_spec *s,
                 if (s->dst_plain)
                         return cta_error_set(err, CTA_E_INVALID, 0,
                                              "--dst-fingerprint needs TLS; drop --dst-plain");
-                if (!cli_opt(o, "one-time-pass"))
+                if (!use_one_time_pass(o))
                         return cta_error_set(err, CTA_E_INVALID, 0,
                                              "--dst-fingerprint is for the client's own "
                                              "connection to the destination, which only "
-                                             "--one-time-pass makes");
+                                             "--one-time-pass (or a client certificate) "
+                                             "makes");
         }
         return 0;
 }
@@ -534,8 +544,11 @@ static int one_time_pass(struct cli_ctx *ctx, const struct cli_mig_spec *s, cons
         int rc;
 
         rc = cli_conn_open(ctx, &t, &dc);
-        if (rc >= 0)
+        if (rc >= 0) {
                 rc = cli_conn_login(ctx, dc, user, password, CLI_SYSTEM_REALM);
+                if (rc < 0 && !password && ctx->fail == CLI_FAIL_LOGIN)
+                        cli_cert_login_hint(ctx, dc->key, user);
+        }
         if (rc >= 0) {
                 cli_req_begin(&r, dc, NULL, "system", false);
                 cli_req_empty(&r, "generate_pass");
@@ -899,8 +912,12 @@ static int pass_from_dst(struct cli_ctx *ctx, const struct cli_mig_spec *s,
                          char name_out[CTA_NAME_MAX + 1])
 {
         char *password = NULL;
-        int rc = dst_password(ctx, dst_user(ctx->o), s, &password);
+        int rc = 0;
 
+        /* With a certificate and no password given, the certificate logs in. */
+        if (!ctx->o->cert_path || cli_opt(ctx->o, "dst-password-file") ||
+            getenv("CTAGENT_DST_PASSWORD"))
+                rc = dst_password(ctx, dst_user(ctx->o), s, &password);
         if (rc < 0)
                 return rc;
         rc = one_time_pass(ctx, s, dst_user(ctx->o), password, name_out);
@@ -921,7 +938,7 @@ static int migrate_while_login(struct cli_ctx *ctx)
         struct cli_mig_spec s;
 
         explicit_bzero(early_pass, sizeof(early_pass));
-        if (!cli_opt(ctx->o, "one-time-pass"))
+        if (!use_one_time_pass(ctx->o))
                 return 0;
         if (cli_mig_spec_from_opts(ctx->o, &s, &e) < 0)
                 return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
@@ -931,7 +948,7 @@ static int migrate_while_login(struct cli_ctx *ctx)
 static int cmd_migrate(struct cli_ctx *ctx)
 {
         struct cli_opts *o = ctx->o;
-        bool otp = cli_opt(o, "one-time-pass") != NULL;
+        bool otp = use_one_time_pass(o);
         const char *user = dst_user(o);
         _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
         char pass_name[CTA_NAME_MAX + 1] = "";
@@ -1057,7 +1074,9 @@ const struct cli_command cli_cmds_migrate[] = {
                         "or a prompt. With --one-time-pass the password never leaves this\n"
                         "machine: the client logs in to the destination itself (pinning its\n"
                         "certificate in known_nodes like any node), gets a one-time pass from\n"
-                        "system/generate_pass there and sends only that.\n"
+                        "system/generate_pass there and sends only that. A client with a\n"
+                        "certificate (see 'ctagent help keygen') and no destination password\n"
+                        "given does the same, logging in to both nodes with the certificate.\n"
                         "\n"
                         "Compression: by default (the source node's migrate_compress = auto)\n"
                         "the source times a few MiB to the destination before a container of\n"

@@ -1,5 +1,5 @@
 /* Commands for the system operator: ping, version, eid, realms, gen-pass,
- * and raw (send packets from a file). */
+ * and raw (send packets from a file); and keygen, the client's certificate. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,8 @@
 #include "cli/cli.h"
 #include "cli/conn.h"
 #include "cli/progress.h"
+#include "cta_config.h"
+#include "net/tls.h"
 #include "proto/packet.h"
 #include "util/base64.h"
 #include "util/util.h"
@@ -366,6 +368,67 @@ out:
         return r;
 }
 
+/* ---- keygen ---- */
+
+static int keygen_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        const char *n = cli_opt(ctx->o, "name");
+        char cert[4096], key[4096];
+
+        if (n && (!*n || strlen(n) > 64))
+                return cta_error_set(err, CTA_E_INVALID, 0, "--name: 1 to 64 characters");
+        return cli_client_cert_paths(ctx->o, cert, key, err) < 0 ? -CTA_E_INVALID : 0;
+}
+
+static int cmd_keygen(struct cli_ctx *ctx)
+{
+        const struct cli_opts *o = ctx->o;
+        char cert[4096], key[4096], fp[CTA_TLS_FINGERPRINT_MAX];
+        struct cta_error *e = NULL;
+        bool exists;
+
+        if (cli_client_cert_paths(o, cert, key, &e) < 0)
+                return cli_fail_err(ctx, CLI_FAIL_USAGE, e);
+        exists = access(cert, F_OK) == 0 || access(key, F_OK) == 0;
+        if (exists && !cli_opt(o, "force")) {
+                if (cta_tls_fingerprint_pem_file(cert, fp, &e) < 0)
+                        return cli_fail_err(ctx, CLI_FAIL_LOCAL, e);
+                fprintf(stderr, "ctagent: %s exists (--force makes a new pair); its line:\n",
+                        cert);
+        } else {
+                _cleanup_free_ char *dir = cta_xstrdup(cert);
+                char host[256] = "localhost", cn[300];
+                char *slash = strrchr(dir, '/');
+
+                if (slash && slash != dir) {
+                        *slash = '\0';
+                        if (cta_mkdir_p(dir, 0700, &e) < 0)
+                                return cli_fail_err(ctx, CLI_FAIL_LOCAL, e);
+                }
+                (void)gethostname(host, sizeof(host) - 1);
+                snprintf(cn, sizeof(cn), "%.64s", cli_opt(o, "name") ? cli_opt(o, "name") : "");
+                if (!*cn)
+                        snprintf(cn, sizeof(cn), "%.30s@%.33s", o->user, host);
+                if (cta_tls_client_cert_generate(cert, key, cn, &e) < 0 ||
+                    cta_tls_fingerprint_pem_file(cert, fp, &e) < 0)
+                        return cli_fail_err(ctx, CLI_FAIL_LOCAL, e);
+                fprintf(stderr, "ctagent: wrote %s and its key %s (mode 0600)\n", cert, key);
+        }
+        printf("%s %s\n", fp, o->user);
+        fprintf(stderr,
+                "ctagent: a node lets this certificate log in as %s once the line above is in "
+                "its authorized_clients file (default " CTA_DEFAULT_STATE_DIR
+                "/authorized_clients, owned by root, mode 0600)\n",
+                o->user);
+        return 0;
+}
+
+static const struct cli_optdef keygen_opts[] = {
+        { "force", 0, NULL, "replace an existing certificate and key" },
+        { "name", 0, "CN", "the certificate's common name (default USER@HOST)" },
+        { NULL, 0, NULL, NULL },
+};
+
 const struct cli_command cli_cmds_system[] = {
         {
                 .name = "ping",
@@ -414,6 +477,35 @@ const struct cli_command cli_cmds_system[] = {
                 .min_args = 0,
                 .max_args = 0,
                 .run = cmd_gen_pass,
+        },
+        {
+                .name = "keygen",
+                .args = "",
+                .summary = "make a client certificate for logins without a password",
+                .help = "Writes a new self-signed client certificate (EC P-256, clientAuth,\n"
+                        "valid 10 years) and its key (mode 0600) to --cert/--key, by default\n"
+                        "$XDG_CONFIG_HOME/ctagent/client.crt and client.key, and prints the line\n"
+                        "'FINGERPRINT USER' (USER from -u, default $USER) for the nodes'\n"
+                        "authorized_clients files. If the certificate exists, it prints its line\n"
+                        "and changes nothing (--force replaces it).\n"
+                        "\n"
+                        "Once a node lists the line, a client presenting the certificate logs in\n"
+                        "there as USER without a password, whenever no password is given\n"
+                        "(--password-file, $CTAGENT_PASSWORD). The node still refuses expired or\n"
+                        "locked accounts and grants rights as for a password login. 'migrate'\n"
+                        "then logs in to the destination with the certificate too, and sends\n"
+                        "the source a one-time pass from there. Anyone with the key file can log\n"
+                        "in as USER: keep it like an ssh key; remove the line to revoke it.\n"
+                        "\n"
+                        "Example:\n"
+                        "  ctagent -u admin keygen | ssh root@node1 "
+                        "'cat >> /var/lib/ctagent/authorized_clients'\n",
+                .min_args = 0,
+                .max_args = 0,
+                .flags = CLI_CMD_NO_CONNECT,
+                .opts = keygen_opts,
+                .check = keygen_check,
+                .run = cmd_keygen,
         },
         {
                 .name = "raw",

@@ -20,6 +20,9 @@ enum {
         G_REALM,
         G_ONE_TIME,
         G_NO_LOGIN,
+        G_CERT,
+        G_KEY,
+        G_NO_CERT,
         G_XML,
         G_TIMEOUT,
         G_VERBOSE,
@@ -42,6 +45,10 @@ static const struct cli_optdef global_opts[] = {
                          "log in with a one-time pass from gen-pass" },
         [G_NO_LOGIN] = { "no-login", 0, NULL,
                          "do not log in (enough for ping, version, raw)" },
+        [G_CERT] = { "cert", 0, "FILE",
+                     "client certificate: log in without a password (keygen)" },
+        [G_KEY] = { "key", 0, "FILE", "its key (default: FILE with .key for .crt)" },
+        [G_NO_CERT] = { "no-cert", 0, NULL, "present no client certificate" },
         [G_XML] = { "xml", 0, NULL, "print the reply packets' XML instead" },
         [G_TIMEOUT] = { "timeout", 0, "SEC",
                         "max wait for a packet (default 60; 0 = none)" },
@@ -166,6 +173,15 @@ static int set_global(struct cli_opts *o, int id, const char *val, struct cta_er
         case G_NO_LOGIN:
                 o->no_login = true;
                 break;
+        case G_CERT:
+                o->cert_arg = val;
+                break;
+        case G_KEY:
+                o->key_arg = val;
+                break;
+        case G_NO_CERT:
+                o->no_cert = true;
+                break;
         case G_XML:
                 o->xml = true;
                 break;
@@ -285,6 +301,88 @@ static int check_command(struct cli_opts *o, struct cta_error **err)
         return 0;
 }
 
+bool cli_password_given(const struct cli_opts *o)
+{
+        return o->password_file || getenv("CTAGENT_PASSWORD");
+}
+
+int cli_client_cert_paths(const struct cli_opts *o, char cert[4096], char key[4096],
+                          struct cta_error **err)
+{
+        const char *x = getenv("XDG_CONFIG_HOME");
+        const char *h = getenv("HOME");
+        size_t n;
+
+        if (o->cert_arg) {
+                if (!*o->cert_arg)
+                        return cta_error_set(err, CTA_E_INVALID, 0, "--cert needs a file");
+                snprintf(cert, 4096, "%s", o->cert_arg);
+                n = strlen(o->cert_arg);
+                if (o->key_arg)
+                        snprintf(key, 4096, "%s", o->key_arg);
+                else if (n > 4 && streq(o->cert_arg + n - 4, ".crt"))
+                        snprintf(key, 4096, "%.*s.key", (int)(n - 4), o->cert_arg);
+                else
+                        return cta_error_set(err, CTA_E_INVALID, 0,
+                                             "--cert '%s' does not end in .crt: name its key "
+                                             "with --key",
+                                             o->cert_arg);
+                return 0;
+        }
+        if (o->key_arg)
+                return cta_error_set(err, CTA_E_INVALID, 0, "--key needs --cert");
+        /* The directory of known_nodes; a relative XDG_CONFIG_HOME is invalid (XDG). */
+        if (x && x[0] == '/') {
+                snprintf(cert, 4096, "%s/ctagent/client.crt", x);
+                snprintf(key, 4096, "%s/ctagent/client.key", x);
+        } else if (h && h[0] == '/') {
+                snprintf(cert, 4096, "%s/.config/ctagent/client.crt", h);
+                snprintf(key, 4096, "%s/.config/ctagent/client.key", h);
+        } else {
+                return cta_error_set(err, CTA_E_CONFIG, 0,
+                                     "no client certificate directory: neither "
+                                     "$XDG_CONFIG_HOME nor $HOME is set");
+        }
+        return 0;
+}
+
+/* Which certificate to present: --cert (its files must be readable), else the
+ * default pair if both exist, else none. */
+static int finish_cert(struct cli_opts *o, struct cta_error **err)
+{
+        if (o->no_cert) {
+                if (o->cert_arg || o->key_arg)
+                        return cta_error_set(err, CTA_E_INVALID, 0,
+                                             "--no-cert contradicts --cert/--key");
+                return 0;
+        }
+        if (o->plain && (o->cert_arg || o->key_arg))
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "--cert needs TLS; it makes no sense with --plain");
+        /* keygen writes them: they need not exist yet. */
+        if (o->cmd && (o->cmd->flags & CLI_CMD_NO_CONNECT))
+                return 0;
+        if (cli_client_cert_paths(o, o->cert_buf, o->key_buf, err) < 0) {
+                if (o->cert_arg || o->key_arg)
+                        return -CTA_E_INVALID;
+                cta_error_free(*err);
+                *err = NULL;
+                return 0; /* no home, no default certificate */
+        }
+        if (o->cert_arg) {
+                if (access(o->cert_buf, R_OK) < 0)
+                        return cta_error_errno(err, CTA_E_INVALID, "--cert '%s'", o->cert_buf);
+                if (access(o->key_buf, R_OK) < 0)
+                        return cta_error_errno(err, CTA_E_INVALID, "client key '%s'",
+                                               o->key_buf);
+        } else if (o->plain || access(o->cert_buf, R_OK) < 0 || access(o->key_buf, R_OK) < 0) {
+                return 0;
+        }
+        o->cert_path = o->cert_buf;
+        o->key_path = o->key_buf;
+        return 0;
+}
+
 /* Defaults and cross-option checks once everything is read. */
 static int finish_opts(struct cli_opts *o, struct cta_error **err)
 {
@@ -334,7 +432,7 @@ static int finish_opts(struct cli_opts *o, struct cta_error **err)
                 snprintf(o->user_buf, sizeof(o->user_buf), "%s", u);
                 o->user = o->user_buf;
         }
-        return 0;
+        return finish_cert(o, err);
 }
 
 int cli_parse_args(int argc, char **argv, const struct cli_command *const *groups,
@@ -431,6 +529,10 @@ void cli_print_usage(FILE *f, const struct cli_command *const *groups)
         fprintf(f, "  %-18s  %s\n", "help [COMMAND]", "show help about a command");
         fprintf(f, "\nOptions (before or after the command):\n");
         print_opts(f, global_opts);
+        fprintf(f, "\nWith a client certificate (made by 'ctagent keygen', found in\n"
+                   "~/.config/ctagent/client.crt or given with --cert) and no password given,\n"
+                   "the client logs in with the certificate; a node accepts it once its\n"
+                   "fingerprint is listed for the user in the node's authorized_clients.\n");
         fprintf(f, "\nThe first TLS connection to a node pins its certificate fingerprint in\n"
                    "$XDG_CONFIG_HOME/ctagent/known_nodes (~/.config/ctagent/known_nodes).\n"
                    "Exit status: 0 ok, 1 the node returned an error, 2 usage error,\n"

@@ -14,6 +14,7 @@
 #include "cli/known_nodes.h"
 #include "cli/progress.h"
 #include "net/client.h"
+#include "net/tls.h"
 #include "proto/packet.h"
 #include "util/util.h"
 
@@ -103,6 +104,10 @@ int cli_conn_open(struct cli_ctx *ctx, const struct cli_target *t, struct cli_co
 
         copts.tls = c->tls;
         copts.timeout_ms = c->timeout_ms;
+        if (c->tls && ctx->o) {
+                copts.cert_path = ctx->o->cert_path;
+                copts.key_path = ctx->o->key_path;
+        }
         cli_verbose(ctx->o, 1, "connecting to %s (%s)", c->key, c->tls ? "TLS" : "plain TCP");
         if (cta_client_connect(c->host, c->port, &copts, &c->c, &e) < 0) {
                 if (c->tls && cta_error_code(e) == CTA_E_TLS) {
@@ -509,6 +514,30 @@ int cli_conn_login_reply(struct cli_ctx *ctx, struct cli_conn *c, const struct c
         }
         cli_verbose(ctx->o, 1, "logged in as %s", user);
         return 0;
+}
+
+void cli_cert_login_hint(struct cli_ctx *ctx, const char *node, const char *user)
+{
+        char fp[CTA_TLS_FINGERPRINT_MAX];
+        struct cta_error *e = NULL;
+        _cleanup_free_ char *msg = NULL;
+        int code;
+
+        if (!ctx->err || !ctx->o->cert_path)
+                return;
+        if (cta_tls_fingerprint_pem_file(ctx->o->cert_path, fp, &e) < 0) {
+                cta_error_free(e);
+                return;
+        }
+        msg = cta_xstrdup(cta_error_msg(ctx->err));
+        code = cta_error_code(ctx->err);
+        cta_error_free(ctx->err);
+        ctx->err = NULL;
+        (void)cli_fail(ctx, CLI_FAIL_LOGIN, code,
+                       "%s (client certificate %s: %s accepts it when its authorized_clients "
+                       "file has the line '%s %s' and the account is neither locked nor "
+                       "expired; or give a password)",
+                       msg, ctx->o->cert_path, node, fp, user);
 }
 
 int cli_conn_login(struct cli_ctx *ctx, struct cli_conn *c, const char *user,

@@ -64,6 +64,10 @@ int cli_conn_login_send(struct cli_ctx *ctx, struct cli_conn *c, struct cli_req 
 int cli_conn_login_reply(struct cli_ctx *ctx, struct cli_conn *c, const struct cli_req *r,
                          const char *user);
 
+/* After a refused certificate login (no password): add to ctx->err which line the
+ * node's authorized_clients file lacks. */
+void cli_cert_login_hint(struct cli_ctx *ctx, const char *node, const char *user);
+
 /* Longest password accepted from a file, the environment or a prompt. */
 #define CLI_PASSWORD_MAX 1024
 

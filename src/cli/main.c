@@ -70,11 +70,13 @@ static int connect_and_login(struct cli_ctx *ctx)
         };
         char *password = NULL;
         bool login = !o->no_login && !(o->cmd->flags & CLI_CMD_NO_LOGIN);
+        bool by_cert = login && !o->one_time && o->cert_path && !cli_password_given(o);
         int r;
 
         /* Ask for the password before connecting: the node drops connections
-         * that stay silent for 30 s before login, and people type slowly. */
-        if (login && !o->one_time) {
+         * that stay silent for 30 s before login, and people type slowly.
+         * With a client certificate and no password given, the certificate logs in. */
+        if (login && !o->one_time && !by_cert) {
                 r = cli_get_password(ctx, o, &password);
                 if (r < 0)
                         return r;
@@ -90,6 +92,8 @@ static int connect_and_login(struct cli_ctx *ctx)
                 if (r >= 0)
                         r = cli_conn_login_reply(ctx, ctx->conn, &lr, who);
                 cli_req_done(&lr);
+                if (r < 0 && by_cert && ctx->fail == CLI_FAIL_LOGIN)
+                        cli_cert_login_hint(ctx, ctx->conn->key, who);
         }
         cli_secret_free(password);
         return r;

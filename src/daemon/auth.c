@@ -1,16 +1,22 @@
 /*
- * PAM authentication, the admin check and the failed-login slowdown.
+ * PAM authentication, client certificates, the admin check and the failed-login
+ * slowdown.
  * The only user of libpam in the tree.
  */
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <security/pam_appl.h>
+#include <shadow.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/auth.h"
@@ -130,6 +136,19 @@ static void no_fail_delay(int retval, unsigned usec_delay, void *appdata)
  */
 static pthread_mutex_t pam_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A password locked with `usermod -L` / `passwd -l` ('!' before the hash) also locks
+ * certificate logins here, which pam_unix's account check alone would let through. */
+static bool password_locked(const char *user)
+{
+        char buf[4096];
+        struct spwd sp, *res = NULL;
+
+        if (getspnam_r(user, &sp, buf, sizeof(buf), &res) != 0 || !res)
+                return false;
+        return res->sp_pwdp && res->sp_pwdp[0] == '!';
+}
+
+/* password NULL: the account checks only (a certificate login). */
 static int auth_pam_locked(const char *service, const char *user, const char *password,
                            struct cta_error **err)
 {
@@ -145,8 +164,10 @@ static int auth_pam_locked(const char *service, const char *user, const char *pa
                                      pam_strerror(pamh, pr));
 
         pr = pam_set_item(pamh, PAM_FAIL_DELAY, (const void *)no_fail_delay);
-        if (pr == PAM_SUCCESS)
+        if (pr == PAM_SUCCESS && password)
                 pr = pam_authenticate(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
+        else if (pr == PAM_SUCCESS && password_locked(user))
+                pr = PAM_ACCT_EXPIRED;
         if (pr == PAM_SUCCESS)
                 pr = pam_acct_mgmt(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
         /* A module may rename the user (e.g. case folding, mapping). The
@@ -181,6 +202,134 @@ int cta_auth_pam(const char *service, const char *user, const char *password,
         r = auth_pam_locked(service, user, password, err);
         (void)pthread_mutex_unlock(&pam_lock);
         return r;
+}
+
+int cta_auth_pam_account(const char *service, const char *user, struct cta_error **err)
+{
+        int r;
+
+        assert(service);
+        if (!user_name_ok(user))
+                return auth_failed(err);
+        (void)pthread_mutex_lock(&pam_lock);
+        r = auth_pam_locked(service, user, NULL, err);
+        (void)pthread_mutex_unlock(&pam_lock);
+        return r;
+}
+
+/* ---- authorized client certificates ---- */
+
+/* "SHA256:" and 32 colon-separated hex pairs, either case: the net/tls.h format. */
+static bool fingerprint_syntax_ok(const char *f, size_t n)
+{
+        if (n != 7 + 32 * 3 - 1 || strncasecmp(f, "SHA256:", 7) != 0)
+                return false;
+        for (size_t i = 7; i < n; i++) {
+                bool colon = (i - 7) % 3 == 2;
+                if (colon ? f[i] != ':' : !isxdigit((unsigned char)f[i]))
+                        return false;
+        }
+        return true;
+}
+
+/* Only root (or the daemon's own user) may decide who gets in without a password. */
+static int clients_file_open(const char *path, struct cta_error **err)
+{
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+        if (fd < 0)
+                return cta_error_errno(err, errno == ENOENT ? CTA_E_AUTH_FAILED : CTA_E_IO,
+                                       "authorized clients file '%s'", path);
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                close(fd);
+                return cta_error_set(err, CTA_E_IO, e, "authorized clients file '%s': %s", path,
+                                     strerror(e));
+        }
+        if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+            (st.st_mode & 022) || st.st_size > CTA_AUTH_CLIENTS_FILE_MAX) {
+                close(fd);
+                return cta_error_set(err, CTA_E_IO, 0,
+                                     "authorized clients file '%s' ignored: it must be a regular "
+                                     "file of at most %d bytes, owned by root, writable by no "
+                                     "one else (mode 0600 or 0644)",
+                                     path, CTA_AUTH_CLIENTS_FILE_MAX);
+        }
+        return fd;
+}
+
+int cta_auth_cert_match(const char *text, size_t len, const char *fingerprint,
+                        const char *user)
+{
+        const char *p = text, *end = text + len;
+        bool listed = false;
+
+        while (p < end) {
+                const char *eol = memchr(p, '\n', (size_t)(end - p));
+                const char *le = eol ? eol : end;
+                const char *f, *u;
+                size_t fn, un;
+
+                while (p < le && (*p == ' ' || *p == '\t'))
+                        p++;
+                f = p;
+                while (p < le && *p != ' ' && *p != '\t' && *p != '\r')
+                        p++;
+                fn = (size_t)(p - f);
+                while (p < le && (*p == ' ' || *p == '\t'))
+                        p++;
+                u = p;
+                while (p < le && *p != ' ' && *p != '\t' && *p != '\r')
+                        p++;
+                un = (size_t)(p - u);
+                p = eol ? eol + 1 : end;
+                if (fn == 0 || f[0] == '#' || !fingerprint_syntax_ok(f, fn) ||
+                    strncasecmp(f, fingerprint, fn) != 0 || fingerprint[fn] != '\0')
+                        continue;
+                listed = true;
+                if (un == strlen(user) && memcmp(u, user, un) == 0)
+                        return 1;
+        }
+        return listed ? 0 : -1;
+}
+
+int cta_auth_cert(const char *path, const char *fingerprint, const char *user,
+                  struct cta_error **err)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        int fd, m;
+
+        if (!user_name_ok(user) || !fingerprint || !*fingerprint)
+                return auth_failed(err);
+        fd = clients_file_open(path, err);
+        if (fd < 0)
+                return fd;
+        buf = cta_xmalloc(CTA_AUTH_CLIENTS_FILE_MAX + 1);
+        for (;;) {
+                ssize_t n = read(fd, buf + len, CTA_AUTH_CLIENTS_FILE_MAX + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int e = errno;
+                        close(fd);
+                        return cta_error_set(err, CTA_E_IO, e, "read '%s': %s", path,
+                                             strerror(e));
+                }
+                if (n == 0 || (len += (size_t)n) > CTA_AUTH_CLIENTS_FILE_MAX)
+                        break;
+        }
+        close(fd);
+        if (len > CTA_AUTH_CLIENTS_FILE_MAX)
+                return cta_error_set(err, CTA_E_IO, 0, "'%s' grew beyond %d bytes", path,
+                                     CTA_AUTH_CLIENTS_FILE_MAX);
+        m = cta_auth_cert_match(buf, len, fingerprint, user);
+        if (m > 0)
+                return 0;
+        return cta_error_set(err, CTA_E_AUTH_FAILED, 0, "certificate %s is %s in '%s'",
+                             fingerprint, m == 0 ? "listed for another user" : "not listed",
+                             path);
 }
 
 /* ---- users and groups ---- */

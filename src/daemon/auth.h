@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -35,6 +36,34 @@ struct cta_error;
  */
 int cta_auth_pam(const char *service, const char *user, const char *password,
                  struct cta_error **err);
+
+/*
+ * A certificate login: the account checks of cta_auth_pam() (pam_acct_mgmt(): expired
+ * accounts fail) without asking for a password, and a password locked with `usermod -L`
+ * fails too. The caller has checked the certificate with cta_auth_cert(). Same errors
+ * and threading as cta_auth_pam().
+ */
+int cta_auth_pam_account(const char *service, const char *user, struct cta_error **err);
+
+/*
+ * The authorized clients file lets a TLS client certificate stand for a password:
+ * one "FINGERPRINT USER [comment]" per line (FINGERPRINT in the net/tls.h format, as
+ * `ctagent keygen` prints it, either case), '#' starts a comment line. The file is read
+ * at every certificate login, so an edit takes effect at once; it is ignored unless it
+ * is a regular file of at most CTA_AUTH_CLIENTS_FILE_MAX bytes owned by root (or the
+ * daemon's user) and writable by no one else.
+ *
+ * cta_auth_cert(): 0 if fingerprint is listed for user; -CTA_E_AUTH_FAILED if it is not
+ * (or the file is missing), -CTA_E_IO if the file is unusable; the message says which,
+ * for the log (the client is told only that the login failed).
+ * cta_auth_cert_match(): the parser on the file's text: 1 listed for user, 0 listed for
+ * others only, -1 not listed.
+ */
+#define CTA_AUTH_CLIENTS_FILE_MAX (1024 * 1024)
+int cta_auth_cert(const char *path, const char *fingerprint, const char *user,
+                  struct cta_error **err);
+int cta_auth_cert_match(const char *text, size_t len, const char *fingerprint,
+                        const char *user);
 
 #define CTA_AUTH_MAX_GROUPS 64
 

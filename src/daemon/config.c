@@ -38,6 +38,7 @@ static const struct key_def keys[] = {
         STR_OPT(tls_key),
         STR(admin_group),
         STR(pam_service),
+        STR_OPT(authorized_clients),
         STR_OPT(template_dir),
         STR_OPT(bridge),
         STR_OPT(bridge_cidr),

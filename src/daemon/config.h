@@ -19,6 +19,8 @@ struct cta_config {
         char *tls_cert, *tls_key;
         char *admin_group;
         char *pam_service;
+        /* certificates that may log in without a password; NULL = STATE_DIR/authorized_clients */
+        char *authorized_clients;
         char *template_dir;
         char *bridge, *bridge_cidr;
         char *ct_backend; /* "lxc" (default) or "fake" (tests without root) */

@@ -14,6 +14,7 @@
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "net/conn.h"
+#include "net/tls.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -54,8 +55,10 @@ static int sys_get_eid(struct cta_call *call, struct cta_error **err)
 struct login_ctx {
         struct cta_login in;
         char peer_addr[64];
+        char peer_fp[CTA_TLS_FINGERPRINT_MAX]; /* the client's certificate, "" for none */
         uint64_t delay_ms;
         bool one_time;
+        bool by_cert;
         struct cta_user_info info;
 };
 
@@ -100,7 +103,20 @@ static int sys_login_work(struct cta_call *call, struct cta_error **err)
                 l->one_time = true;
                 return 0;
         }
-        r = cta_auth_pam(d->cfg->pam_service, l->in.who.name, l->in.password, err);
+        if ((!l->in.has_password || !l->in.password[0]) && l->peer_fp[0]) {
+                /* No password, and a certificate: the certificate must be listed for the
+                 * user. The account checks still run. */
+                _cleanup_free_ char *path =
+                        d->cfg->authorized_clients
+                                ? cta_xstrdup(d->cfg->authorized_clients)
+                                : cta_xasprintf("%s/authorized_clients", d->cfg->state_dir);
+                r = cta_auth_cert(path, l->peer_fp, l->in.who.name, err);
+                if (r >= 0)
+                        r = cta_auth_pam_account(d->cfg->pam_service, l->in.who.name, err);
+                l->by_cert = true;
+        } else {
+                r = cta_auth_pam(d->cfg->pam_service, l->in.who.name, l->in.password, err);
+        }
         if (r >= 0)
                 r = cta_auth_user_info(l->in.who.name, d->cfg->admin_group, &l->info, err);
         if (r < 0) {
@@ -111,8 +127,10 @@ static int sys_login_work(struct cta_call *call, struct cta_error **err)
                 /* One message for every cause: never tell whether the user exists. */
                 cta_error_free(*err);
                 *err = NULL;
-                return cta_error_set(err, CTA_E_AUTH_FAILED, 0,
-                                     "login failed: wrong user name or password");
+                return cta_error_set(err, CTA_E_AUTH_FAILED, 0, "%s",
+                                     l->by_cert ? "login failed: wrong user name, or the "
+                                                  "client certificate may not log in as it"
+                                                : "login failed: wrong user name or password");
         }
         return 0;
 }
@@ -135,8 +153,9 @@ static int sys_login_finish(struct cta_call *call, struct cta_error **err)
         s->uid = l->one_time ? 0 : l->info.uid;
         snprintf(s->user, sizeof(s->user), "%s", l->in.who.name);
         cta_server_session_logged_in(s);
-        log_notice("client %s (%s) logged in as %s%s%s", cta_conn_peer(s->conn), s->client,
+        log_notice("client %s (%s) logged in as %s%s%s%s%s", cta_conn_peer(s->conn), s->client,
                    l->one_time ? "one-time pass " : "", s->user,
+                   l->by_cert ? " with certificate " : "", l->by_cert ? l->peer_fp : "",
                    s->is_admin ? "" : " (not an administrator)");
         if (l->one_time)
                 r = cta_reply_token_frame(&call->out, &call->hdr, s->user, 0, NULL, 0);
@@ -169,6 +188,7 @@ static int sys_login_prepare(struct cta_call *call, struct cta_error **err)
         if (!l->in.who.has_name || !l->in.who.name[0])
                 return cta_error_set(err, CTA_E_BAD_PARAM, 0, "login: name is missing");
         snprintf(l->peer_addr, sizeof(l->peer_addr), "%s", cta_conn_peer_addr(s->conn));
+        snprintf(l->peer_fp, sizeof(l->peer_fp), "%s", cta_conn_peer_fingerprint(s->conn));
         l->delay_ms = cta_ratelimit_delay_ms(s->d->rl, l->peer_addr, cta_now_ms());
         if (l->delay_ms > s->d->cfg->login_delay_max_ms)
                 l->delay_ms = s->d->cfg->login_delay_max_ms;

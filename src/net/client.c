@@ -132,7 +132,30 @@ static bool is_ip_literal(const char *host)
         return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
 }
 
-static int client_handshake(struct cta_client *c, const char *host, uint64_t deadline,
+static int client_use_cert(SSL *ssl, const char *cert_path, const char *key_path,
+                           struct cta_error **err)
+{
+        char what[600];
+
+        if (!cert_path != !key_path)
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "client certificate and key must be given together");
+        if (!cert_path)
+                return 0;
+        if (SSL_use_certificate_chain_file(ssl, cert_path) != 1) {
+                snprintf(what, sizeof(what), "load client certificate '%s'", cert_path);
+                return cta_tls_error(err, CTA_E_TLS, what);
+        }
+        if (SSL_use_PrivateKey_file(ssl, key_path, SSL_FILETYPE_PEM) != 1 ||
+            SSL_check_private_key(ssl) != 1) {
+                snprintf(what, sizeof(what), "load client key '%s'", key_path);
+                return cta_tls_error(err, CTA_E_TLS, what);
+        }
+        return 0;
+}
+
+static int client_handshake(struct cta_client *c, const char *host,
+                            const struct cta_client_opts *o, uint64_t deadline,
                             struct cta_error **err)
 {
         char ebuf[256];
@@ -145,6 +168,9 @@ static int client_handshake(struct cta_client *c, const char *host, uint64_t dea
         c->ssl = SSL_new(client_ctx);
         if (!c->ssl)
                 return cta_tls_error(err, CTA_E_TLS, "SSL_new");
+        int rc = client_use_cert(c->ssl, o->cert_path, o->key_path, err);
+        if (rc < 0)
+                return rc;
         bio = cta_tls_sock_bio_new(c->fd);
         if (!bio)
                 return cta_tls_error(err, CTA_E_TLS, "BIO_new");
@@ -246,7 +272,7 @@ int cta_client_connect(const char *host, uint16_t port, const struct cta_client_
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
         if (o && o->tls) {
-                r = client_handshake(c, host, deadline, err);
+                r = client_handshake(c, host, o, deadline, err);
                 if (r < 0)
                         goto fail;
                 if (o->pin_fingerprint && strcasecmp(o->pin_fingerprint, c->fingerprint) != 0) {

@@ -20,6 +20,9 @@ struct cta_client_opts {
         bool tls;
         /* "SHA256:AA:BB:..." (case-insensitive); NULL = accept any and report it. */
         const char *pin_fingerprint;
+        /* A client certificate and its key (PEM) to present, both or neither: a node
+         * that lists its fingerprint lets the client log in without a password. */
+        const char *cert_path, *key_path;
         /* connect + handshake budget, and the default wait of each read and
          * of each write's progress. 0 = forever, < 0 = 30 s. */
         int timeout_ms;
@@ -29,7 +32,7 @@ struct cta_client_opts {
  * Resolve host (name or literal, IPv4 or IPv6), connect with the timeout
  * (trying each address in turn), and do the TLS handshake if asked.
  * o NULL = plain, 30 s. Errors: CTA_E_CONNECT (resolve/connect), CTA_E_TIMEOUT,
- * CTA_E_TLS (handshake), CTA_E_PEER_CHANGED (pin mismatch, both fingerprints
+ * CTA_E_TLS (handshake, or an unreadable client certificate or key), CTA_E_PEER_CHANGED (pin mismatch, both fingerprints
  * in the message).
  */
 int cta_client_connect(const char *host, uint16_t port, const struct cta_client_opts *o,

@@ -97,6 +97,8 @@ struct cta_conn {
         bool tls;
         char peer[INET6_ADDRSTRLEN + 16];
         char peer_addr[INET6_ADDRSTRLEN];
+        /* The client certificate's fingerprint, "" for none; set before on_open. */
+        char peer_fp[CTA_TLS_FINGERPRINT_MAX];
 
         /* Loop thread only. */
         int fd;
@@ -200,6 +202,11 @@ const char *cta_conn_peer_addr(const struct cta_conn *c)
 uint64_t cta_conn_id(const struct cta_conn *c)
 {
         return c->id;
+}
+
+const char *cta_conn_peer_fingerprint(const struct cta_conn *c)
+{
+        return c->peer_fp;
 }
 
 bool cta_conn_is_tls(const struct cta_conn *c)
@@ -815,6 +822,9 @@ static void conn_do_handshake(struct cta_conn *c)
                 c->hs_timer = 0;
                 log_debug("connection %" PRIu64 " from %s: %s %s", c->id, c->peer,
                           SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+                X509 *x = SSL_get0_peer_certificate(c->ssl);
+                if (x && cta_tls_x509_fingerprint(x, c->peer_fp) < 0)
+                        c->peer_fp[0] = '\0';
                 conn_open(c);
                 return;
         }

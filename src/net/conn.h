@@ -109,6 +109,9 @@ const char *cta_conn_peer(const struct cta_conn *c);      /* "ip:port", "[v6]:po
 const char *cta_conn_peer_addr(const struct cta_conn *c); /* "ip" only (v4-mapped v6 shown as v4) */
 uint64_t cta_conn_id(const struct cta_conn *c);           /* > 0, unique in the process */
 bool cta_conn_is_tls(const struct cta_conn *c);
+/* The fingerprint of the certificate the TLS client presented (net/tls.h format), ""
+ * if it presented none or the connection is plain. Immutable once on_open ran. */
+const char *cta_conn_peer_fingerprint(const struct cta_conn *c);
 /* Thread-safe: true once sends are refused (closing or closed). */
 bool cta_conn_is_closed(const struct cta_conn *c);
 

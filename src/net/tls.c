@@ -241,7 +241,13 @@ static int pem_to_file(const char *path, mode_t mode, EVP_PKEY *pkey, X509 *x,
         return r;
 }
 
-static int tls_generate(const char *cert_path, const char *key_path, struct cta_error **err)
+/*
+ * A self-signed EC P-256 certificate and its key. A server certificate (client_cn
+ * NULL) names the host in CN and SAN and is for serverAuth; a client certificate
+ * has CN = client_cn, no SAN, and is for clientAuth only.
+ */
+static int tls_generate(const char *cert_path, const char *key_path, const char *client_cn,
+                        struct cta_error **err)
 {
         EVP_PKEY *pkey = NULL;
         X509 *x = NULL;
@@ -252,7 +258,9 @@ static int tls_generate(const char *cert_path, const char *key_path, struct cta_
         int r = -CTA_E_TLS;
 
         ERR_clear_error();
-        if (gethostname(host, sizeof(host) - 1) < 0 || !hostname_ok_for_san(host))
+        if (client_cn)
+                snprintf(host, sizeof(host), "%s", client_cn);
+        else if (gethostname(host, sizeof(host) - 1) < 0 || !hostname_ok_for_san(host))
                 snprintf(host, sizeof(host), "localhost");
 
         pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
@@ -294,9 +302,9 @@ static int tls_generate(const char *cert_path, const char *key_path, struct cta_
                 snprintf(san, sizeof(san), "DNS:%s,DNS:localhost,IP:127.0.0.1,IP:::1", host);
         if (add_ext(x, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
             add_ext(x, NID_key_usage, "critical,digitalSignature") < 0 ||
-            add_ext(x, NID_ext_key_usage, "serverAuth") < 0 ||
+            add_ext(x, NID_ext_key_usage, client_cn ? "clientAuth" : "serverAuth") < 0 ||
             add_ext(x, NID_subject_key_identifier, "hash") < 0 ||
-            add_ext(x, NID_subject_alt_name, san) < 0) {
+            (!client_cn && add_ext(x, NID_subject_alt_name, san) < 0)) {
                 r = cta_tls_error(err, CTA_E_TLS, "certificate extensions");
                 goto out;
         }
@@ -312,7 +320,9 @@ static int tls_generate(const char *cert_path, const char *key_path, struct cta_
         r = pem_to_file(cert_path, 0644, NULL, x, err);
         if (r < 0)
                 goto out;
-        log_notice("generated a self-signed TLS certificate for '%s' in '%s'", host, cert_path);
+        if (!client_cn)
+                log_notice("generated a self-signed TLS certificate for '%s' in '%s'", host,
+                           cert_path);
         r = 0;
 out:
         BN_free(bn);
@@ -322,6 +332,19 @@ out:
 }
 
 /* ---- server context ---- */
+
+/*
+ * Client certificates are asked for but never judged here: any certificate, self-signed
+ * or expired, completes the handshake (its key is still proven by the handshake). What
+ * a certificate may do is decided at login, by its fingerprint (daemon/auth.h). A
+ * client without one sends none and logs in with a password as before.
+ */
+static int accept_any_client_cert(int preverify_ok, X509_STORE_CTX *x)
+{
+        (void)preverify_ok;
+        (void)x;
+        return 1;
+}
 
 static int server_ctx_new(const char *cert_path, const char *key_path, SSL_CTX **ret,
                           struct cta_error **err)
@@ -355,6 +378,9 @@ static int server_ctx_new(const char *cert_path, const char *key_path, SSL_CTX *
         /* Clients do not resume; tickets would only cost a write per handshake. */
         SSL_CTX_set_num_tickets(ctx, 0);
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, accept_any_client_cert);
+        /* Required by OpenSSL once peers are verified, should sessions ever be resumed. */
+        (void)SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ctagent", 7);
 
         if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
                 snprintf(what, sizeof(what), "load certificate '%s'", cert_path);
@@ -395,7 +421,7 @@ int cta_tls_server_new(const char *cert_path, const char *key_path, const char *
                 if (r < 0)
                         return cta_error_wrap(err, "TLS directory");
                 if (access(gen_cert, F_OK) < 0 || access(gen_key, F_OK) < 0) {
-                        r = tls_generate(gen_cert, gen_key, err);
+                        r = tls_generate(gen_cert, gen_key, NULL, err);
                         if (r < 0)
                                 return cta_error_wrap(err, "self-signed certificate in '%s'",
                                                       dir);
@@ -439,4 +465,13 @@ const char *cta_tls_server_fingerprint(const struct cta_tls_server *t)
 SSL_CTX *cta_tls_server_ctx(struct cta_tls_server *t)
 {
         return t->ctx;
+}
+
+int cta_tls_client_cert_generate(const char *cert_path, const char *key_path, const char *cn,
+                                 struct cta_error **err)
+{
+        if (!cn || !*cn || strlen(cn) > 64)
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "client certificate name: 1 to 64 characters");
+        return tls_generate(cert_path, key_path, cn, err);
 }

@@ -31,3 +31,11 @@ const char *cta_tls_server_fingerprint(const struct cta_tls_server *t);
 
 /* Fingerprint of the first certificate in a PEM file. */
 int cta_tls_fingerprint_pem_file(const char *cert_path, char ret[128], struct cta_error **err);
+
+/*
+ * Write a new self-signed client certificate (EC P-256, CN = cn, clientAuth, 10 years)
+ * and its key (mode 0600), each replaced atomically. A node accepts it for logins once
+ * its fingerprint is listed in the node's authorized_clients file.
+ */
+int cta_tls_client_cert_generate(const char *cert_path, const char *key_path, const char *cn,
+                                 struct cta_error **err);

@@ -321,7 +321,9 @@ class Client:
     """One connection to ctagentd: TLS without verification (the peer certificate's SHA-256
     fingerprint is kept in .fingerprint), or plain TCP. Reads the greeting on connect."""
 
-    def __init__(self, addr, *, tls=True, src=None, timeout=DEFAULT_TIMEOUT, greeting=True):
+    def __init__(self, addr, *, tls=True, src=None, timeout=DEFAULT_TIMEOUT, greeting=True,
+                 cert=None):
+        """cert: (certificate file, key file) to present as a TLS client certificate."""
         self.addr = addr
         self.tls = tls
         self.timeout = timeout
@@ -341,6 +343,8 @@ class Client:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
+                if cert:
+                    ctx.load_cert_chain(cert[0], cert[1])
                 self.sock = ctx.wrap_socket(raw)
                 self.cert_der = self.sock.getpeercert(binary_form=True)
                 if self.cert_der:

@@ -1,5 +1,7 @@
 """system/login through PAM, authorization, one-time passes, failed-login slowdown."""
 
+import os
+import subprocess
 import time
 
 import pytest
@@ -150,3 +152,104 @@ def test_failed_login_slowdown(node_a, users):
     # The right password still works from the slowed address (after its delay).
     with node_a.client(src=src, timeout=30) as c:
         expect_ok(c.login(users.admin, users.admin_pw, timeout=30), "good login after failures")
+
+
+# ---- client certificates (authorized_clients) ----
+
+def _keygen(ctagent_bin, home, user, name=None):
+    """`ctagent keygen` in a fresh HOME: returns (cert, key, the printed line)."""
+    env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    args = [ctagent_bin, "-u", user, "keygen"] + (["--name", name] if name else [])
+    p = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    line = p.stdout.decode().strip()
+    d = os.path.join(home, ".config", "ctagent")
+    cert, key = os.path.join(d, "client.crt"), os.path.join(d, "client.key")
+    assert os.stat(key).st_mode & 0o077 == 0, "the key is readable by others"
+    return cert, key, line
+
+
+def _authorize(node, text, mode=0o600):
+    path = os.path.join(node.state_dir, "authorized_clients")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_certificate_login(nodes, users, ctagent_bin, tmp_path):
+    """A certificate listed for the admin logs in without a password and gets the admin's
+    rights; the same certificate may not log in as another user; an unlisted certificate,
+    a file others may write, a locked account and plain TCP are refused; a password given
+    with the certificate is checked as a password."""
+    n = nodes.start(host="127.0.0.11")
+    cert, key, line = _keygen(ctagent_bin, str(tmp_path / "h1"), users.admin)
+    other_cert, other_key, _ = _keygen(ctagent_bin, str(tmp_path / "h2"), users.admin)
+    fp, who = line.split()
+    assert who == users.admin and fp.startswith("SHA256:"), line
+    # keygen again changes nothing and prints the same line.
+    assert _keygen(ctagent_bin, str(tmp_path / "h1"), users.admin)[2] == line
+    # Lower case and a comment are fine.
+    _authorize(n, "# who may log in without a password\n%s %s laptop\n" % (fp.lower(), who))
+
+    def login(c_cert, user, password=None, tls=True):
+        with n.client(src=H.fresh_src_addr(), cert=c_cert, tls=tls) as c:
+            r = c.login(user, password)
+            ok = r.error is None
+            gp = c.sys("<generate_pass/>") if ok else None
+        return r, gp
+
+    r, gp = login((cert, key), users.admin)
+    expect_ok(r, "certificate login")
+    expect_ok(gp, "generate_pass after a certificate login (admin rights)")
+    assert "logged in as %s with certificate %s" % (users.admin, fp) in n.log(), n.log()[-2000:]
+    r, _ = login((cert, key), users.user)
+    expect_error(r, H.E_AUTH_FAILED, "certificate listed for another user")
+    r, _ = login((other_cert, other_key), users.admin)
+    expect_error(r, H.E_AUTH_FAILED, "unlisted certificate")
+    r, _ = login(None, users.admin)
+    expect_error(r, H.E_AUTH_FAILED, "no certificate, no password")
+    r, _ = login((cert, key), users.admin, "wrong-password")
+    expect_error(r, H.E_AUTH_FAILED, "the certificate does not excuse a wrong password")
+    r, _ = login(None, users.admin, tls=False)
+    expect_error(r, H.E_AUTH_FAILED, "plain TCP has no certificate")
+
+    _authorize(n, "%s %s\n" % (fp, who), mode=0o666)
+    r, _ = login((cert, key), users.admin)
+    expect_error(r, H.E_AUTH_FAILED, "authorized_clients writable by others")
+    assert "authorized clients file" in n.log() and "ignored" in n.log()
+    _authorize(n, "%s %s\n" % (fp, who))
+    subprocess.run(["usermod", "-L", users.admin], check=True)
+    try:
+        r, _ = login((cert, key), users.admin)
+        expect_error(r, H.E_AUTH_FAILED, "locked account")
+    finally:
+        subprocess.run(["usermod", "-U", users.admin], check=True)
+    expect_ok(login((cert, key), users.admin)[0], "unlocked again")
+    # Revocation takes effect at once: the file is read at every login.
+    _authorize(n, "")
+    r, _ = login((cert, key), users.admin)
+    expect_error(r, H.E_AUTH_FAILED, "certificate removed from the file")
+
+
+def test_cli_certificate_login_hint(nodes, users, ctagent_bin, tmp_path):
+    """The CLI logs in with its default certificate when no password is given; refused,
+    it says which line the node lacks (exit 4); --no-cert goes back to passwords."""
+    n = nodes.start(host="127.0.0.11")
+    home = str(tmp_path / "home")
+    _, _, line = _keygen(ctagent_bin, home, users.admin)
+    env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    base = [ctagent_bin, "-H", "%s:%d" % n.tls_addr, "-u", users.admin]
+    p = subprocess.run(base + ["eid"], env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 4, p.stderr.decode()
+    assert line in p.stderr.decode(), p.stderr.decode()
+    _authorize(n, line + "\n")
+    p = subprocess.run(base + ["eid"], env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0 and H.UUID_RE.match(p.stdout.decode().strip()), (
+        p.stdout.decode() + p.stderr.decode())
+    p = subprocess.run(base + ["--no-cert", "eid"], env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 4 and "no password" in p.stderr.decode(), p.stderr.decode()

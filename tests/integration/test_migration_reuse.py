@@ -327,6 +327,52 @@ def test_cli_migrate_with_one_time_pass(ct_nodes, ctagent_bin, tmp_path):
         assert f.read() == "moved by the CLI\n"
 
 
+def test_cli_migrate_with_certificates(ct_nodes, ctagent_bin, tmp_path):
+    """With a client certificate listed on both nodes and no password anywhere, `ctagent
+    migrate` logs in to both nodes with it, hands the source a one-time pass from the
+    destination, and the container moves; both nodes log the certificate login."""
+    a = ct_nodes.start(host="127.0.0.11")
+    b = ct_nodes.start(host="127.0.0.12")
+    user = a.admin.admin
+    with a.client() as ca:
+        _, env = create(ca, name="certm1", veid=123)
+        eid = env["eid"]
+    marker = os.path.join(a.private_root, "123", "srv", "cert-marker")
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w") as f:
+        f.write("moved with a certificate\n")
+    home = str(tmp_path / "home")
+    env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    p = subprocess.run([ctagent_bin, "-u", user, "keygen"], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    line = p.stdout.decode()
+    for n in (a, b):
+        path = os.path.join(n.node.state_dir, "authorized_clients")
+        with open(path, "w") as f:
+            f.write(line)
+        os.chmod(path, 0o600)
+    args = ["-H", "%s:%d" % a.node.tls_addr, "-u", user, "migrate", eid,
+            "%s:%d" % b.node.tls_addr]
+    p = subprocess.run([ctagent_bin] + args, env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    desc = "ctagent %s → exit %d\nstdout: %s\nstderr: %s" % (
+        " ".join(args), p.returncode, p.stdout.decode(errors="replace"),
+        p.stderr.decode(errors="replace"))
+    assert p.returncode == 0, desc + "\n" + b.log_excerpt()
+    assert "with a one-time pass" in desc, desc
+    fp = line.split()[0]
+    for n in (a, b):
+        assert "logged in as %s with certificate %s" % (user, fp) in n.node.log(), (
+            n.log_excerpt())
+    with a.client() as ca:
+        assert status(ca, eid) is None, "still on the source after the CLI said moved"
+    with b.client() as cb:
+        assert status(cb, eid) == (F.ST_DOWN, 0)
+    with open(os.path.join(b.private_root, "123", "srv", "cert-marker")) as f:
+        assert f.read() == "moved with a certificate\n"
+
+
 def test_small_change_in_a_big_image_sends_one_block(ct_nodes, ct_admin):
     """A 1 GiB sparse image with 64 MiB of data goes A→B; 4 KiB change inside it on B; back
     to A: A starts from its .migrated copy and its recorded block hashes, so only about one

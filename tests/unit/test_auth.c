@@ -640,6 +640,149 @@ TEST(auth__pam_unknown_service)
         return 0;
 }
 
+/* ---- authorized client certificates ---- */
+
+#define FP_A "SHA256:16:5E:5A:FF:6D:94:B1:49:75:F9:D7:25:35:4E:F9:3E:28:F0:B8:2F:6D:04:82:58:4E:8A:23:60:FB:72:3A:53"
+#define FP_B "SHA256:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF"
+
+TEST(auth__cert_match)
+{
+        static const struct {
+                const char *text, *fp, *user;
+                int want;
+        } cases[] = {
+                { FP_A " alice\n", FP_A, "alice", 1 },
+                { FP_A " alice", FP_A, "alice", 1 },                    /* no final newline */
+                { "  \t" FP_A "\talice laptop key\r\n", FP_A, "alice", 1 }, /* blanks, CRLF */
+                { "sha256:16:5e:5a:ff:6d:94:b1:49:75:f9:d7:25:35:4e:f9:3e:28:f0:b8:2f:6d:04:82:"
+                  "58:4e:8a:23:60:fb:72:3a:53 alice\n",
+                  FP_A, "alice", 1 },                                   /* either case */
+                { FP_A " bob\n" FP_A " alice\n", FP_A, "alice", 1 },   /* one certificate, two users */
+                { FP_A " bob\n", FP_A, "alice", 0 },
+                { FP_A " alicex\n", FP_A, "alice", 0 },                 /* whole names only */
+                { FP_A " alic\n", FP_A, "alice", 0 },
+                { FP_B " alice\n", FP_A, "alice", -1 },
+                { "#" FP_A " alice\n", FP_A, "alice", -1 },              /* a comment */
+                { FP_A "\n", FP_A, "alice", 0 },                         /* no user */
+                { "SHA256:16:5E alice\n", "SHA256:16:5E", "alice", -1 }, /* a prefix is no fingerprint */
+                { FP_A ":00 alice\n", FP_A, "alice", -1 },
+                { "SHA1:" FP_A " alice\n", FP_A, "alice", -1 },
+                { "", FP_A, "alice", -1 },
+                { "\n\n\n", FP_A, "alice", -1 },
+        };
+
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(cases); i++) {
+                int m = cta_auth_cert_match(cases[i].text, strlen(cases[i].text), cases[i].fp,
+                                            cases[i].user);
+                if (m != cases[i].want)
+                        TAP_FAIL("case %zu: got %d, want %d", i, m, cases[i].want);
+        }
+        /* A NUL inside the text ends no line early and matches nothing. */
+        static const char nul[] = FP_A "\0alice\n";
+        ASSERT_INT_EQ(cta_auth_cert_match(nul, sizeof(nul) - 1, FP_A, "alice"), -1);
+        return 0;
+}
+
+static int write_clients(const char *path, const char *text, mode_t mode)
+{
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+        if (fd < 0)
+                return -1;
+        if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fchmod(fd, mode) < 0) {
+                close(fd);
+                return -1;
+        }
+        return close(fd);
+}
+
+TEST(auth__cert_file)
+{
+        char dir[] = "/tmp/cta-auth-XXXXXX";
+        _cleanup_free_ char *path = NULL;
+        struct cta_error *e = NULL;
+        int r;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        path = cta_xasprintf("%s/authorized_clients", dir);
+        /* Missing: refused, not an error of the daemon. */
+        ASSERT_INT_EQ(cta_auth_cert(path, FP_A, "alice", &e), -CTA_E_AUTH_FAILED);
+        e = cta_error_free(e);
+        ASSERT_INT_EQ(write_clients(path, FP_A " alice\n", 0600), 0);
+        r = cta_auth_cert(path, FP_A, "alice", &e);
+        if (r != 0)
+                TAP_FAIL("listed: %s", cta_error_msg(e));
+        ASSERT_INT_EQ(cta_auth_cert(path, FP_A, "bob", &e), -CTA_E_AUTH_FAILED);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "another user"));
+        e = cta_error_free(e);
+        ASSERT_INT_EQ(cta_auth_cert(path, FP_B, "alice", &e), -CTA_E_AUTH_FAILED);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "not listed"));
+        e = cta_error_free(e);
+        /* Bad names never reach the file. */
+        ASSERT_INT_EQ(cta_auth_cert(path, FP_A, "-alice", &e), -CTA_E_AUTH_FAILED);
+        e = cta_error_free(e);
+        ASSERT_INT_EQ(cta_auth_cert(path, "", "alice", &e), -CTA_E_AUTH_FAILED);
+        e = cta_error_free(e);
+        /* Writable by group or others: ignored whatever it says. */
+        ASSERT_INT_EQ(chmod(path, 0620), 0);
+        ASSERT_INT_EQ(cta_auth_cert(path, FP_A, "alice", &e), -CTA_E_IO);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "ignored"));
+        e = cta_error_free(e);
+        ASSERT_INT_EQ(chmod(path, 0644), 0);
+        ASSERT_INT_EQ(cta_auth_cert(path, FP_A, "alice", &e), 0);
+        /* Owned by someone else (when we can arrange it). */
+        if (geteuid() == 0) {
+                ASSERT_INT_EQ(chown(path, 65534, 65534), 0);
+                ASSERT_INT_EQ(cta_auth_cert(path, FP_A, "alice", &e), -CTA_E_IO);
+                e = cta_error_free(e);
+                ASSERT_INT_EQ(chown(path, 0, 0), 0);
+        }
+        /* A directory, and a file beyond the size limit. */
+        ASSERT_INT_EQ(unlink(path), 0);
+        ASSERT_INT_EQ(mkdir(path, 0700), 0);
+        ASSERT_INT_EQ(cta_auth_cert(path, FP_A, "alice", &e), -CTA_E_IO);
+        e = cta_error_free(e);
+        ASSERT_INT_EQ(rmdir(path), 0);
+        ASSERT_INT_EQ(write_clients(path, FP_A " alice\n", 0600), 0);
+        ASSERT_INT_EQ(truncate(path, CTA_AUTH_CLIENTS_FILE_MAX + 1), 0);
+        ASSERT_INT_EQ(cta_auth_cert(path, FP_A, "alice", &e), -CTA_E_IO);
+        e = cta_error_free(e);
+        ASSERT_INT_EQ(unlink(path), 0);
+        ASSERT_INT_EQ(rmdir(dir), 0);
+        return 0;
+}
+
+TEST(auth__pam_account_only)
+{
+        _cleanup_(cta_error_freep) struct cta_error *e = NULL;
+        int r = pam_ready();
+
+        if (r)
+                return r;
+        /* No password asked: the account checks alone. */
+        r = cta_auth_pam_account(fx.name, fx.name, &e);
+        if (r != 0)
+                TAP_FAIL("account check: %s", cta_error_msg(e));
+        ASSERT_INT_EQ(cta_auth_pam_account(fx.name, "cta-no-such-user-x9", &e), -CTA_E_AUTH_FAILED);
+        e = cta_error_free(e);
+        /* A locked password locks certificate logins too. */
+        ASSERT_INT_EQ(run((const char *const[]){ "usermod", "-L", fx.name, NULL }, NULL), 0);
+        r = cta_auth_pam_account(fx.name, fx.name, &e);
+        (void)run((const char *const[]){ "usermod", "-U", fx.name, NULL }, NULL);
+        ASSERT_INT_EQ(r, -CTA_E_AUTH_FAILED);
+        e = cta_error_free(e);
+        /* An expired account. */
+        ASSERT_INT_EQ(run((const char *const[]){ "usermod", "-e", "1970-01-02", fx.name, NULL },
+                          NULL),
+                      0);
+        r = cta_auth_pam_account(fx.name, fx.name, &e);
+        (void)run((const char *const[]){ "usermod", "-e", "", fx.name, NULL }, NULL);
+        ASSERT_INT_EQ(r, -CTA_E_AUTH_FAILED);
+        e = cta_error_free(e);
+        ASSERT_INT_EQ(cta_auth_pam_account(fx.name, fx.name, &e), 0);
+        return 0;
+}
+
 int main(void)
 {
         int r = tap_run(TESTS(T(auth__ratelimit_sequence), T(auth__ratelimit_cap_evicts_oldest),
@@ -647,7 +790,9 @@ int main(void)
                               T(auth__ratelimit_threads), T(auth__user_info_root),
                               T(auth__user_info_unknown_or_bad_name), T(auth__user_info_groups),
                               T(auth__pam_password), T(auth__pam_expired_account),
-                              T(auth__pam_threads), T(auth__pam_unknown_service)));
+                              T(auth__pam_threads), T(auth__pam_unknown_service),
+                              T(auth__cert_match), T(auth__cert_file),
+                              T(auth__pam_account_only)));
         fx_cleanup();
         return r;
 }

@@ -623,6 +623,79 @@ TEST(args__one_time)
         return 0;
 }
 
+static void touch(const char *path)
+{
+        FILE *f = fopen(path, "w");
+        if (f)
+                fclose(f);
+}
+
+TEST(args__client_cert)
+{
+        char dir[] = "/tmp/cta-cli-cert-XXXXXX";
+        struct cli_opts o;
+        _cleanup_free_ char *cdir = NULL, *crt = NULL, *key = NULL, *other = NULL,
+                           *other_key = NULL, *pem = NULL;
+
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        setenv("XDG_CONFIG_HOME", dir, 1);
+        cdir = cta_xasprintf("%s/ctagent", dir);
+        crt = cta_xasprintf("%s/client.crt", cdir);
+        key = cta_xasprintf("%s/client.key", cdir);
+        other = cta_xasprintf("%s/other.crt", dir);
+        other_key = cta_xasprintf("%s/other.key", dir);
+        pem = cta_xasprintf("%s/other.pem", dir);
+
+        /* No default pair: no certificate. */
+        ASSERT_OK(parse(&o, NULL, "ping", NULL));
+        ASSERT_NULL(o.cert_path);
+        cli_opts_done(&o);
+        /* The default pair once both files exist. */
+        ASSERT_INT_EQ(mkdir(cdir, 0700), 0);
+        touch(crt);
+        ASSERT_OK(parse(&o, NULL, "ping", NULL));
+        ASSERT_NULL(o.cert_path); /* (no key yet) */
+        cli_opts_done(&o);
+        touch(key);
+        ASSERT_OK(parse(&o, NULL, "ping", NULL));
+        ASSERT_STR_EQ(o.cert_path, crt);
+        ASSERT_STR_EQ(o.key_path, key);
+        cli_opts_done(&o);
+        ASSERT_OK(parse(&o, NULL, "--no-cert", "ping", NULL));
+        ASSERT_NULL(o.cert_path);
+        cli_opts_done(&o);
+        ASSERT_OK(parse(&o, NULL, "--plain", "ping", NULL));
+        ASSERT_NULL(o.cert_path); /* plain TCP carries none */
+        cli_opts_done(&o);
+        /* --cert: its key is the .key beside it, and both must be readable. */
+        ASSERT_OK(expect_usage("--cert", "--cert", other, "ping", NULL));
+        touch(other);
+        ASSERT_OK(expect_usage("client key", "--cert", other, "ping", NULL));
+        touch(other_key);
+        ASSERT_OK(parse(&o, NULL, "--cert", other, "ping", NULL));
+        ASSERT_STR_EQ(o.cert_path, other);
+        ASSERT_STR_EQ(o.key_path, other_key);
+        cli_opts_done(&o);
+        touch(pem);
+        ASSERT_OK(expect_usage("does not end in .crt", "--cert", pem, "ping", NULL));
+        ASSERT_OK(parse(&o, NULL, "--cert", pem, "--key", other_key, "ping", NULL));
+        ASSERT_STR_EQ(o.key_path, other_key);
+        cli_opts_done(&o);
+        ASSERT_OK(expect_usage("--key needs --cert", "--key", other_key, "ping", NULL));
+        ASSERT_OK(expect_usage("contradicts", "--no-cert", "--cert", other, "ping", NULL));
+        ASSERT_OK(expect_usage("needs TLS", "--plain", "--cert", other, "ping", NULL));
+
+        unsetenv("XDG_CONFIG_HOME");
+        unlink(crt);
+        unlink(key);
+        unlink(other);
+        unlink(other_key);
+        unlink(pem);
+        rmdir(cdir);
+        rmdir(dir);
+        return 0;
+}
+
 TEST(args__repeatable)
 {
         struct cli_opts o;
@@ -988,7 +1061,7 @@ int main(void)
                              T(progress__tty_redraw), T(args__defaults),
                              T(args__globals_anywhere), T(args__command_options),
                              T(args__help_version), T(args__usage_errors), T(args__one_time),
-                             T(args__repeatable), T(args__check_hook), T(check__raw_file),
+                             T(args__client_cert), T(args__repeatable), T(args__check_hook), T(check__raw_file),
                              T(prompt__no_echo),
                              T(prompt__failures), T(password_file),
                              T(req__login_packet), T(req__escaping_and_target),
