@@ -546,8 +546,15 @@ static int one_time_pass(struct cli_ctx *ctx, const struct cli_mig_spec *s, cons
         rc = cli_conn_open(ctx, &t, &dc);
         if (rc >= 0) {
                 rc = cli_conn_login(ctx, dc, user, password, CLI_SYSTEM_REALM);
-                if (rc < 0 && !password && ctx->fail == CLI_FAIL_LOGIN)
-                        cli_cert_login_hint(ctx, dc->key, user);
+                /* Refused certificate: a password instead, when a terminal can ask. */
+                if (rc < 0 && !password && ctx->fail == CLI_FAIL_LOGIN &&
+                    (rc = cli_cert_refused(ctx, dc->key, user)) >= 0) {
+                        char *pw = NULL;
+                        rc = dst_password(ctx, user, s, &pw);
+                        if (rc >= 0)
+                                rc = cli_conn_login(ctx, dc, user, pw, CLI_SYSTEM_REALM);
+                        cli_secret_free(pw);
+                }
         }
         if (rc >= 0) {
                 cli_req_begin(&r, dc, NULL, "system", false);

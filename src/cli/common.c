@@ -532,7 +532,8 @@ void cli_print_usage(FILE *f, const struct cli_command *const *groups)
         fprintf(f, "\nWith a client certificate (made by 'ctagent keygen', found in\n"
                    "~/.config/ctagent/client.crt or given with --cert) and no password given,\n"
                    "the client logs in with the certificate; a node accepts it once its\n"
-                   "fingerprint is listed for the user in the node's authorized_clients.\n");
+                   "fingerprint is listed for the user in the node's authorized_clients\n"
+                   "(refused, the client asks for the password if it has a terminal).\n");
         fprintf(f, "\nThe first TLS connection to a node pins its certificate fingerprint in\n"
                    "$XDG_CONFIG_HOME/ctagent/known_nodes (~/.config/ctagent/known_nodes).\n"
                    "Exit status: 0 ok, 1 the node returned an error, 2 usage error,\n"

@@ -516,6 +516,29 @@ int cli_conn_login_reply(struct cli_ctx *ctx, struct cli_conn *c, const struct c
         return 0;
 }
 
+bool cli_can_prompt(void)
+{
+        int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0)
+                return false;
+        close(fd);
+        return true;
+}
+
+int cli_cert_refused(struct cli_ctx *ctx, const char *node, const char *user)
+{
+        if (!cli_can_prompt()) {
+                cli_cert_login_hint(ctx, node, user);
+                return -cta_error_code(ctx->err);
+        }
+        fprintf(stderr, "ctagent: %s did not accept the client certificate %s for %s\n", node,
+                ctx->o->cert_path, user);
+        ctx->err = cta_error_free(ctx->err);
+        ctx->fail = CLI_FAIL_NONE;
+        return 0;
+}
+
 void cli_cert_login_hint(struct cli_ctx *ctx, const char *node, const char *user)
 {
         char fp[CTA_TLS_FINGERPRINT_MAX];

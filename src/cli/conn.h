@@ -67,6 +67,12 @@ int cli_conn_login_reply(struct cli_ctx *ctx, struct cli_conn *c, const struct c
 /* After a refused certificate login (no password): add to ctx->err which line the
  * node's authorized_clients file lacks. */
 void cli_cert_login_hint(struct cli_ctx *ctx, const char *node, const char *user);
+/* True when there is a terminal to ask a password on (/dev/tty opens). */
+bool cli_can_prompt(void);
+/* After a refused certificate login: with a terminal, say so, clear the failure and
+ * return 0 (the caller asks for a password and logs in again, as ssh falls back from
+ * keys); without one, the hint above and the failure's negative code. */
+int cli_cert_refused(struct cli_ctx *ctx, const char *node, const char *user);
 
 /* Longest password accepted from a file, the environment or a prompt. */
 #define CLI_PASSWORD_MAX 1024

@@ -89,11 +89,16 @@ static int connect_and_login(struct cli_ctx *ctx)
                 r = cli_conn_login_send(ctx, ctx->conn, &lr, who, password, o->realm);
                 if (r >= 0 && o->cmd->while_login)
                         r = o->cmd->while_login(ctx);
-                if (r >= 0)
+                if (r >= 0) {
                         r = cli_conn_login_reply(ctx, ctx->conn, &lr, who);
+                        /* Refused certificate: a password instead, when there is a
+                         * terminal to ask on (a second login on the connection). */
+                        if (r < 0 && by_cert && ctx->fail == CLI_FAIL_LOGIN &&
+                            (r = cli_cert_refused(ctx, ctx->conn->key, who)) >= 0 &&
+                            (r = cli_get_password(ctx, o, &password)) >= 0)
+                                r = cli_conn_login(ctx, ctx->conn, who, password, o->realm);
+                }
                 cli_req_done(&lr);
-                if (r < 0 && by_cert && ctx->fail == CLI_FAIL_LOGIN)
-                        cli_cert_login_hint(ctx, ctx->conn->key, who);
         }
         cli_secret_free(password);
         return r;

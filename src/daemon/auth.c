@@ -238,9 +238,13 @@ static int clients_file_open(const char *path, struct cta_error **err)
         struct stat st;
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
+        if (fd < 0 && errno == ENOENT)
+                return cta_error_set(err, CTA_E_AUTH_FAILED, 0,
+                                     "a client certificate, but no authorized clients file "
+                                     "'%s' (certificate logins are off)",
+                                     path);
         if (fd < 0)
-                return cta_error_errno(err, errno == ENOENT ? CTA_E_AUTH_FAILED : CTA_E_IO,
-                                       "authorized clients file '%s'", path);
+                return cta_error_errno(err, CTA_E_IO, "authorized clients file '%s'", path);
         if (fstat(fd, &st) < 0) {
                 int e = errno;
                 close(fd);

@@ -1,6 +1,9 @@
 """system/login through PAM, authorization, one-time passes, failed-login slowdown."""
 
 import os
+import pty
+import re
+import select
 import subprocess
 import time
 
@@ -253,3 +256,48 @@ def test_cli_certificate_login_hint(nodes, users, ctagent_bin, tmp_path):
     p = subprocess.run(base + ["--no-cert", "eid"], env=env, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert p.returncode == 4 and "no password" in p.stderr.decode(), p.stderr.decode()
+
+
+def _run_on_pty(argv, env, answer, timeout=30):
+    """Run argv with a terminal of its own; type answer (and Enter) at the first
+    "Password" prompt. Returns (exit status, everything it wrote)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, env)
+    out, typed, deadline = b"", False, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if not r:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not typed and b"Password" in out:
+                os.write(fd, answer.encode() + b"\n")
+                typed = True
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_cli_certificate_refused_falls_back_to_a_password(nodes, users, ctagent_bin, tmp_path):
+    """On a terminal, a refused certificate is not the end (as ssh falls back from keys):
+    the CLI says so, asks for the password and logs in with it on the same connection."""
+    n = nodes.start(host="127.0.0.11")
+    home = str(tmp_path / "home")
+    _keygen(ctagent_bin, home, users.admin)
+    env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    argv = [ctagent_bin, "-H", "%s:%d" % n.tls_addr, "-u", users.admin, "eid"]
+    rc, out = _run_on_pty(argv, env, users.admin_pw)
+    assert rc == 0, out
+    assert "did not accept the client certificate" in out, out
+    assert re.search(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\r?$", out,
+                     re.M), out
+    rc, out = _run_on_pty(argv, env, "wrong-password")
+    assert rc == 4, out
