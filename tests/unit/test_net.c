@@ -137,6 +137,7 @@ enum mode {
         M_HOLD,   /* on open: hand a reference to the test thread */
         M_CAP,    /* queue cap 1 MiB: try 2 MiB (must fail), send 512 KiB, close */
         M_PAUSE,  /* echo; "P" pauses reading for 300 ms */
+        M_PEERFP, /* on open: send the client certificate's fingerprint and "\n", close */
 };
 
 struct lcfg {
@@ -163,9 +164,11 @@ static struct lcfg L_CAP = { "cap", M_CAP, true, "127.0.0.1:0" };
 static struct lcfg L_HS = { "handshake", M_ECHO, true, "127.0.0.1:0" };
 static struct lcfg L_MAX2 = { "max2", M_ECHO, false, "127.0.0.1:0" };
 static struct lcfg L_PAUSE = { "pause", M_PAUSE, true, "127.0.0.1:0" };
+static struct lcfg L_PEERFP = { "peerfp", M_PEERFP, true, "127.0.0.1:0" };
+static struct lcfg L_PEERFP_PLAIN = { "peerfp-plain", M_PEERFP, false, "127.0.0.1:0" };
 static struct lcfg *listeners[] = { &L_ECHO, &L_ECHO_TLS, &L_ECHO6, &L_WORKER, &L_IDLE,
                                     &L_BIG,  &L_BIG_TLS,  &L_HOLD,  &L_CAP,    &L_HS,
-                                    &L_MAX2, &L_PAUSE };
+                                    &L_MAX2, &L_PAUSE,    &L_PEERFP, &L_PEERFP_PLAIN };
 
 #define BIG_SEED 77
 
@@ -220,6 +223,13 @@ static void srv_on_open(struct cta_conn *c)
                 pthread_cond_broadcast(&S.cond);
                 pthread_mutex_unlock(&S.lock);
                 break;
+        case M_PEERFP: {
+                const char *fp = cta_conn_peer_fingerprint(c);
+                if (cta_conn_send(c, fp, strlen(fp)) < 0 || cta_conn_send(c, "\n", 1) < 0)
+                        atomic_store(&cfg->result, -1);
+                cta_conn_close_after_flush(c);
+                break;
+        }
         case M_CAP: {
                 uint8_t *buf = cta_xcalloc(1, 2 * MIB);
                 int r = cta_conn_send(c, buf, 2 * MIB);
@@ -835,6 +845,83 @@ TEST(conn__echo_tls_pinned)
         return 0;
 }
 
+/* What the server saw of the client's certificate: the line M_PEERFP sends. */
+static int peer_fp_seen(const struct lcfg *cfg, const char *cert, const char *key,
+                        char out[CTA_TLS_FINGERPRINT_MAX])
+{
+        struct cta_client_opts o = { .tls = cfg->tls, .cert_path = cert, .key_path = key,
+                                     .timeout_ms = CLIENT_TIMEOUT_MS };
+        struct cta_client *c = NULL;
+        struct cta_error *e = NULL;
+        char buf[256];
+        size_t n = 0;
+
+        if (cta_client_connect("127.0.0.1", cfg->port, &o, &c, &e) < 0) {
+                printf("# connect to %s: %s\n", cfg->name, cta_error_msg(e));
+                cta_error_free(e);
+                return -1;
+        }
+        for (;;) {
+                ssize_t r = cta_client_read(c, buf + n, sizeof(buf) - 1 - n, -1, NULL);
+                if (r <= 0)
+                        break;
+                n += (size_t)r;
+                if (memchr(buf, '\n', n))
+                        break;
+        }
+        cta_client_free(c);
+        buf[n] = '\0';
+        char *nl = strchr(buf, '\n');
+        if (!nl)
+                return -1;
+        *nl = '\0';
+        if ((size_t)(nl - buf) >= CTA_TLS_FINGERPRINT_MAX)
+                return -1;
+        memcpy(out, buf, (size_t)(nl - buf) + 1);
+        return 0;
+}
+
+TEST(conn__client_certificate)
+{
+        _cleanup_free_ char *crt = cta_xasprintf("%s/client.crt", S.dir);
+        _cleanup_free_ char *key = cta_xasprintf("%s/client.key", S.dir);
+        _cleanup_free_ char *other_key = cta_xasprintf("%s/tls/server.key", S.dir);
+        char want[CTA_TLS_FINGERPRINT_MAX], got[CTA_TLS_FINGERPRINT_MAX];
+        struct cta_client_opts o = { .tls = true, .timeout_ms = CLIENT_TIMEOUT_MS };
+        struct cta_client *c = NULL;
+        struct cta_error *e = NULL;
+        struct stat st;
+
+        ASSERT_OK(cta_tls_client_cert_generate(crt, key, "alice@test", NULL));
+        ASSERT_INT_EQ(stat(key, &st), 0);
+        ASSERT_INT_EQ(st.st_mode & 0777, 0600);
+        ASSERT_OK(cta_tls_fingerprint_pem_file(crt, want, NULL));
+        ASSERT_TRUE(strcmp(want, S.fp) != 0);
+        /* The server sees the certificate the client presents, and none otherwise. */
+        ASSERT_OK(peer_fp_seen(&L_PEERFP, crt, key, got));
+        ASSERT_STR_EQ(got, want);
+        ASSERT_OK(peer_fp_seen(&L_PEERFP, NULL, NULL, got));
+        ASSERT_STR_EQ(got, "");
+        ASSERT_OK(peer_fp_seen(&L_PEERFP_PLAIN, NULL, NULL, got));
+        ASSERT_STR_EQ(got, "");
+        /* A certificate without its key, a key of another certificate, a missing file. */
+        o.cert_path = crt;
+        ASSERT_INT_EQ(cta_client_connect("127.0.0.1", L_PEERFP.port, &o, &c, &e), -CTA_E_INVALID);
+        e = cta_error_free(e);
+        o.key_path = other_key;
+        ASSERT_INT_EQ(cta_client_connect("127.0.0.1", L_PEERFP.port, &o, &c, &e), -CTA_E_TLS);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "client key"));
+        e = cta_error_free(e);
+        o.cert_path = "/nonexistent/client.crt";
+        ASSERT_INT_EQ(cta_client_connect("127.0.0.1", L_PEERFP.port, &o, &c, &e), -CTA_E_TLS);
+        ASSERT_NOT_NULL(strstr(cta_error_msg(e), "client certificate"));
+        e = cta_error_free(e);
+        ASSERT_NULL(c);
+        ASSERT_INT_EQ(cta_tls_client_cert_generate(crt, key, "", &e), -CTA_E_INVALID);
+        e = cta_error_free(e);
+        return 0;
+}
+
 TEST(conn__ipv6)
 {
         if (!S.ipv6)
@@ -1392,7 +1479,7 @@ int main(void)
         }
         r = tap_run(TESTS(T(loop__timers), T(loop__many_timers), T(loop__post_from_threads),
                           T(loop__fds_and_stop), T(tls__self_signed), T(conn__echo_plain),
-                          T(conn__echo_tls_pinned), T(conn__ipv6), T(conn__200_concurrent),
+                          T(conn__echo_tls_pinned), T(conn__client_certificate), T(conn__ipv6), T(conn__200_concurrent),
                           T(conn__large_transfer), T(conn__send_from_thread),
                           T(conn__idle_timeout), T(conn__close_after_flush), T(conn__linger),
                           T(conn__queue_cap),
