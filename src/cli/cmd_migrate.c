@@ -44,13 +44,19 @@
 #define POLL_SLICE_MS 1000
 #define INFO_BATCH 100
 
-/* A one-time pass from the destination: asked for (--one-time-pass), or implied
- * when the client has a certificate and no destination password is given: the
- * client logs in there with the certificate, so no password is needed anywhere. */
+/* The client logs in to the destination with its certificate: it has one, the
+ * connection there is TLS (plain TCP carries none), and no password is given. */
+static bool dst_by_cert(const struct cli_opts *o)
+{
+        return o->cert_path && !cli_opt(o, "dst-plain") && !cli_opt(o, "dst-password-file") &&
+               !getenv("CTAGENT_DST_PASSWORD");
+}
+
+/* A one-time pass from the destination: asked for (--one-time-pass), or implied by a
+ * certificate login there, so that no password is needed anywhere. */
 static bool use_one_time_pass(const struct cli_opts *o)
 {
-        return cli_opt(o, "one-time-pass") || (o->cert_path && !cli_opt(o, "dst-password-file") &&
-                                               !getenv("CTAGENT_DST_PASSWORD"));
+        return cli_opt(o, "one-time-pass") || dst_by_cert(o);
 }
 
 /* ---- the command line ---- */
@@ -921,9 +927,7 @@ static int pass_from_dst(struct cli_ctx *ctx, const struct cli_mig_spec *s,
         char *password = NULL;
         int rc = 0;
 
-        /* With a certificate and no password given, the certificate logs in. */
-        if (!ctx->o->cert_path || cli_opt(ctx->o, "dst-password-file") ||
-            getenv("CTAGENT_DST_PASSWORD"))
+        if (!dst_by_cert(ctx->o))
                 rc = dst_password(ctx, dst_user(ctx->o), s, &password);
         if (rc < 0)
                 return rc;

@@ -142,9 +142,12 @@ static bool password_locked(const char *user)
 {
         char buf[4096];
         struct spwd sp, *res = NULL;
+        int r = getspnam_r(user, &sp, buf, sizeof(buf), &res);
 
-        if (getspnam_r(user, &sp, buf, sizeof(buf), &res) != 0 || !res)
-                return false;
+        if (r == ERANGE)
+                return true; /* an entry we cannot read is not one we let in */
+        if (r != 0 || !res)
+                return false; /* no shadow entry (e.g. a directory user): PAM decides */
         return res->sp_pwdp && res->sp_pwdp[0] == '!';
 }
 
