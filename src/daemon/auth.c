@@ -266,6 +266,22 @@ static int clients_file_open(const char *path, struct cta_error **err)
         return fd;
 }
 
+/* The next blank-separated field in [*p, end) (a CR ends it too): its start and length;
+ * *p moves past it. */
+static const char *next_field(const char **p, const char *end, size_t *len)
+{
+        const char *s = *p, *f;
+
+        while (s < end && (*s == ' ' || *s == '\t'))
+                s++;
+        f = s;
+        while (s < end && *s != ' ' && *s != '\t' && *s != '\r')
+                s++;
+        *len = (size_t)(s - f);
+        *p = s;
+        return f;
+}
+
 int cta_auth_cert_match(const char *text, size_t len, const char *fingerprint,
                         const char *user)
 {
@@ -275,21 +291,10 @@ int cta_auth_cert_match(const char *text, size_t len, const char *fingerprint,
         while (p < end) {
                 const char *eol = memchr(p, '\n', (size_t)(end - p));
                 const char *le = eol ? eol : end;
-                const char *f, *u;
                 size_t fn, un;
+                const char *f = next_field(&p, le, &fn);
+                const char *u = next_field(&p, le, &un);
 
-                while (p < le && (*p == ' ' || *p == '\t'))
-                        p++;
-                f = p;
-                while (p < le && *p != ' ' && *p != '\t' && *p != '\r')
-                        p++;
-                fn = (size_t)(p - f);
-                while (p < le && (*p == ' ' || *p == '\t'))
-                        p++;
-                u = p;
-                while (p < le && *p != ' ' && *p != '\t' && *p != '\r')
-                        p++;
-                un = (size_t)(p - u);
                 p = eol ? eol + 1 : end;
                 if (fn == 0 || f[0] == '#' || !fingerprint_syntax_ok(f, fn) ||
                     strncasecmp(f, fingerprint, fn) != 0 || fingerprint[fn] != '\0')
@@ -306,31 +311,18 @@ int cta_auth_cert(const char *path, const char *fingerprint, const char *user,
 {
         _cleanup_free_ char *buf = NULL;
         size_t len = 0;
-        int fd, m;
+        int fd, r, m;
 
         if (!user_name_ok(user) || !fingerprint || !*fingerprint)
                 return auth_failed(err);
         fd = clients_file_open(path, err);
         if (fd < 0)
                 return fd;
-        buf = cta_xmalloc(CTA_AUTH_CLIENTS_FILE_MAX + 1);
-        for (;;) {
-                ssize_t n = read(fd, buf + len, CTA_AUTH_CLIENTS_FILE_MAX + 1 - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        int e = errno;
-                        close(fd);
-                        return cta_error_set(err, CTA_E_IO, e, "read '%s': %s", path,
-                                             strerror(e));
-                }
-                if (n == 0 || (len += (size_t)n) > CTA_AUTH_CLIENTS_FILE_MAX)
-                        break;
-        }
+        /* the fd checked, not the path again: the file read is the file vetted */
+        r = cta_read_fd(fd, path, CTA_AUTH_CLIENTS_FILE_MAX, &buf, &len, err);
         close(fd);
-        if (len > CTA_AUTH_CLIENTS_FILE_MAX)
-                return cta_error_set(err, CTA_E_IO, 0, "'%s' grew beyond %d bytes", path,
-                                     CTA_AUTH_CLIENTS_FILE_MAX);
+        if (r < 0) /* (read error, or grown beyond the limit since the check) */
+                return r;
         m = cta_auth_cert_match(buf, len, fingerprint, user);
         if (m > 0)
                 return 0;

@@ -54,7 +54,8 @@ int cta_auth_pam_account(const char *service, const char *user, struct cta_error
  * daemon's user) and writable by no one else.
  *
  * cta_auth_cert(): 0 if fingerprint is listed for user; -CTA_E_AUTH_FAILED if it is not
- * (or the file is missing), -CTA_E_IO if the file is unusable; the message says which,
+ * (or the file is missing), -CTA_E_IO (-CTA_E_TOO_LARGE if it grew past the limit while
+ * being read) if the file is unusable; the message says which,
  * for the log (the client is told only that the login failed).
  * cta_auth_cert_match(): the parser on the file's text: 1 listed for user, 0 listed for
  * others only, -1 not listed.

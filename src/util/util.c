@@ -295,6 +295,12 @@ int cta_read_file(const char *path, size_t max, char **ret, size_t *ret_len,
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return cta_error_errno(err, CTA_E_IO, "open '%s'", path);
+        return cta_read_fd(fd, path, max, ret, ret_len, err);
+}
+
+int cta_read_fd(int fd, const char *path, size_t max, char **ret, size_t *ret_len,
+                struct cta_error **err)
+{
         /* One byte beyond max is read to tell "exactly max" from "too large". */
         size_t cap = max < 4096 ? max + 1 : 4096, len = 0;
         _cleanup_free_ char *data = cta_xmalloc(cap + 1);

@@ -77,6 +77,9 @@ int cta_write_file_atomic(const char *path, const void *data, size_t len, mode_t
 /* Read a whole small file (at most max bytes) into a NUL-terminated string. */
 int cta_read_file(const char *path, size_t max, char **ret, size_t *ret_len,
                   struct cta_error **err);
+/* The same from an open fd (read to its end; not closed); name is for messages. */
+int cta_read_fd(int fd, const char *name, size_t max, char **ret, size_t *ret_len,
+                struct cta_error **err);
 /* mkdir -p with mode for the created components. */
 int cta_mkdir_p(const char *path, mode_t mode, struct cta_error **err);
 int cta_fd_set_nonblock(int fd, bool on);
