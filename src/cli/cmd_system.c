@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/conn.h"
+#include "cli/known_nodes.h"
 #include "cli/progress.h"
 #include "cta_config.h"
 #include "net/tls.h"
@@ -396,15 +397,10 @@ static int cmd_keygen(struct cli_ctx *ctx)
                 fprintf(stderr, "ctagent: %s exists (--force makes a new pair); its line:\n",
                         cert);
         } else {
-                _cleanup_free_ char *dir = cta_xstrdup(cert);
                 char host[256] = "localhost", cn[300];
-                char *slash = strrchr(dir, '/');
 
-                if (slash && slash != dir) {
-                        *slash = '\0';
-                        if (cta_mkdir_p(dir, 0700, &e) < 0)
-                                return cli_fail_err(ctx, CLI_FAIL_LOCAL, e);
-                }
+                if (cli_make_parent(cert, &e) < 0 || cli_make_parent(key, &e) < 0)
+                        return cli_fail_err(ctx, CLI_FAIL_LOCAL, e);
                 (void)gethostname(host, sizeof(host) - 1);
                 snprintf(cn, sizeof(cn), "%.64s", cli_opt(o, "name") ? cli_opt(o, "name") : "");
                 if (!*cn)

@@ -309,8 +309,7 @@ bool cli_password_given(const struct cli_opts *o)
 int cli_client_cert_paths(const struct cli_opts *o, char cert[4096], char key[4096],
                           struct cta_error **err)
 {
-        const char *x = getenv("XDG_CONFIG_HOME");
-        const char *h = getenv("HOME");
+        _cleanup_free_ char *dc = NULL, *dk = NULL;
         size_t n;
 
         if (o->cert_arg) {
@@ -331,18 +330,13 @@ int cli_client_cert_paths(const struct cli_opts *o, char cert[4096], char key[40
         }
         if (o->key_arg)
                 return cta_error_set(err, CTA_E_INVALID, 0, "--key needs --cert");
-        /* The directory of known_nodes; a relative XDG_CONFIG_HOME is invalid (XDG). */
-        if (x && x[0] == '/') {
-                snprintf(cert, 4096, "%s/ctagent/client.crt", x);
-                snprintf(key, 4096, "%s/ctagent/client.key", x);
-        } else if (h && h[0] == '/') {
-                snprintf(cert, 4096, "%s/.config/ctagent/client.crt", h);
-                snprintf(key, 4096, "%s/.config/ctagent/client.key", h);
-        } else {
-                return cta_error_set(err, CTA_E_CONFIG, 0,
-                                     "no client certificate directory: neither "
-                                     "$XDG_CONFIG_HOME nor $HOME is set");
-        }
+        /* beside known_nodes */
+        dc = cli_config_file("client.crt", err);
+        dk = dc ? cli_config_file("client.key", err) : NULL;
+        if (!dk)
+                return -CTA_E_CONFIG;
+        snprintf(cert, 4096, "%s", dc);
+        snprintf(key, 4096, "%s", dk);
         return 0;
 }
 

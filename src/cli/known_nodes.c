@@ -134,22 +134,27 @@ char *cli_kn_set(const char *text, const char *key, const char *fp)
         return cta_buf_steal(&b, NULL);
 }
 
-char *cli_kn_default_path(struct cta_error **err)
+char *cli_config_file(const char *name, struct cta_error **err)
 {
         const char *x = getenv("XDG_CONFIG_HOME");
         const char *h = getenv("HOME");
 
         /* The XDG spec says a relative XDG_CONFIG_HOME is invalid: ignore it. */
         if (x && x[0] == '/')
-                return cta_xasprintf("%s/ctagent/known_nodes", x);
+                return cta_xasprintf("%s/ctagent/%s", x, name);
         if (h && h[0] == '/')
-                return cta_xasprintf("%s/.config/ctagent/known_nodes", h);
+                return cta_xasprintf("%s/.config/ctagent/%s", h, name);
         cta_error_set(err, CTA_E_CONFIG, 0,
-                      "cannot find the known_nodes file: neither $XDG_CONFIG_HOME nor $HOME is set");
+                      "cannot find the %s file: neither $XDG_CONFIG_HOME nor $HOME is set", name);
         return NULL;
 }
 
-static int make_parent(const char *path, struct cta_error **err)
+char *cli_kn_default_path(struct cta_error **err)
+{
+        return cli_config_file("known_nodes", err);
+}
+
+int cli_make_parent(const char *path, struct cta_error **err)
 {
         _cleanup_free_ char *dir = cta_xstrdup(path);
         char *slash = strrchr(dir, '/');
@@ -170,7 +175,7 @@ static int append_entry(const char *path, const char *text, const char *key, con
         size_t tl = text ? strlen(text) : 0;
         int r = 0;
 
-        if (make_parent(path, err) < 0)
+        if (cli_make_parent(path, err) < 0)
                 return cta_error_wrap(err, "known_nodes");
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
@@ -242,7 +247,7 @@ int cli_kn_check(const char *path, const char *key, const char *fp, bool replace
                         key, fp, pinned, path, line, line, path);
 
         _cleanup_free_ char *updated = cli_kn_set(text, key, fp);
-        if (make_parent(path, err) < 0)
+        if (cli_make_parent(path, err) < 0)
                 return cta_error_wrap(err, "known_nodes");
         r = cta_write_file_atomic(path, updated, strlen(updated), 0600, err);
         if (r < 0)

@@ -42,6 +42,11 @@ char *cli_kn_set(const char *text, const char *key, const char *fp);
 /* The file's path from $XDG_CONFIG_HOME or $HOME (caller frees); NULL and an
  * error if neither is set. */
 char *cli_kn_default_path(struct cta_error **err);
+/* $XDG_CONFIG_HOME/ctagent/NAME (else ~/.config/ctagent/NAME), malloc'd; NULL with
+ * CTA_E_CONFIG when neither variable is an absolute path. */
+char *cli_config_file(const char *name, struct cta_error **err);
+/* Create the directories above path (mode 0700 for new ones). */
+int cli_make_parent(const char *path, struct cta_error **err);
 
 /*
  * Check a node's fingerprint against the file at path (created with its
