@@ -38,6 +38,11 @@ struct cta_client {
         char fingerprint[CTA_TLS_FINGERPRINT_MAX];
 };
 
+/* What the TLS writer gathers into one send(): 16 records (four 64 KiB segments on
+ * loopback). One send per 16 KiB record cost a source a sixth of its CPU on a large
+ * copy (docs/performance.md). */
+#define SEND_GATHER (256u << 10)
+
 static SSL_CTX *client_ctx;
 static pthread_once_t client_ctx_once = PTHREAD_ONCE_INIT;
 
@@ -171,7 +176,7 @@ static int client_handshake(struct cta_client *c, const char *host,
         int rc = client_use_cert(c->ssl, o->cert_path, o->key_path, err);
         if (rc < 0)
                 return rc;
-        bio = cta_tls_sock_bio_new(c->fd);
+        bio = cta_tls_gather_bio_new(c->fd, SEND_GATHER);
         if (!bio)
                 return cta_tls_error(err, CTA_E_TLS, "BIO_new");
         SSL_set_bio(c->ssl, bio, bio);
@@ -315,6 +320,30 @@ bool cta_client_pending(const struct cta_client *c)
         return c->ssl && SSL_pending(c->ssl) > 0;
 }
 
+/* Send what the gathering BIO still holds (cta_tls_gather_bio_new): every write ends
+ * with it, so no request waits there while we wait for its reply. */
+static int flush_sent(struct cta_client *c, struct cta_error **err)
+{
+        BIO *b = SSL_get_wbio(c->ssl);
+
+        for (;;) {
+                errno = 0;
+                if (BIO_flush(b) > 0)
+                        return 0;
+                if (!BIO_should_retry(b)) {
+                        int saved = errno ? errno : EPIPE;
+                        return cta_error_set(err, CTA_E_IO, saved, "write to %s: %s", c->peer,
+                                             strerror(saved));
+                }
+                int w = wait_fd(c->fd, POLLOUT, deadline_after(c->timeout_ms));
+                if (w == 0)
+                        return cta_error_set(err, CTA_E_TIMEOUT, 0, "write to %s: timed out",
+                                             c->peer);
+                if (w < 0)
+                        return cta_error_errno(err, CTA_E_IO, "write to %s: poll", c->peer);
+        }
+}
+
 int cta_client_write(struct cta_client *c, const void *data, size_t len, struct cta_error **err)
 {
         const char *p = data;
@@ -368,7 +397,7 @@ int cta_client_write(struct cta_client *c, const void *data, size_t len, struct 
                 if (w < 0)
                         return cta_error_errno(err, CTA_E_IO, "write to %s: poll", c->peer);
         }
-        return 0;
+        return c->ssl ? flush_sent(c, err) : 0;
 }
 
 ssize_t cta_client_read(struct cta_client *c, void *buf, size_t cap, int timeout_ms,
@@ -434,6 +463,7 @@ struct cta_client *cta_client_free(struct cta_client *c)
                 ERR_clear_error();
                 if (SSL_is_init_finished(c->ssl))
                         (void)SSL_shutdown(c->ssl);
+                (void)BIO_flush(SSL_get_wbio(c->ssl)); /* (the alert is gathered too) */
                 ERR_clear_error();
                 SSL_free(c->ssl);
         }

@@ -1,11 +1,13 @@
 /*
  * The TLS server context, certificate generation and fingerprints, and the
- * MSG_NOSIGNAL socket BIO shared with conn.c and client.c.
+ * MSG_NOSIGNAL socket BIOs shared with conn.c and client.c (the client's gathers
+ * records into larger sends).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -74,30 +76,41 @@ static int sbio_fd(BIO *b)
         return (int)(intptr_t)BIO_get_data(b);
 }
 
-static int sbio_write(BIO *b, const char *data, int len)
+/* One send() or recv() for a socket BIO: the retry flag set when the socket would block. */
+static int sock_send(BIO *b, int fd, const char *data, size_t len)
 {
         ssize_t n;
 
         BIO_clear_retry_flags(b);
         do
-                n = send(sbio_fd(b), data, (size_t)len, MSG_NOSIGNAL);
+                n = send(fd, data, len, MSG_NOSIGNAL);
         while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 BIO_set_retry_write(b);
         return (int)n;
 }
 
-static int sbio_read(BIO *b, char *buf, int len)
+static int sock_recv(BIO *b, int fd, char *buf, int len)
 {
         ssize_t n;
 
         BIO_clear_retry_flags(b);
         do
-                n = recv(sbio_fd(b), buf, (size_t)len, 0);
+                n = recv(fd, buf, (size_t)len, 0);
         while (n < 0 && errno == EINTR);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 BIO_set_retry_read(b);
         return (int)n;
+}
+
+static int sbio_write(BIO *b, const char *data, int len)
+{
+        return sock_send(b, sbio_fd(b), data, (size_t)len);
+}
+
+static int sbio_read(BIO *b, char *buf, int len)
+{
+        return sock_recv(b, sbio_fd(b), buf, len);
 }
 
 static long sbio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -145,6 +158,130 @@ BIO *cta_tls_sock_bio_new(int fd)
         b = BIO_new(sbio_method);
         if (b)
                 BIO_set_data(b, (void *)(intptr_t)fd);
+        return b;
+}
+
+/* ---- gathering socket BIO ---- */
+
+/*
+ * OpenSSL hands its BIO one record at a time: at most 16 KiB. A sender that writes
+ * megabytes made one send() per record, and on a fast link each send costs a trip
+ * through the kernel's TCP stack (on loopback the receiver's too). This BIO copies
+ * records into a buffer and sends it whole once it is full or flushed: the writer
+ * (cta_client_write) flushes before it returns, so nothing waits here for a reply.
+ */
+struct gbio {
+        int fd;
+        size_t cap, off, len; /* unsent bytes: buf[off, len) */
+        char buf[];
+};
+
+/* Send what is buffered: 1 when all went, 0 when the socket is full (the retry flag
+ * set), -1 on an error. */
+static int gbio_drain(BIO *b, struct gbio *g)
+{
+        while (g->off < g->len) {
+                int n = sock_send(b, g->fd, g->buf + g->off, g->len - g->off);
+                if (n < 0)
+                        return BIO_should_retry(b) ? 0 : -1;
+                g->off += (size_t)n;
+        }
+        g->off = g->len = 0;
+        return 1;
+}
+
+static int gbio_write(BIO *b, const char *data, int len)
+{
+        struct gbio *g = BIO_get_data(b);
+        size_t n = (size_t)len;
+
+        BIO_clear_retry_flags(b);
+        if (g->len + n > g->cap) {
+                if (gbio_drain(b, g) < 0)
+                        return -1;
+                if (g->off) { /* the socket took part of it: the rest to the front */
+                        memmove(g->buf, g->buf + g->off, g->len - g->off);
+                        g->len -= g->off;
+                        g->off = 0;
+                }
+                if (g->len + n > g->cap)
+                        /* full (retry once the socket takes more), or a write larger
+                         * than the buffer, sent as it is once nothing waits before it */
+                        return g->len ? -1 : sock_send(b, g->fd, data, n);
+                BIO_clear_retry_flags(b);
+        }
+        memcpy(g->buf + g->len, data, n);
+        g->len += n;
+        return len;
+}
+
+static long gbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+        struct gbio *g = BIO_get_data(b);
+
+        (void)num;
+        switch (cmd) {
+        case BIO_CTRL_FLUSH:
+                BIO_clear_retry_flags(b);
+                return gbio_drain(b, g);
+        case BIO_CTRL_WPENDING:
+                return (long)(g->len - g->off);
+        case BIO_C_GET_FD:
+                if (ptr)
+                        *(int *)ptr = g->fd;
+                return g->fd;
+        default:
+                return 0;
+        }
+}
+
+static int gbio_read(BIO *b, char *buf, int len)
+{
+        return sock_recv(b, ((struct gbio *)BIO_get_data(b))->fd, buf, len);
+}
+
+static int gbio_destroy(BIO *b)
+{
+        free(BIO_get_data(b));
+        BIO_set_data(b, NULL);
+        return 1;
+}
+
+static BIO_METHOD *gbio_method;
+static pthread_once_t gbio_once = PTHREAD_ONCE_INIT;
+
+static void gbio_init(void)
+{
+        int idx = BIO_get_new_index();
+        BIO_METHOD *m;
+
+        if (idx < 0)
+                abort();
+        m = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "cta gather");
+        if (!m || !BIO_meth_set_write(m, gbio_write) || !BIO_meth_set_read(m, gbio_read) ||
+            !BIO_meth_set_ctrl(m, gbio_ctrl) || !BIO_meth_set_create(m, sbio_create) ||
+            !BIO_meth_set_destroy(m, gbio_destroy))
+                abort();
+        gbio_method = m;
+}
+
+BIO *cta_tls_gather_bio_new(int fd, size_t cap)
+{
+        struct gbio *g = malloc(sizeof(*g) + cap);
+        BIO *b;
+
+        if (!g)
+                return NULL;
+        g->fd = fd;
+        g->cap = cap;
+        g->off = g->len = 0;
+        pthread_once(&gbio_once, gbio_init);
+        b = BIO_new(gbio_method);
+        if (!b) {
+                free(g);
+                return NULL;
+        }
+        BIO_set_data(b, g);
         return b;
 }
 

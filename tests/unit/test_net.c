@@ -25,6 +25,7 @@
 #include "net/client.h"
 #include "net/conn.h"
 #include "net/loop.h"
+#include "net/tls-private.h"
 #include "net/tls.h"
 #include "util/error.h"
 #include "util/util.h"
@@ -765,6 +766,95 @@ TEST(tls__self_signed)
         return 0;
 }
 
+/* Byte k of the gathering BIO's test stream. */
+static uint8_t gather_byte(uint64_t k)
+{
+        return (uint8_t)(k % 251);
+}
+
+/* Read what the peer can read now (at most until want bytes in all): false if a byte
+ * is out of order. */
+static bool gather_take(int fd, uint64_t *got, uint64_t want)
+{
+        uint8_t buf[65536];
+        while (*got < want) {
+                size_t n = want - *got < sizeof(buf) ? (size_t)(want - *got) : sizeof(buf);
+                ssize_t r = recv(fd, buf, n, MSG_DONTWAIT);
+                if (r <= 0)
+                        break;
+                for (ssize_t i = 0; i < r; i++)
+                        if (buf[i] != gather_byte(*got + (uint64_t)i))
+                                return false;
+                *got += (uint64_t)r;
+        }
+        return true;
+}
+
+/* The TLS writer's gathering BIO: writes wait in its buffer until it is full or
+ * flushed, go out in order, and a socket that takes no more makes a write or a flush
+ * ask to be retried, without losing or reordering a byte. */
+TEST(tls__gather_bio)
+{
+        enum { CAP = 64 << 10, REC = 1000 };
+        int sv[2], small = 32 << 10;
+        uint8_t rec[REC];
+        uint64_t sent = 0, got = 0;
+
+        ASSERT_INT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        ASSERT_INT_EQ(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        BIO *b = cta_tls_gather_bio_new(sv[0], CAP);
+        ASSERT_NOT_NULL(b);
+
+        /* gathered: nothing reaches the peer before the flush */
+        for (int i = 0; i < 10; i++, sent += REC) {
+                for (int j = 0; j < REC; j++)
+                        rec[j] = gather_byte(sent + (uint64_t)j);
+                ASSERT_INT_EQ(BIO_write(b, rec, REC), REC);
+        }
+        ASSERT_INT_EQ(BIO_ctrl_wpending(b), 10 * REC);
+        ASSERT_TRUE(gather_take(sv[1], &got, sent));
+        ASSERT_INT_EQ(got, 0);
+        ASSERT_INT_EQ(BIO_flush(b), 1);
+        ASSERT_INT_EQ(BIO_ctrl_wpending(b), 0);
+        ASSERT_TRUE(gather_take(sv[1], &got, sent));
+        ASSERT_INT_EQ(got, sent);
+
+        /* a peer that does not read: the socket and then the buffer fill up */
+        for (;;) {
+                for (int j = 0; j < REC; j++)
+                        rec[j] = gather_byte(sent + (uint64_t)j);
+                int r = BIO_write(b, rec, REC);
+                if (r < 0) {
+                        ASSERT_TRUE(BIO_should_retry(b) && BIO_should_write(b));
+                        break;
+                }
+                ASSERT_INT_EQ(r, REC);
+                sent += REC;
+                ASSERT_TRUE(sent < 64 * CAP);
+        }
+        ASSERT_TRUE(sent - got >= CAP);
+        ASSERT_TRUE(BIO_ctrl_wpending(b) > CAP - REC);
+        ASSERT_INT_EQ(BIO_flush(b), 0);
+        ASSERT_TRUE(BIO_should_retry(b));
+
+        /* the peer reads: every byte arrives, in order, once flushed */
+        for (int i = 0; i < 100000 && got < sent; i++) {
+                ASSERT_TRUE(gather_take(sv[1], &got, sent));
+                (void)BIO_flush(b);
+        }
+        ASSERT_INT_EQ(got, sent);
+        ASSERT_INT_EQ(BIO_ctrl_wpending(b), 0);
+        ASSERT_INT_EQ(BIO_flush(b), 1);
+
+        /* a peer gone: an error, not a retry (and no SIGPIPE) */
+        close(sv[1]);
+        ASSERT_INT_EQ(BIO_write(b, rec, REC), REC);
+        ASSERT_TRUE(BIO_flush(b) < 0 || !BIO_should_retry(b));
+        BIO_free(b);
+        close(sv[0]);
+        return 0;
+}
+
 /* ---- connections ---- */
 
 TEST(conn__echo_plain)
@@ -1479,7 +1569,7 @@ int main(void)
         }
         r = tap_run(TESTS(T(loop__timers), T(loop__many_timers), T(loop__post_from_threads),
                           T(loop__fds_and_stop), T(tls__self_signed), T(conn__echo_plain),
-                          T(conn__echo_tls_pinned), T(conn__client_certificate), T(conn__ipv6), T(conn__200_concurrent),
+                          T(conn__echo_tls_pinned), T(conn__client_certificate), T(tls__gather_bio), T(conn__ipv6), T(conn__200_concurrent),
                           T(conn__large_transfer), T(conn__send_from_thread),
                           T(conn__idle_timeout), T(conn__close_after_flush), T(conn__linger),
                           T(conn__queue_cap),
