@@ -99,6 +99,19 @@ static int wait_fd(int fd, short events, uint64_t deadline)
         }
 }
 
+/* Wait until the connection is ready for events: 0, or a timeout or poll error that says
+ * what waited ("write to", "read from"). */
+static int wait_ready(struct cta_client *c, short events, uint64_t deadline, const char *what,
+                      struct cta_error **err)
+{
+        int w = wait_fd(c->fd, events, deadline);
+        if (w == 0)
+                return cta_error_set(err, CTA_E_TIMEOUT, 0, "%s %s: timed out", what, c->peer);
+        if (w < 0)
+                return cta_error_errno(err, CTA_E_IO, "%s %s: poll", what, c->peer);
+        return 0;
+}
+
 static int connect_one(const struct addrinfo *ai, uint64_t deadline, int *ret_fd,
                        bool *ret_timeout)
 {
@@ -192,14 +205,10 @@ static int client_handshake(struct cta_client *c, const char *host,
                         break;
                 int e = SSL_get_error(c->ssl, r);
                 if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                        int w = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-                                        deadline);
-                        if (w == 0)
-                                return cta_error_set(err, CTA_E_TIMEOUT, 0,
-                                                     "TLS handshake with %s: timed out", c->peer);
+                        int w = wait_ready(c, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+                                           deadline, "TLS handshake with", err);
                         if (w < 0)
-                                return cta_error_errno(err, CTA_E_IO, "TLS handshake with %s: poll",
-                                                       c->peer);
+                                return w;
                         continue;
                 }
                 if (e == SSL_ERROR_SYSCALL) {
@@ -335,12 +344,9 @@ static int flush_sent(struct cta_client *c, struct cta_error **err)
                         return cta_error_set(err, CTA_E_IO, saved, "write to %s: %s", c->peer,
                                              strerror(saved));
                 }
-                int w = wait_fd(c->fd, POLLOUT, deadline_after(c->timeout_ms));
-                if (w == 0)
-                        return cta_error_set(err, CTA_E_TIMEOUT, 0, "write to %s: timed out",
-                                             c->peer);
+                int w = wait_ready(c, POLLOUT, deadline_after(c->timeout_ms), "write to", err);
                 if (w < 0)
-                        return cta_error_errno(err, CTA_E_IO, "write to %s: poll", c->peer);
+                        return w;
         }
 }
 
@@ -390,12 +396,9 @@ int cta_client_write(struct cta_client *c, const void *data, size_t len, struct 
                                                      c->peer, cta_tls_errstr(ebuf, sizeof(ebuf)));
                         }
                 }
-                int w = wait_fd(c->fd, wait_for, deadline_after(c->timeout_ms));
-                if (w == 0)
-                        return cta_error_set(err, CTA_E_TIMEOUT, 0, "write to %s: timed out",
-                                             c->peer);
+                int w = wait_ready(c, wait_for, deadline_after(c->timeout_ms), "write to", err);
                 if (w < 0)
-                        return cta_error_errno(err, CTA_E_IO, "write to %s: poll", c->peer);
+                        return w;
         }
         return c->ssl ? flush_sent(c, err) : 0;
 }
@@ -445,12 +448,9 @@ ssize_t cta_client_read(struct cta_client *c, void *buf, size_t cap, int timeout
                                                      c->peer, cta_tls_errstr(ebuf, sizeof(ebuf)));
                         }
                 }
-                int w = wait_fd(c->fd, wait_for, deadline);
-                if (w == 0)
-                        return cta_error_set(err, CTA_E_TIMEOUT, 0, "read from %s: timed out",
-                                             c->peer);
+                int w = wait_ready(c, wait_for, deadline, "read from", err);
                 if (w < 0)
-                        return cta_error_errno(err, CTA_E_IO, "read from %s: poll", c->peer);
+                        return w;
         }
 }
 

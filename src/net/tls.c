@@ -136,18 +136,27 @@ static int sbio_create(BIO *b)
 static BIO_METHOD *sbio_method;
 static pthread_once_t sbio_once = PTHREAD_ONCE_INIT;
 
-static void sbio_init(void)
+/* A socket BIO's method table (both kinds are alike but for their I/O and state). */
+static BIO_METHOD *sock_method_new(const char *name, int (*wr)(BIO *, const char *, int),
+                                   int (*rd)(BIO *, char *, int),
+                                   long (*ctrl)(BIO *, int, long, void *), int (*destroy)(BIO *))
 {
         int idx = BIO_get_new_index();
         BIO_METHOD *m;
 
         if (idx < 0)
                 abort();
-        m = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "cta socket");
-        if (!m || !BIO_meth_set_write(m, sbio_write) || !BIO_meth_set_read(m, sbio_read) ||
-            !BIO_meth_set_ctrl(m, sbio_ctrl) || !BIO_meth_set_create(m, sbio_create))
+        m = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, name);
+        if (!m || !BIO_meth_set_write(m, wr) || !BIO_meth_set_read(m, rd) ||
+            !BIO_meth_set_ctrl(m, ctrl) || !BIO_meth_set_create(m, sbio_create) ||
+            (destroy && !BIO_meth_set_destroy(m, destroy)))
                 abort();
-        sbio_method = m;
+        return m;
+}
+
+static void sbio_init(void)
+{
+        sbio_method = sock_method_new("cta socket", sbio_write, sbio_read, sbio_ctrl, NULL);
 }
 
 BIO *cta_tls_sock_bio_new(int fd)
@@ -252,17 +261,8 @@ static pthread_once_t gbio_once = PTHREAD_ONCE_INIT;
 
 static void gbio_init(void)
 {
-        int idx = BIO_get_new_index();
-        BIO_METHOD *m;
-
-        if (idx < 0)
-                abort();
-        m = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "cta gather");
-        if (!m || !BIO_meth_set_write(m, gbio_write) || !BIO_meth_set_read(m, gbio_read) ||
-            !BIO_meth_set_ctrl(m, gbio_ctrl) || !BIO_meth_set_create(m, sbio_create) ||
-            !BIO_meth_set_destroy(m, gbio_destroy))
-                abort();
-        gbio_method = m;
+        gbio_method = sock_method_new("cta gather", gbio_write, gbio_read, gbio_ctrl,
+                                      gbio_destroy);
 }
 
 BIO *cta_tls_gather_bio_new(int fd, size_t cap)
