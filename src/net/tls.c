@@ -181,22 +181,28 @@ BIO *cta_tls_sock_bio_new(int fd)
  */
 struct gbio {
         int fd;
-        size_t cap, off, len; /* unsent bytes: buf[off, len) */
+        size_t cap, len; /* unsent bytes: buf[0, len) */
         char buf[];
 };
 
 /* Send what is buffered: 1 when all went, 0 when the socket is full (the retry flag
- * set), -1 on an error. */
+ * set; what it did not take is moved to the front), -1 on an error. */
 static int gbio_drain(BIO *b, struct gbio *g)
 {
-        while (g->off < g->len) {
-                int n = sock_send(b, g->fd, g->buf + g->off, g->len - g->off);
-                if (n < 0)
-                        return BIO_should_retry(b) ? 0 : -1;
-                g->off += (size_t)n;
+        size_t off = 0;
+        int r = 1;
+
+        while (off < g->len) {
+                int n = sock_send(b, g->fd, g->buf + off, g->len - off);
+                if (n < 0) {
+                        r = BIO_should_retry(b) ? 0 : -1;
+                        break;
+                }
+                off += (size_t)n;
         }
-        g->off = g->len = 0;
-        return 1;
+        memmove(g->buf, g->buf + off, g->len - off);
+        g->len -= off;
+        return r;
 }
 
 static int gbio_write(BIO *b, const char *data, int len)
@@ -208,11 +214,6 @@ static int gbio_write(BIO *b, const char *data, int len)
         if (g->len + n > g->cap) {
                 if (gbio_drain(b, g) < 0)
                         return -1;
-                if (g->off) { /* the socket took part of it: the rest to the front */
-                        memmove(g->buf, g->buf + g->off, g->len - g->off);
-                        g->len -= g->off;
-                        g->off = 0;
-                }
                 if (g->len + n > g->cap)
                         /* full (retry once the socket takes more), or a write larger
                          * than the buffer, sent as it is once nothing waits before it */
@@ -234,7 +235,7 @@ static long gbio_ctrl(BIO *b, int cmd, long num, void *ptr)
                 BIO_clear_retry_flags(b);
                 return gbio_drain(b, g);
         case BIO_CTRL_WPENDING:
-                return (long)(g->len - g->off);
+                return (long)g->len;
         case BIO_C_GET_FD:
                 if (ptr)
                         *(int *)ptr = g->fd;
@@ -267,14 +268,12 @@ static void gbio_init(void)
 
 BIO *cta_tls_gather_bio_new(int fd, size_t cap)
 {
-        struct gbio *g = malloc(sizeof(*g) + cap);
+        struct gbio *g = cta_xmalloc(sizeof(*g) + cap);
         BIO *b;
 
-        if (!g)
-                return NULL;
         g->fd = fd;
         g->cap = cap;
-        g->off = g->len = 0;
+        g->len = 0;
         pthread_once(&gbio_once, gbio_init);
         b = BIO_new(gbio_method);
         if (!b) {
