@@ -56,6 +56,7 @@ static const struct key_def keys[] = {
         { "migrate_compress", K_COMPRESS, offsetof(struct cta_config, migrate_compress), 0,
           CTA_COMPRESS_LEVEL_MAX },
         U64(migrate_compress_auto_mbs, 1, 1000000),
+        U64(migrate_probe_reuse_s, 0, 86400),
 };
 
 /* Accept the names the contract documents without the _s suffix too. */
@@ -81,6 +82,9 @@ void cta_config_defaults(struct cta_config *c)
         /* zstd level 1 compresses about 350 MB/s on one core of the machines we
          * measured: a link much slower than that gains by it, a faster one loses */
         c->migrate_compress_auto_mbs = 250;
+        /* a link's rate is taken as it was measured for ten minutes: long enough for an
+         * evacuation's next container or a retry, short against a link's changes */
+        c->migrate_probe_reuse_s = 600;
         c->one_time_pass_ttl_s = 600;
         c->max_connections = 1024;
         c->idle_timeout_prelogin_s = 30;

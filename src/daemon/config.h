@@ -39,6 +39,9 @@ struct cta_config {
          * migrate_compress_auto_mbs MB/s (fast links go uncompressed) */
         int migrate_compress;
         uint64_t migrate_compress_auto_mbs;
+        /* a later migration to the same destination within this many seconds of a link
+         * probe takes its rate instead of probing again (0: always probe) */
+        uint64_t migrate_probe_reuse_s;
 };
 
 /* Fill c with the built-in defaults. */

@@ -30,6 +30,7 @@ struct cta_call;
 struct cta_session;
 struct cta_envm;
 struct cta_chanq;
+struct cta_mig_linkrates;
 
 struct cta_daemon {
         struct cta_config *cfg;
@@ -38,6 +39,7 @@ struct cta_daemon {
         struct cta_tls_server *tls;
         struct cta_listener *tls_ls, *plain_ls;
         struct cta_ratelimit *rl;
+        struct cta_mig_linkrates *linkrates; /* the link probe's results, per destination */
         struct cta_envm *envm;  /* containers (vzaenvm), NULL if unavailable */
         char node_eid[37];
         char tls_fingerprint[128];

@@ -202,6 +202,7 @@ static int run(struct cta_daemon *d, struct cta_error **err)
         log_notice("TLS certificate fingerprint %s", d->tls_fingerprint);
 
         d->rl = cta_ratelimit_new();
+        d->linkrates = cta_mig_linkrates_new();
         r = cta_loop_new(&d->loop, err);
         if (r < 0)
                 return r;
@@ -273,8 +274,10 @@ int main(int argc, char **argv)
         d.store = cta_store_close(d.store);
         d.tls = cta_tls_server_free(d.tls);
         d.rl = cta_ratelimit_free(d.rl);
-        if (atomic_load(&d.jobs) == 0)
+        if (atomic_load(&d.jobs) == 0) { /* (a job may still look a rate up) */
                 d.loop = cta_loop_free(d.loop);
+                cta_mig_linkrates_free(d.linkrates);
+        }
         cta_config_done(&cfg);
         return r < 0 ? 1 : 0;
 }

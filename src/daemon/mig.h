@@ -145,6 +145,20 @@ bool cta_mig_mark_read(struct cta_daemon *d, const char *kind, const char *eid, 
 #define CTA_MIG_PROBE_MS 250
 int cta_mig_auto_level(double mbs, uint64_t below_mbs);
 
+/* The rates the probe measured, per destination ("tls:ADDR:PORT"), for later migrations
+ * to the same node: one within migrate_probe_reuse_s of the probe takes its rate instead
+ * of probing again (an evacuation of many containers to one node; a retry after a
+ * failure; a second pass that sends little). At most CTA_MIG_LINKRATES destinations, the
+ * least recently measured replaced. Safe from any thread; NULL is an empty table. */
+#define CTA_MIG_LINKRATES 32
+struct cta_mig_linkrates *cta_mig_linkrates_new(void);
+void cta_mig_linkrates_free(struct cta_mig_linkrates *t);
+void cta_mig_linkrate_put(struct cta_mig_linkrates *t, const char *dst, double mbs,
+                          uint64_t now_ms);
+/* The rate measured to dst at most max_age_ms before now_ms: true, *mbs and *age_ms. */
+bool cta_mig_linkrate_get(struct cta_mig_linkrates *t, const char *dst, uint64_t now_ms,
+                          uint64_t max_age_ms, double *mbs, uint64_t *age_ms);
+
 /* Destination side (mig_dst.c). */
 /* Binary frame received on a session: feed its open stream. Loop thread.
  * -CTA_E_PROTO if the session has no stream open. */

@@ -1,6 +1,7 @@
 /* What both sides of a migration share: the stream queue, journal details. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,4 +316,71 @@ int cta_mig_auto_level(double mbs, uint64_t below_mbs)
         if (mbs < 0 || mbs >= (double)below_mbs)
                 return 0;
         return mbs < (double)below_mbs / 8 ? CTA_COMPRESS_LEVEL_ON : 1;
+}
+
+/* ---- link rates measured by the probe -------------------------------------- */
+
+struct cta_mig_linkrates {
+        pthread_mutex_t mu;
+        struct {
+                char dst[320]; /* "" : a free slot */
+                double mbs;
+                uint64_t at_ms;
+        } e[CTA_MIG_LINKRATES];
+};
+
+struct cta_mig_linkrates *cta_mig_linkrates_new(void)
+{
+        struct cta_mig_linkrates *t = cta_xcalloc(1, sizeof(*t));
+        pthread_mutex_init(&t->mu, NULL);
+        return t;
+}
+
+void cta_mig_linkrates_free(struct cta_mig_linkrates *t)
+{
+        if (!t)
+                return;
+        pthread_mutex_destroy(&t->mu);
+        free(t);
+}
+
+void cta_mig_linkrate_put(struct cta_mig_linkrates *t, const char *dst, double mbs,
+                          uint64_t now_ms)
+{
+        if (!t || strlen(dst) >= sizeof(t->e[0].dst))
+                return;
+        pthread_mutex_lock(&t->mu);
+        size_t slot = 0;
+        for (size_t i = 0; i < CTA_MIG_LINKRATES; i++) {
+                if (streq(t->e[i].dst, dst)) {
+                        slot = i;
+                        break;
+                }
+                /* else the first free slot, or the oldest measurement */
+                if (t->e[slot].dst[0] && (!t->e[i].dst[0] || t->e[i].at_ms < t->e[slot].at_ms))
+                        slot = i;
+        }
+        snprintf(t->e[slot].dst, sizeof(t->e[slot].dst), "%s", dst);
+        t->e[slot].mbs = mbs;
+        t->e[slot].at_ms = now_ms;
+        pthread_mutex_unlock(&t->mu);
+}
+
+bool cta_mig_linkrate_get(struct cta_mig_linkrates *t, const char *dst, uint64_t now_ms,
+                          uint64_t max_age_ms, double *mbs, uint64_t *age_ms)
+{
+        bool found = false;
+        if (!t)
+                return false;
+        pthread_mutex_lock(&t->mu);
+        for (size_t i = 0; i < CTA_MIG_LINKRATES && !found; i++) {
+                if (!t->e[i].dst[0] || !streq(t->e[i].dst, dst) || now_ms < t->e[i].at_ms ||
+                    now_ms - t->e[i].at_ms > max_age_ms)
+                        continue;
+                *mbs = t->e[i].mbs;
+                *age_ms = now_ms - t->e[i].at_ms;
+                found = true;
+        }
+        pthread_mutex_unlock(&t->mu);
+        return found;
 }

@@ -455,16 +455,12 @@ static double secs_since(const struct timespec *a, const struct timespec *b)
         return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
 }
 
-/* migrate_compress = auto: time a few MiB of binary frames that the destination drops,
- * before a tree big enough to gain by it, and choose the level by the rate. A destination
- * that refuses to start the probe (an older agent) gets the stream uncompressed; a lost
- * link, or one that accepted the probe and then fails it, is an error. 1 if the link was
- * timed, else 0. */
-static int src_probe_link(struct mig_src *m, struct cta_error **err)
+/* Time a few MiB of binary frames that the destination drops: *mbs. A destination that
+ * refuses to start the probe (an older agent) is not timed; a lost link, or one that
+ * accepted the probe and then fails it, is an error. 1 if the link was timed, else 0. */
+static int src_probe_time(struct mig_src *m, double *mbs, double *rtt_ms, size_t *bytes,
+                          struct cta_error **err)
 {
-        m->auto_level = 0;
-        if (asked_level(m) != CTA_COMPRESS_AUTO || m->totals.data_bytes < CTA_MIG_PROBE_MIN_DATA)
-                return 0;
         struct timespec t0, t1, t2;
         struct req q;
         _cleanup_(cta_error_freep) struct cta_error *perr = NULL;
@@ -510,12 +506,47 @@ static int src_probe_link(struct mig_src *m, struct cta_error **err)
         clock_gettime(CLOCK_MONOTONIC, &t2);
         /* the frames took from the first reply until the second, less one round trip */
         double rtt = secs_since(&t0, &t1), s = secs_since(&t1, &t2) - rtt;
-        double mbs = (double)sent / 1e6 / (s > 1e-4 ? s : 1e-4);
-        m->auto_level = cta_mig_auto_level(mbs, m->d->cfg->migrate_compress_auto_mbs);
+        *mbs = (double)sent / 1e6 / (s > 1e-4 ? s : 1e-4);
+        *rtt_ms = rtt * 1e3;
+        *bytes = sent;
+        return 1;
+}
+
+/* migrate_compress = auto: before a tree big enough to gain by it, choose the level by
+ * the link's rate: the one measured to this destination within migrate_probe_reuse_s,
+ * else a probe's (src_probe_time; no probe, no compression). 1 if the link was timed
+ * now, else 0. */
+static int src_probe_link(struct mig_src *m, struct cta_error **err)
+{
+        const struct cta_config *cfg = m->d->cfg;
+        m->auto_level = 0;
+        if (asked_level(m) != CTA_COMPRESS_AUTO || m->totals.data_bytes < CTA_MIG_PROBE_MIN_DATA)
+                return 0;
+        char key[320];
+        snprintf(key, sizeof(key), "%s:%s:%u", m->req->dst.protocol == CTA_DST_SSL ? "tls" : "tcp",
+                 m->req->dst.address, m->req->dst.port);
+        double mbs = -1, rtt_ms = 0;
+        uint64_t age_ms;
+        size_t sent = 0;
+        if (cfg->migrate_probe_reuse_s > 0 &&
+            cta_mig_linkrate_get(m->d->linkrates, key, cta_now_ms(),
+                                 cfg->migrate_probe_reuse_s * 1000, &mbs, &age_ms)) {
+                m->auto_level = cta_mig_auto_level(mbs, cfg->migrate_compress_auto_mbs);
+                log_notice("migration %s: link rate %.0f MB/s, probed %.1f s ago (compressed "
+                           "below %" PRIu64 " MB/s): zstd level %d%s",
+                           m->id, mbs, (double)age_ms / 1000.0, cfg->migrate_compress_auto_mbs,
+                           m->auto_level, m->auto_level ? "" : " (uncompressed)");
+                return 0;
+        }
+        int r = src_probe_time(m, &mbs, &rtt_ms, &sent, err);
+        if (r <= 0)
+                return r;
+        cta_mig_linkrate_put(m->d->linkrates, key, mbs, cta_now_ms());
+        m->auto_level = cta_mig_auto_level(mbs, cfg->migrate_compress_auto_mbs);
         log_notice("migration %s: link probe: %zu bytes at %.0f MB/s (round trip %.2f ms; "
                    "compressed below %" PRIu64 " MB/s): zstd level %d%s",
-                   m->id, sent, mbs, rtt * 1e3, m->d->cfg->migrate_compress_auto_mbs,
-                   m->auto_level, m->auto_level ? "" : " (uncompressed)");
+                   m->id, sent, mbs, rtt_ms, cfg->migrate_compress_auto_mbs, m->auto_level,
+                   m->auto_level ? "" : " (uncompressed)");
         return 1;
 }
 

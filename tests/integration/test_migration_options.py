@@ -162,18 +162,25 @@ PROBE = re.compile(r"link probe: (\d+) bytes at (\d+) MB/s \(round trip [\d.]+ m
                    r"compressed below (\d+) MB/s\): zstd level (\d+)")
 
 
+REUSED = re.compile(r"link rate (\d+) MB/s, probed ([\d.]+) s ago \(compressed below (\d+) "
+                    r"MB/s\): zstd level (\d+)")
+
+
 def test_auto_compression_probes_the_link(ct_nodes, ct_admin):
     """<compress>auto</compress> (ours): before a tree of 64 MiB or more the source times
     a probe of the link and compresses only below migrate_compress_auto_mbs (here far
     above any link, so zstd level 3); a node default of 0 and a small tree do not probe;
-    the copies are exact."""
+    the next big tree to the same destination takes the rate measured then instead of
+    probing again (migrate_probe_reuse_s), and is compressed the same; the copies are
+    exact."""
     p = M.Pair(ct_nodes, ct_admin, src_config={"migrate_compress": "0",
                                                "migrate_compress_auto_mbs": "1000000"})
     with p.src.client() as ca:
         e1 = create(ca, name="za", veid=163)[1]["eid"]
         e2 = create(ca, name="zb", veid=164)[1]["eid"]
         e3 = create(ca, name="zc", veid=165)[1]["eid"]
-        for v, mb in ((163, 48), (164, 48), (165, 2)):  # 75 MB, 75 MB, 3 MB
+        e4 = create(ca, name="ze", veid=167)[1]["eid"]
+        for v, mb in ((163, 48), (164, 48), (165, 2), (167, 48)):  # 75, 75, 3, 75 MB
             priv = os.path.join(p.src.private_root, str(v))
             _text_log(os.path.join(priv, "text.log"), mb)
             M.fill(os.path.join(priv, "random.bin"), mb * 5 // 8)
@@ -197,11 +204,42 @@ def test_auto_compression_probes_the_link(ct_nodes, ct_admin):
                                        options="<type>0</type><compress>auto</compress>"))
         assert m.reply.error is None, m.reply.text
         assert len(PROBE.findall(p.src.node.log())) == 1
-    for e, v in ((e1, 163), (e2, 164), (e3, 165)):
+        m = M.migrate(ca, M.mig_packet(p.dst, e4, p.admin,  # the same destination, soon after
+                                       options="<type>0</type><compress>auto</compress>"))
+        assert m.reply.error is None, m.reply.text + p.src.log_excerpt()
+        slog, dlog = p.src.node.log(), p.dst.node.log()
+        assert len(PROBE.findall(slog)) == 1, slog[-3000:]
+        reused = REUSED.findall(slog)
+        assert len(reused) == 1 and int(reused[0][0]) == mbs and float(reused[0][1]) < 600, reused
+        assert reused[0][2:] == ("1000000", "3"), reused
+        zs = re.findall(r"zstd level 3: (\d+) stream bytes sent as (\d+)", slog)
+        got = re.findall(r"zstd: (\d+) stream bytes arrived as (\d+)", dlog)
+        assert len(zs) == 2 and got == zs, (zs, got)
+    for e, v in ((e1, 163), (e2, 164), (e3, 165), (e4, 167)):
         M.assert_owner(p.dst, p.src, e, v, running=False, what="veid %d" % v)
         diff = M.manifest_diff(M.manifest(os.path.join(p.src.private_root, "%d.migrated" % v)),
                                M.manifest(os.path.join(p.dst.private_root, str(v))))
         assert diff == [], "\n".join(diff[:40])
+
+
+def test_probe_reuse_off_probes_every_time(ct_nodes, ct_admin):
+    """migrate_probe_reuse_s = 0: every big tree gets its own probe, even to the destination
+    just probed (here faster than the 1 MB/s threshold: sent uncompressed)."""
+    p = M.Pair(ct_nodes, ct_admin, src_config={"migrate_compress": "auto",
+                                               "migrate_compress_auto_mbs": "1",
+                                               "migrate_probe_reuse_s": "0"})
+    with p.src.client() as ca:
+        for v in (168, 169):
+            eid = create(ca, name="zp%d" % v, veid=v)[1]["eid"]
+            M.fill(os.path.join(p.src.private_root, str(v), "random.bin"), 70)
+            m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin))
+            assert m.reply.error is None, m.reply.text + p.src.log_excerpt()
+            M.assert_owner(p.dst, p.src, eid, v, running=False, what="veid %d" % v)
+    slog = p.src.node.log()
+    probes = PROBE.findall(slog)
+    assert len(probes) == 2 and not REUSED.search(slog), slog[-3000:]
+    assert all(x[2:] == ("1", "0") for x in probes), probes
+    assert not re.search(r"zstd level \d+: \d+ stream bytes", slog)
 
 
 def test_auto_compression_is_the_default(ct_nodes, ct_admin):

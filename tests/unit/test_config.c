@@ -33,6 +33,7 @@ TEST(config__defaults_validate)
         /* streams are compressed only on a link slower than 250 MB/s */
         ASSERT_INT_EQ(c.migrate_compress, CTA_COMPRESS_AUTO);
         ASSERT_INT_EQ(c.migrate_compress_auto_mbs, 250);
+        ASSERT_INT_EQ(c.migrate_probe_reuse_s, 600); /* a link's rate, ten minutes */
         cta_config_done(&c);
         return 0;
 }
@@ -78,6 +79,46 @@ TEST(config__auto_compression_levels)
         ASSERT_INT_EQ(cta_mig_auto_level(11.7, 250), CTA_COMPRESS_LEVEL_ON); /* 100 Mbit/s */
         ASSERT_INT_EQ(cta_mig_auto_level(0, 250), CTA_COMPRESS_LEVEL_ON);
         ASSERT_INT_EQ(cta_mig_auto_level(200000, 1000000), 1);
+        return 0;
+}
+
+/* The probe's rates, per destination: taken while young enough, bounded in number. */
+TEST(config__link_rates_reused)
+{
+        double mbs = -1;
+        uint64_t age = 0;
+        ASSERT_TRUE(!cta_mig_linkrate_get(NULL, "tls:a:1", 0, 1000, &mbs, &age));
+        cta_mig_linkrate_put(NULL, "tls:a:1", 5, 0); /* (no table: nothing kept) */
+        struct cta_mig_linkrates *t = cta_mig_linkrates_new();
+        ASSERT_TRUE(!cta_mig_linkrate_get(t, "tls:a:1", 0, 1000, &mbs, &age));
+        cta_mig_linkrate_put(t, "tls:a:1", 117.5, 10000);
+        cta_mig_linkrate_put(t, "tcp:a:1", 900, 10000); /* another listener, another link */
+        ASSERT_TRUE(cta_mig_linkrate_get(t, "tls:a:1", 10400, 1000, &mbs, &age));
+        ASSERT_TRUE(mbs == 117.5 && age == 400);
+        ASSERT_TRUE(cta_mig_linkrate_get(t, "tls:a:1", 11000, 1000, &mbs, &age)); /* just */
+        ASSERT_TRUE(!cta_mig_linkrate_get(t, "tls:a:1", 11001, 1000, &mbs, &age)); /* too old */
+        ASSERT_TRUE(!cta_mig_linkrate_get(t, "tls:a:1", 9999, 1000, &mbs, &age)); /* clock */
+        ASSERT_TRUE(!cta_mig_linkrate_get(t, "tls:b:1", 10400, 1000, &mbs, &age));
+        cta_mig_linkrate_put(t, "tls:a:1", 30, 20000); /* measured again: replaced */
+        ASSERT_TRUE(cta_mig_linkrate_get(t, "tls:a:1", 20000, 1000, &mbs, &age));
+        ASSERT_TRUE(mbs == 30 && age == 0);
+        /* a full table gives up the oldest measurement, here tcp:a:1's */
+        char k[32];
+        for (int i = 0; i < CTA_MIG_LINKRATES - 2; i++) {
+                snprintf(k, sizeof(k), "tls:n%d:1", i);
+                cta_mig_linkrate_put(t, k, i, 30000 + (uint64_t)i);
+        }
+        ASSERT_TRUE(cta_mig_linkrate_get(t, "tcp:a:1", 30000, 1000000, &mbs, &age));
+        cta_mig_linkrate_put(t, "tls:new:1", 7, 40000);
+        ASSERT_TRUE(!cta_mig_linkrate_get(t, "tcp:a:1", 40000, 1000000, &mbs, &age));
+        ASSERT_TRUE(cta_mig_linkrate_get(t, "tls:new:1", 40000, 1000000, &mbs, &age) && mbs == 7);
+        ASSERT_TRUE(cta_mig_linkrate_get(t, "tls:a:1", 40000, 1000000, &mbs, &age) && mbs == 30);
+        for (int i = 0; i < CTA_MIG_LINKRATES - 2; i++) {
+                snprintf(k, sizeof(k), "tls:n%d:1", i);
+                ASSERT_TRUE(cta_mig_linkrate_get(t, k, 40000, 1000000, &mbs, &age));
+                ASSERT_TRUE(mbs == i);
+        }
+        cta_mig_linkrates_free(t);
         return 0;
 }
 
@@ -133,5 +174,6 @@ int main(void)
 {
         return tap_run(TESTS(T(config__defaults_validate), T(config__file),
                              T(config__errors_name_the_line), T(config__plain_listener_needs_opt_in),
-                             T(config__missing_file), T(config__auto_compression_levels)));
+                             T(config__missing_file), T(config__auto_compression_levels),
+                             T(config__link_rates_reused)));
 }
