@@ -176,7 +176,7 @@ int cta_mig_recover(struct cta_daemon *d, struct cta_error **err);
  * Test hook: when the environment variable CTA_FAULT names this point
  * (comma-separated list), the thread writes "<point>" to the file named by
  * CTA_FAULT_FILE (if set) and then blocks forever, so a test can kill -9 the
- * agent exactly there. Points: src_in_probe (the destination dropping frames, before
+ * agent exactly there. Points: src_in_probe (the destination dropping frames, after
  * hello), src_after_hello, src_mid_copy,
  * src_before_commit, src_after_commit, dst_mid_receive, dst_mid_patch (the first write
  * into a file patched in place), dst_before_rename, dst_after_commit. Without CTA_FAULT

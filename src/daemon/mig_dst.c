@@ -455,6 +455,10 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
                    strlen(m->private_path));
         cta_xw_int(w, cta_xw_qname(qn, p, "forced"), m->force_used);
         cta_xw_int(w, cta_xw_qname(qn, p, "have"), m->have);
+        /* the migration that left that copy, unvouched (have's reply says whether it was
+         * changed since): the source judges by it whether a link probe is worth it */
+        if (m->have && m->lineage && *m->lineage)
+                cta_xw_text(w, cta_xw_qname(qn, p, "lineage"), m->lineage);
         /* the newest tree-stream format we read (older agents do not say: 2) */
         cta_xw_int(w, cta_xw_qname(qn, p, "stream"), CTA_MIG_STREAM_VERSION);
         /* we take a second stream (have, stream) after the first: the source may copy a

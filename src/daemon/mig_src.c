@@ -286,6 +286,16 @@ struct mig_src {
         unsigned dst_passes;     /* streams the destination takes in one migration (1 or 2) */
         int zstd_level;          /* compress the streams at this level (0: not) */
         int auto_level;          /* migrate_compress = auto: what the link probe chose */
+        bool zstd_ok;            /* the destination reads compressed streams (hello) */
+        bool have_zstd_anyway;   /* ask for the summary compressed, streams or not */
+        /* The migration that left the copy the destination holds (hello; "" if none or
+         * an older agent), and the mark of the last migration that brought the container
+         * here, read before the scan: when they are the same migration, the scan's
+         * changed_bytes is about what the streams will send of the data */
+        char dst_lineage[37];
+        bool arrived_known;
+        char arrived_id[37];
+        struct timespec arrived_at;
         /* A running container is copied while it runs (pre-copy), then stopped for a
          * pass of what changed: files changed since precopy_start go again. */
         bool precopying, precopied;
@@ -520,7 +530,8 @@ static int src_probe_link(struct mig_src *m, struct cta_error **err)
 {
         const struct cta_config *cfg = m->d->cfg;
         m->auto_level = 0;
-        if (asked_level(m) != CTA_COMPRESS_AUTO || m->totals.data_bytes < CTA_MIG_PROBE_MIN_DATA)
+        if (asked_level(m) != CTA_COMPRESS_AUTO || !m->zstd_ok ||
+            m->totals.data_bytes < CTA_MIG_PROBE_MIN_DATA)
                 return 0;
         char key[320];
         snprintf(key, sizeof(key), "%s:%s:%u", m->req->dst.protocol == CTA_DST_SSL ? "tls" : "tcp",
@@ -536,6 +547,21 @@ static int src_probe_link(struct mig_src *m, struct cta_error **err)
                            "below %" PRIu64 " MB/s): zstd level %d%s",
                            m->id, mbs, (double)age_ms / 1000.0, cfg->migrate_compress_auto_mbs,
                            m->auto_level, m->auto_level ? "" : " (uncompressed)");
+                return 0;
+        }
+        /* The destination holds the copy that the last migration here brought, and this
+         * node its mark: only the data changed since will go (files whose ctime is not
+         * before it; fewer still if some changed back), not worth a probe when small. Its
+         * summary, which does not shrink with the change, still comes compressed: the
+         * link may be slow, and a summary costs the destination little to compress. */
+        struct timespec t;
+        if (m->arrived_known && m->dst_lineage[0] && streq(m->dst_lineage, m->arrived_id) &&
+            cta_mig_mark_get(m->d, CTA_MARK_ARRIVED, m->row.eid, m->dst_lineage, &t) &&
+            m->totals.changed_bytes < CTA_MIG_PROBE_MIN_DATA) {
+                m->have_zstd_anyway = true;
+                log_notice("migration %s: no link probe: %.1f MB of data changed since the "
+                           "copy on the destination arrived here: sending uncompressed",
+                           m->id, (double)m->totals.changed_bytes / 1e6);
                 return 0;
         }
         int r = src_probe_time(m, &mbs, &rtt_ms, &sent, err);
@@ -589,22 +615,30 @@ static int src_hello(struct mig_src *m, struct cta_error **err)
         m->stream_version = v >= 1 && v <= UINT16_MAX ? (uint16_t)v : 2;
         const char *passes = resp->op_node ? cta_xnode_ctext(resp->op_node, "passes") : NULL;
         m->dst_passes = passes && streq(passes, "2") ? 2 : 1;
-        /* compression, when asked for, if the destination reads it (older agents do not
-         * say, and get the stream as it is) */
-        int level = asked_level(m) == CTA_COMPRESS_AUTO ? m->auto_level : asked_level(m);
         const char *zs = resp->op_node ? cta_xnode_ctext(resp->op_node, "compress") : NULL;
-        bool zstd_ok = zs && streq(zs, "zstd");
-        m->zstd_level = level > 0 && zstd_ok ? level : 0;
-        if (level > 0 && !zstd_ok)
-                log_warning("migration %s: the destination does not read compressed streams: "
-                            "sending uncompressed",
-                            m->id);
+        m->zstd_ok = zs && streq(zs, "zstd");
+        const char *lin = resp->op_node ? cta_xnode_ctext(resp->op_node, "lineage") : NULL;
+        snprintf(m->dst_lineage, sizeof(m->dst_lineage), "%s",
+                 m->have && lin && strlen(lin) < sizeof(m->dst_lineage) ? lin : "");
         if (!token || strlen(token) >= sizeof(m->token))
                 return cta_error_set(err, CTA_E_MIG_STREAM, 0,
                                      "the destination's hello reply has no token");
         snprintf(m->token, sizeof(m->token), "%s", token);
         m->forced = forced && streq(forced, "1");
         return 0;
+}
+
+/* The streams' compression, once hello and the probe are done: the level asked for (or
+ * the probe's, for auto), if the destination reads it (older agents do not say, and get
+ * the stream as it is). */
+static void src_set_level(struct mig_src *m)
+{
+        int level = asked_level(m) == CTA_COMPRESS_AUTO ? m->auto_level : asked_level(m);
+        m->zstd_level = level > 0 && m->zstd_ok ? level : 0;
+        if (level > 0 && !m->zstd_ok)
+                log_warning("migration %s: the destination does not read compressed streams: "
+                            "sending uncompressed",
+                            m->id);
 }
 
 /* Fetch what the destination already has, so only the rest is sent. */
@@ -617,8 +651,9 @@ static int src_fetch_have(struct mig_src *m, struct cta_error **err)
         m->peer.bin_fd = fd;
         req_begin(&q, &m->peer, "ctamig", "have");
         cta_xw_text(&q.w, "id", m->id);
-        /* compressed too, when we compress our streams (older agents ignore it) */
-        if (m->zstd_level > 0)
+        /* compressed too, when we compress our streams or skipped the probe (older agents
+         * ignore it) */
+        if (m->zstd_level > 0 || m->have_zstd_anyway)
                 cta_xw_text(&q.w, "compress", "zstd");
         _cleanup_(cta_resp_freep) struct cta_resp *resp = NULL;
         int r = peer_call(&m->peer, &q, "fetch the destination's summary", &resp, err);
@@ -1010,19 +1045,24 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                 if ((r = peer_send(&m->peer, &q, "prepare", err)) < 0)
                         goto fail;
         }
-        r = cta_mig_scan(fd, &m->totals, err);
+        /* (what changed since the container last arrived here, should the destination hold
+         * the copy it left there: then a probe of the link may not be worth it) */
+        m->arrived_known =
+                cta_mig_mark_read(d, CTA_MARK_ARRIVED, m->row.eid, m->arrived_id, &m->arrived_at);
+        r = cta_mig_scan_since(fd, m->arrived_known ? &m->arrived_at : NULL, &m->totals, err);
         if (r < 0)
                 goto fail;
         phase(m, "scan");
+        r = src_hello(m, err);
+        if (r < 0)
+                goto fail;
+        phase(m, "hello");
         r = src_probe_link(m, err);
         if (r < 0)
                 goto fail;
         if (r > 0)
                 phase(m, "probe");
-        r = src_hello(m, err);
-        if (r < 0)
-                goto fail;
-        phase(m, "hello");
+        src_set_level(m);
         src_journal(m, "checked");
         cta_fault_point("src_after_hello");
         if (cta_call_cancelled(m->call)) {

@@ -63,6 +63,7 @@ struct scan {
         bool failed;
         int err_no;
         char err_path[256];
+        const struct timespec *since; /* for changed_bytes; NULL: every file */
         struct cta_mig_totals t;
 };
 
@@ -138,7 +139,10 @@ static int scan_dir(struct scan *sc, const char *path, struct cta_mig_totals *t,
                         if (S_ISREG(st.st_mode)) {
                                 uint64_t alloc = (uint64_t)st.st_blocks * 512;
                                 uint64_t sz = (uint64_t)st.st_size;
-                                t->data_bytes += alloc < sz ? alloc : sz;
+                                uint64_t data = alloc < sz ? alloc : sz;
+                                t->data_bytes += data;
+                                if (!sc->since || !cta_mig_ts_before(&st.st_ctim, sc->since))
+                                        t->changed_bytes += data;
                                 t->files++;
                         } else if (S_ISDIR(st.st_mode)) {
                                 size_t nl = strlen(nm);
@@ -200,18 +204,25 @@ static void *scan_main(void *arg)
         sc->t.entries += t.entries;
         sc->t.data_bytes += t.data_bytes;
         sc->t.files += t.files;
+        sc->t.changed_bytes += t.changed_bytes;
         pthread_mutex_unlock(&sc->mu);
         return NULL;
 }
 
 int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **err)
 {
+        return cta_mig_scan_since(root_dirfd, NULL, ret, err);
+}
+
+int cta_mig_scan_since(int root_dirfd, const struct timespec *since, struct cta_mig_totals *ret,
+                       struct cta_error **err)
+{
         struct stat st;
         if (fstat(root_dirfd, &st) < 0)
                 return cta_error_errno(err, CTA_E_IO, "scan: stat root");
         if (!S_ISDIR(st.st_mode))
                 return cta_error_set(err, CTA_E_INVALID, 0, "scan: root is not a directory");
-        struct scan sc = { .root_fd = root_dirfd, .t = { .entries = 1 } };
+        struct scan sc = { .root_fd = root_dirfd, .since = since, .t = { .entries = 1 } };
         struct statfs sf;
         if (fstatfs(root_dirfd, &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC && sf.f_bsize >= 512)
                 sc.xblock_size = (uint64_t)sf.f_bsize;

@@ -67,6 +67,9 @@ struct cta_mig_totals {
         uint64_t entries;    /* every entry, the root directory included */
         uint64_t data_bytes; /* file data without holes (estimate: min(size, st_blocks*512)) */
         uint64_t files;      /* regular files */
+        /* of data_bytes, the regular files' whose ctime is not before the scan's `since`
+         * (cta_mig_scan_since; all of it without one): data changed since a mark */
+        uint64_t changed_bytes;
 };
 
 /* Counters of one send, receive or have build. */
@@ -197,6 +200,11 @@ int cta_mig_pass_mark(int root_dirfd, struct timespec *ret);
 /* Entries and data bytes of the tree at root_dirfd, in parallel threads (nothing is read
  * but metadata: inodes, and the xattr names, to bring their blocks into the cache). */
 int cta_mig_scan(int root_dirfd, struct cta_mig_totals *ret, struct cta_error **err);
+/* The same, and changed_bytes counts only the files whose ctime is at or after *since
+ * (NULL: every file), a conservative measure of what a stream with that changed_since
+ * would send of the data a copy there already holds. */
+int cta_mig_scan_since(int root_dirfd, const struct timespec *since, struct cta_mig_totals *ret,
+                       struct cta_error **err);
 /* The same parallel scan for its side effect only: every entry's inode and xattr
  * blocks read into the caches, so a later sorted walk of a cold tree finds them
  * there. Errors are ignored (the walk reports its own). */

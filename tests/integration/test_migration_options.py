@@ -242,6 +242,55 @@ def test_probe_reuse_off_probes_every_time(ct_nodes, ct_admin):
     assert not re.search(r"zstd level \d+: \d+ stream bytes", slog)
 
 
+NO_PROBE = re.compile(r"no link probe: ([\d.]+) MB of data changed since the copy on the "
+                      r"destination arrived here: sending uncompressed")
+
+
+def test_no_probe_back_onto_the_copy_that_arrived(ct_nodes, ct_admin):
+    """Migrating back onto the copy the container left there (the last migration that
+    brought it here): a probe is not worth it when less than 64 MiB of data changed since
+    it arrived; it is when more did. Every probe counts (migrate_probe_reuse_s = 0), the
+    link is taken as slow (compressed below 1,000,000 MB/s), and the copies are exact."""
+    conf = {"migrate_compress": "auto", "migrate_compress_auto_mbs": "1000000",
+            "migrate_probe_reuse_s": "0"}
+    p = M.Pair(ct_nodes, ct_admin, src_config=conf, dst_config=conf)
+    opts = "<type>0</type>"
+    with p.src.client() as ca, p.dst.client() as cb:
+        eid = create(ca, name="zq", veid=170)[1]["eid"]
+        priv = os.path.join(p.src.private_root, "170")
+        _text_log(os.path.join(priv, "text.log"), 40)
+        M.fill(os.path.join(priv, "random.bin"), 40)  # 103 MB in all
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin, options=opts))  # A→B: probed
+        assert m.reply.error is None, m.reply.text + p.src.log_excerpt()
+        assert len(PROBE.findall(p.src.node.log())) == 1
+        dpriv = os.path.join(p.dst.private_root, "170")
+        with open(os.path.join(dpriv, "small-change"), "wb") as f:  # 1 MiB changed on B
+            f.write(os.urandom(1 << 20))
+        m = M.migrate(cb, M.mig_packet(p.src, eid, p.admin, options=opts))  # B→A: not
+        assert m.reply.error is None, m.reply.text + p.dst.log_excerpt()
+        blog = p.dst.node.log()
+        assert not PROBE.search(blog), blog[-3000:]
+        skipped = NO_PROBE.findall(blog)
+        assert len(skipped) == 1 and 1.0 <= float(skipped[0]) < 2.0, skipped
+        assert not re.search(r"zstd level \d+: \d+ stream bytes", blog), blog[-3000:]
+        # (the summary of the copy on A came compressed all the same: the link may be slow)
+        assert re.search(r"zstd: summary of \d+ bytes sent as \d+", p.src.node.log())
+        M.assert_owner(p.src, p.dst, eid, 170, running=False, what="back on A")
+        diff = M.manifest_diff(M.manifest(os.path.join(p.dst.private_root, "170.migrated")),
+                               M.manifest(priv))
+        assert diff == [], "\n".join(diff[:40])
+        M.fill(os.path.join(priv, "more.bin"), 70)  # 70 MiB changed on A: worth a probe
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, p.admin, options=opts))  # A→B: probed
+        assert m.reply.error is None, m.reply.text + p.src.log_excerpt()
+        alog = p.src.node.log()
+        assert len(PROBE.findall(alog)) == 2 and not NO_PROBE.search(alog), alog[-3000:]
+        assert len(re.findall(r"zstd level 3: \d+ stream bytes", alog)) == 2, alog[-3000:]
+    M.assert_owner(p.dst, p.src, eid, 170, running=False, what="on B again")
+    diff = M.manifest_diff(M.manifest(os.path.join(p.src.private_root, "170.migrated")),
+                           M.manifest(os.path.join(p.dst.private_root, "170")))
+    assert diff == [], "\n".join(diff[:40])
+
+
 def test_auto_compression_is_the_default(ct_nodes, ct_admin):
     """With the built-in defaults (migrate_compress = auto, below 250 MB/s) a big tree is
     compressed exactly when the probe measured a link slower than 250 MB/s."""

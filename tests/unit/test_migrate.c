@@ -390,6 +390,40 @@ TEST(wire__paths)
         return 0;
 }
 
+/* The scan's changed_bytes: the data of files whose ctime is at or after the mark, however
+ * their mtimes were set; without a mark, all of it. */
+TEST(scan__changed_since_mark)
+{
+        ASSERT_OK(setup());
+        ASSERT_OK(mkdirat(g_rootfd, "scan", 0755));
+        int d = openat(g_rootfd, "scan", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT_TRUE(d >= 0);
+        ASSERT_OK(mkdirat(d, "sub", 0755));
+        static char blk[12288];
+        memset(blk, 'x', sizeof(blk));
+        ASSERT_OK(put_file(d, "old", blk, 8192, 0644));
+        ASSERT_OK(put_file(d, "sub/old", blk, 4096, 0644));
+        ASSERT_OK(put_file(d, "touched", blk, 4096, 0644));
+        ASSERT_OK(fsync(d));
+        struct timespec mark;
+        clock_gettime(CLOCK_REALTIME, &mark);
+        usleep(50 * 1000); /* past the clock tick file times come from */
+        ASSERT_OK(put_file(d, "sub/new", blk, 12288, 0644));
+        ASSERT_OK(set_time(d, "sub/new", 1000000, 0)); /* an old mtime does not hide it */
+        ASSERT_OK(fchmodat(d, "touched", 0600, 0));    /* a ctime change counts as a change */
+        struct cta_mig_totals all, since;
+        struct cta_error *err = NULL;
+        ASSERT_OK(cta_mig_scan(d, &all, &err));
+        ASSERT_OK(cta_mig_scan_since(d, &mark, &since, &err));
+        ASSERT_INT_EQ(all.files, 4);
+        ASSERT_INT_EQ(all.data_bytes, 8192 + 4096 + 4096 + 12288);
+        ASSERT_INT_EQ(all.changed_bytes, all.data_bytes);
+        ASSERT_INT_EQ(since.data_bytes, all.data_bytes);
+        ASSERT_INT_EQ(since.changed_bytes, 12288 + 4096);
+        close(d);
+        return 0;
+}
+
 TEST(roundtrip__rich_tree)
 {
         ASSERT_OK(setup());
@@ -2667,7 +2701,8 @@ int main(void)
                 return 0;
         }
         return tap_run(TESTS(T(wire__paths), T(wire__paths_match_the_byte_loop),
-                             T(roundtrip__rich_tree), T(incremental__one_percent),
+                             T(scan__changed_since_mark), T(roundtrip__rich_tree),
+                             T(incremental__one_percent),
                              T(incremental__changed_since_precopy),
                              T(incremental__mapped_write_after_first_pass),
                              T(pass_mark__clock_or_all_changed), T(have__touched_since),
