@@ -289,13 +289,11 @@ struct mig_src {
         bool zstd_ok;            /* the destination reads compressed streams (hello) */
         bool have_zstd_anyway;   /* ask for the summary compressed, streams or not */
         /* The migration that left the copy the destination holds (hello; "" if none or
-         * an older agent), and the mark of the last migration that brought the container
-         * here, read before the scan: when they are the same migration, the scan's
-         * changed_bytes is about what the streams will send of the data */
+         * an older agent), and whether this node held the mark of the last migration that
+         * brought the container here when it scanned: when that is the same migration,
+         * the scan's changed_bytes is about what the streams will send of the data */
         char dst_lineage[37];
         bool arrived_known;
-        char arrived_id[37];
-        struct timespec arrived_at;
         /* A running container is copied while it runs (pre-copy), then stopped for a
          * pass of what changed: files changed since precopy_start go again. */
         bool precopying, precopied;
@@ -533,9 +531,9 @@ static int src_probe_link(struct mig_src *m, struct cta_error **err)
         if (asked_level(m) != CTA_COMPRESS_AUTO || !m->zstd_ok ||
             m->totals.data_bytes < CTA_MIG_PROBE_MIN_DATA)
                 return 0;
-        char key[320];
-        snprintf(key, sizeof(key), "%s:%s:%u", m->req->dst.protocol == CTA_DST_SSL ? "tls" : "tcp",
-                 m->req->dst.address, m->req->dst.port);
+        char key[sizeof(m->dst_label) + 4];
+        snprintf(key, sizeof(key), "%s:%s", m->req->dst.protocol == CTA_DST_SSL ? "tls" : "tcp",
+                 m->dst_label);
         double mbs = -1, rtt_ms = 0;
         uint64_t age_ms;
         size_t sent = 0;
@@ -555,7 +553,7 @@ static int src_probe_link(struct mig_src *m, struct cta_error **err)
          * summary, which does not shrink with the change, still comes compressed: the
          * link may be slow, and a summary costs the destination little to compress. */
         struct timespec t;
-        if (m->arrived_known && m->dst_lineage[0] && streq(m->dst_lineage, m->arrived_id) &&
+        if (m->arrived_known && m->dst_lineage[0] &&
             cta_mig_mark_get(m->d, CTA_MARK_ARRIVED, m->row.eid, m->dst_lineage, &t) &&
             m->totals.changed_bytes < CTA_MIG_PROBE_MIN_DATA) {
                 m->have_zstd_anyway = true;
@@ -1046,10 +1044,13 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                         goto fail;
         }
         /* (what changed since the container last arrived here, should the destination hold
-         * the copy it left there: then a probe of the link may not be worth it) */
+         * the copy it left there: then a probe of the link may not be worth it; the
+         * container is locked, so the mark stays the one src_probe_link finds) */
+        char arrived_id[37];
+        struct timespec arrived_at;
         m->arrived_known =
-                cta_mig_mark_read(d, CTA_MARK_ARRIVED, m->row.eid, m->arrived_id, &m->arrived_at);
-        r = cta_mig_scan_since(fd, m->arrived_known ? &m->arrived_at : NULL, &m->totals, err);
+                cta_mig_mark_read(d, CTA_MARK_ARRIVED, m->row.eid, arrived_id, &arrived_at);
+        r = cta_mig_scan_since(fd, m->arrived_known ? &arrived_at : NULL, &m->totals, err);
         if (r < 0)
                 goto fail;
         phase(m, "scan");
