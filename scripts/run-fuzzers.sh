@@ -10,7 +10,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/cta-fuzz-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 status=0
-for t in frame_xml_fuzz resp_fuzz mig_stream_fuzz mig_have_fuzz; do
+# Every target fuzz/meson.build declares has a corpus directory of its name: run each
+# one found there, so a new target cannot be left out of the campaign.
+targets=$(cd "$top/fuzz/corpus" && ls)
+[ -n "$targets" ] || { echo "run-fuzzers: no corpus under $top/fuzz/corpus" >&2; exit 2; }
+for t in $targets; do
         bin="$build/fuzz/$t"
         [ -x "$bin" ] || { echo "run-fuzzers: $bin is missing (meson setup -Dfuzzing=true)" >&2; exit 2; }
         mkdir -p "$work/$t"

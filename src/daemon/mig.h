@@ -179,7 +179,9 @@ int cta_mig_recover(struct cta_daemon *d, struct cta_error **err);
  * agent exactly there. Points: src_in_probe (the destination dropping frames, after
  * hello), src_after_hello, src_mid_copy,
  * src_before_commit, src_after_commit, dst_mid_receive, dst_mid_patch (the first write
- * into a file patched in place), dst_before_rename, dst_after_commit. Without CTA_FAULT
- * this is a no-op.
+ * into a file patched in place), dst_stream_tail (all of a stream received, before its
+ * flush), dst_before_rename, dst_after_commit. With CTA_FAULT_PAUSE_MS the thread
+ * sleeps that long there and goes on instead (a test then acts on the other side
+ * meanwhile). Without CTA_FAULT this is a no-op.
  */
 void cta_fault_point(const char *point);

@@ -241,6 +241,12 @@ void cta_fault_point(const char *point)
                 const char *file = getenv("CTA_FAULT_FILE");
                 if (file)
                         (void)cta_write_file_atomic(file, point, n, 0644, NULL);
+                uint64_t ms = 0;
+                const char *pause_ms = getenv("CTA_FAULT_PAUSE_MS");
+                if (pause_ms && cta_parse_u64(pause_ms, 600000, &ms) == 0 && ms) {
+                        usleep((useconds_t)(ms * 1000));
+                        return;
+                }
                 for (;;)
                         pause();
         }

@@ -67,6 +67,10 @@ struct mig_dst {
         int next_have_fd; /* ... built at its end (a memfd), or -1 */
         uint64_t next_have_entries;
         enum dst_state state;
+        /* (both under dst_mu) */
+        bool busy;       /* a call works on it off the loop thread: the session's end
+                          * leaves it to that call's finish (dst_release) */
+        bool fenced;     /* the source asked status while it was open: it never commits */
         struct cta_chanq *q;
         struct cta_mig_stats stats;
 };
@@ -86,6 +90,7 @@ static struct mig_dst *dst_find(const char *id)
 }
 
 static void drop_prepared_have(const char *eid); /* (prepare, below) */
+static bool dst_release(struct cta_call *call, struct mig_dst *m); /* (below dst_get) */
 static int prepare_have(int dirfd, const char *bmdir, bool warm, const struct timespec *since,
                         uint64_t *entries, uint64_t *touched);
 
@@ -287,7 +292,8 @@ static const char *fs_check(const char *dir)
 }
 
 struct hello_ctx {
-        struct mig_dst *m;
+        struct mig_dst *m;         /* until it is listed */
+        struct mig_dst *live;      /* listed (and held until the finish) */
         struct cta_buf problems;   /* never overridable */
         struct cta_buf warnings;   /* overridable by force */
         bool space_only;
@@ -438,10 +444,12 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         seed_staging(d, m);
         journal(d, m, "checked", NULL);
         pthread_mutex_lock(&dst_mu);
+        m->busy = true; /* (the reply below still reads it) */
         m->next = dst_list;
         dst_list = m;
         pthread_mutex_unlock(&dst_mu);
         h->m = NULL;
+        h->live = m;
         log_notice("migration %s: container %s (veid %" PRIu64 ") checked, will land in %s",
                    m->id, m->eid, m->veid, m->private_path);
 
@@ -469,6 +477,15 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         return cta_call_end_result(call, err);
 }
 
+static int mig_hello_finish(struct cta_call *call, struct cta_error **err)
+{
+        struct hello_ctx *h = call->ctx;
+        (void)err;
+        if (h && h->live)
+                (void)dst_release(call, h->live);
+        return call->result;
+}
+
 /* The migration a call names: it must exist, belong to this connection and
  * be in one of the states of want (a mask of 1 << state). */
 static int dst_get(struct cta_call *call, unsigned want, struct mig_dst **ret,
@@ -491,14 +508,44 @@ static int dst_get(struct cta_call *call, unsigned want, struct mig_dst **ret,
 }
 
 /* Undo everything of an incoming migration that did not commit. */
-static void dst_abort(struct mig_dst *m, const char *why)
+static void dst_undo(struct mig_dst *m, const char *why)
 {
         struct cta_daemon *d = m->d;
         drop_staging(d, m->eid, m->parent, m->staging_name, m->base_from, d->cfg->keep_staging);
         journal(d, m, "failed", NULL);
         cta_envm_unlock(d, m->eid);
         log_notice("migration %s: container %s not taken: %s", m->id, m->eid, why);
+}
+
+/* ... and forget it. Loop thread (only the loop thread frees a listed migration). */
+static void dst_abort(struct mig_dst *m, const char *why)
+{
+        dst_undo(m, why);
         dst_unlink_free(m);
+}
+
+/*
+ * A call that works on m off the loop thread (hello's end, have, commit, abort) holds it,
+ * so that the end of the source's session, which the loop thread may see meanwhile (a
+ * reset connection is noticed even while a serial call pauses its reads), does not undo
+ * or free m under that call: it is left to the call's finish, dst_release().
+ */
+static void dst_hold(struct mig_dst *m, bool busy)
+{
+        pthread_mutex_lock(&dst_mu);
+        m->busy = busy;
+        pthread_mutex_unlock(&dst_mu);
+}
+
+/* Loop thread, in the finish of a call that held m: when the session ended meanwhile and m
+ * did not commit, undo and free it here. True when m is gone. */
+static bool dst_release(struct cta_call *call, struct mig_dst *m)
+{
+        dst_hold(m, false);
+        if (m->state == D_DONE || !call->s->closed)
+                return false;
+        dst_abort(m, "the source went away");
+        return true;
 }
 
 /* ---- stream ---------------------------------------------------------------- */
@@ -640,6 +687,7 @@ static int mig_stream(struct cta_call *call, struct cta_error **err)
                 cta_mig_flusher_stop(&fl);
         if (r < 0)
                 return cta_error_wrap(err, "receive container %s", m->eid);
+        cta_fault_point("dst_stream_tail");
         arrival_mark(pfd, m); /* (before the flush: the commit then seldom waits) */
         /* Nothing is committed that is not on disk: once the source hears
          * "committed" it may delete its copy (options/remove), and a power cut
@@ -700,6 +748,10 @@ static int mig_stream_finish(struct cta_call *call, struct cta_error **err)
         m->have = true;
         m->streams++;
         journal(m->d, m, "streamed", NULL);
+        /* The source went away after its last frame (while we flushed): nobody will
+         * commit or abort this one, and the session's end left it to us. */
+        if (call->s->closed)
+                dst_abort(m, "the source went away");
         return 0;
 }
 
@@ -867,7 +919,15 @@ static int mig_have_prepare(struct cta_call *call, struct cta_error **err)
                 return cta_error_set(err, CTA_E_BAD_PARAM, 0,
                                      "ctamig: this node has no earlier copy of %s", m->eid);
         call->ctx = m;
+        dst_hold(m, true);
         return 0;
+}
+
+static int mig_have_finish(struct cta_call *call, struct cta_error **err)
+{
+        (void)err;
+        (void)dst_release(call, call->ctx);
+        return call->result;
 }
 
 /* ---- commit: the point of no return ---------------------------------------- */
@@ -989,13 +1049,23 @@ static int mig_commit_prepare(struct cta_call *call, struct cta_error **err)
         int r = dst_get(call, 1u << D_STREAMED, &m, err);
         if (r < 0)
                 return r;
+        /* (fenced and held are both set on the loop thread: one comes first) */
+        if (m->fenced)
+                return cta_error_set(err, CTA_E_BAD_STATE, 0,
+                                     "ctamig: migration %s was given up by its source (it "
+                                     "asked for its status): it cannot commit",
+                                     m->id);
         call->ctx = m;
+        dst_hold(m, true);
         return 0;
 }
 
 static int mig_commit_finish(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
+        (void)err;
+        if (dst_release(call, m))
+                return call->result;
         if (m->state == D_DONE) {
                 cta_envm_unlock(m->d, m->eid);
                 dst_unlink_free(m);
@@ -1005,7 +1075,8 @@ static int mig_commit_finish(struct cta_call *call, struct cta_error **err)
 
 /* ---- abort, status ---------------------------------------------------------- */
 
-static int mig_abort(struct cta_call *call, struct cta_error **err)
+/* Loop thread: which migration, and a stream's end at once; the rest is the job's. */
+static int mig_abort_prepare(struct cta_call *call, struct cta_error **err)
 {
         char id[37];
         int r = arg_uuid(call, "id", id, err);
@@ -1022,8 +1093,30 @@ static int mig_abort(struct cta_call *call, struct cta_error **err)
         if (m->state == D_DONE)
                 return cta_error_set(err, CTA_E_BAD_STATE, 0,
                                      "ctamig: migration %s is already committed", id);
-        dst_abort(m, "aborted by the source");
+        call->ctx = m;
+        dst_hold(m, true);
         return 0;
+}
+
+static int mig_abort(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m = call->ctx;
+        (void)err;
+        if (m) {
+                dst_undo(m, "aborted by the source");
+        }
+        return 0;
+}
+
+static int mig_abort_finish(struct cta_call *call, struct cta_error **err)
+{
+        struct mig_dst *m = call->ctx;
+        (void)err;
+        if (m) {
+                dst_hold(m, false);
+                dst_unlink_free(m);
+        }
+        return call->result;
 }
 
 /* ---- probe: how fast the link carries a stream ------------------------- */
@@ -1272,6 +1365,21 @@ static int mig_status(struct cta_call *call, struct cta_error **err)
                             : streq(row.state, "committing") ? "committing"
                             : streq(row.state, "failed") ? "aborted"
                                                           : "open";
+        if (ok && streq(state, "open")) {
+                /* A source asks when it gave the migration up or lost the commit's reply.
+                 * A commit in flight (held) may still land: "committing", ask again. One
+                 * not begun never will (commit's prepare runs on this thread too): the
+                 * answer "open" then means "not committed, and it will not be". */
+                struct mig_dst *m = dst_find(id);
+                if (m) {
+                        pthread_mutex_lock(&dst_mu);
+                        if (m->busy && m->state == D_STREAMED)
+                                state = "committing";
+                        else
+                                m->fenced = true;
+                        pthread_mutex_unlock(&dst_mu);
+                }
+        }
         struct cta_ct_row ct = { 0 };
         bool running = cta_store_ct_get(d->store, row.ct_eid, &ct, NULL) == 0 &&
                        ct.state == CTA_CT_RUNNING;
@@ -1292,7 +1400,8 @@ void cta_mig_dst_session_closed(struct cta_session *s)
                 struct mig_dst *m = NULL;
                 pthread_mutex_lock(&dst_mu);
                 for (struct mig_dst *i = dst_list; i; i = i->next)
-                        if (i->s == s && i->state != D_STREAMING && i->state != D_DONE) {
+                        if (i->s == s && i->state != D_STREAMING && i->state != D_DONE &&
+                            !i->busy) {
                                 m = i;
                                 break;
                         }
@@ -1309,13 +1418,13 @@ void cta_mig_dst_session_closed(struct cta_session *s)
 
 const struct cta_handler cta_mig_dst_handlers[] = {
         { "ctamig", "prepare", CTA_H_SERIAL, mig_prepare, NULL, NULL },
-        { "ctamig", "hello", CTA_H_SERIAL, mig_hello, NULL, NULL },
+        { "ctamig", "hello", CTA_H_SERIAL, mig_hello, mig_hello_finish, NULL },
         { "ctamig", "probe", 0, mig_probe, NULL, NULL },
         { "ctamig", "stream", CTA_H_BACKGROUND, mig_stream, mig_stream_finish,
           mig_stream_prepare },
-        { "ctamig", "have", CTA_H_SERIAL, mig_have, NULL, mig_have_prepare },
+        { "ctamig", "have", CTA_H_SERIAL, mig_have, mig_have_finish, mig_have_prepare },
         { "ctamig", "commit", CTA_H_SERIAL, mig_commit, mig_commit_finish, mig_commit_prepare },
-        { "ctamig", "abort", CTA_H_SERIAL, mig_abort, NULL, NULL },
+        { "ctamig", "abort", CTA_H_SERIAL, mig_abort, mig_abort_finish, mig_abort_prepare },
         { "ctamig", "status", CTA_H_PREAUTH, mig_status, NULL, NULL },
         { NULL, NULL, 0, NULL, NULL, NULL },
 };

@@ -147,18 +147,20 @@ def fault_file(ct):
     return os.path.join(ct.node.workdir, "fault-point")
 
 
-def arm_fault(ct, point):
-    """Start (or restart) ct's daemon so that it blocks at `point`; see src/daemon/mig.h."""
+def arm_fault(ct, point, pause_ms=None):
+    """Start (or restart) ct's daemon so that it blocks at `point` (or, with pause_ms, sleeps
+    that long there and goes on); see src/daemon/mig.h."""
     ff = fault_file(ct)
     try:
         os.unlink(ff)
     except FileNotFoundError:
         pass
-    set_env(ct, CTA_FAULT=point, CTA_FAULT_FILE=ff)
+    set_env(ct, CTA_FAULT=point, CTA_FAULT_FILE=ff,
+            CTA_FAULT_PAUSE_MS=str(pause_ms) if pause_ms else None)
 
 
 def disarm(ct):
-    set_env(ct, CTA_FAULT=None, CTA_FAULT_FILE=None)
+    set_env(ct, CTA_FAULT=None, CTA_FAULT_FILE=None, CTA_FAULT_PAUSE_MS=None)
 
 
 def wait_fault(ct, point, timeout=60.0):

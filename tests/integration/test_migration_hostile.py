@@ -11,6 +11,7 @@ refusals are the receiver's doing).
 
 import ctypes
 import os
+import socket
 import struct
 import time
 import uuid
@@ -522,4 +523,121 @@ def test_link_probe_drops_frames_only_between_begin_and_end(hdst):
         h.close()
     after = d.snapshot()
     assert after["private"] == before["private"] and M.staging_left(d.ct) == []
+    still_serves(d)
+
+
+# ---------------------------------------------------------------------------------------------
+# The source's session ends while the destination still works on the migration
+
+def _paused_dst(ct_nodes, admin, point, ms=1500):
+    """A destination whose daemon sleeps ms at a fault point of src/daemon/mig.h."""
+    ct = ct_nodes.new(host="127.0.0.12")
+    M.arm_fault(ct, point, pause_ms=ms)
+    ct.start()
+    return Dst(ct, admin)
+
+
+def _reset(h):
+    """Close the source's connection with a TCP reset: the destination sees it at once, even
+    while a serial call has its reads paused."""
+    h.c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    h.c.sock.close()
+    h.c.closed = True
+
+
+def _status(d, h, token):
+    """ctamig/status from a new connection, before login, as a source in doubt asks it."""
+    c = d.ct.node.client(tls=True, timeout=30)
+    try:
+        r = c.call(H.packet("<ctamig><status><id>%s</id><token>%s</token></status></ctamig>"
+                            % (h.id, token), id=H.new_id("status"), target="ctamig"))
+        assert r.error is None, r.text
+        st = r.iter("state")
+        return (st[0].text or "").strip() if st else None
+    finally:
+        c.close()
+
+
+def test_source_gone_while_the_last_stream_is_flushed(ct_nodes, ct_admin):
+    """The source's connection closes after its last frame, while the destination still
+    flushes the stream: nobody will commit or abort that migration, so the destination undoes
+    it when the stream's call ends (before the fix it stayed open: the staging area kept and
+    the container locked until a restart, so the source's retry was refused as busy)."""
+    d = _paused_dst(ct_nodes, ct_admin, "dst_stream_tail")
+    before = d.snapshot()
+    eid = str(uuid.uuid4())
+    h = HostileSource(d.ct, d.admin, eid=eid)
+    H.expect_ok(h.hello(), "hello")
+    h.c.send(H.packet("<ctamig><stream><id>%s</id></stream></ctamig>" % h.id,
+                      id=H.new_id("stream"), target="ctamig"))
+    h.c.send_raw(binframe(valid_stream()))
+    M.wait_fault(d.ct, "dst_stream_tail")  # (every frame is in; the flush is to come)
+    h.close()
+    ok = H.wait_for(lambda: not M.staging_left(d.ct) and dict(_journal(d.ct)).get(h.id) ==
+                    "failed", 15, 0.05)
+    assert ok, "source gone during the flush: staging %r, journal %r\n%s" % (
+        M.staging_left(d.ct), _journal(d.ct), d.ct.log_excerpt(20))
+    os.unlink(M.fault_file(d.ct))  # (the hook's own file is not the migration's doing)
+    assert_clean(d, before, "source gone during the flush", h.id)
+    assert "the source went away" in d.ct.node.log(), d.ct.log_excerpt(20)
+    # the container is not left locked: the retry's hello is accepted
+    h2 = HostileSource(d.ct, d.admin, eid=eid)
+    try:
+        H.expect_ok(h2.hello(), "the retry's hello")
+        H.expect_ok(h2.abort(), "abort")
+    finally:
+        h2.close()
+    still_serves(d)
+
+
+def test_reset_during_the_commit_does_not_undo_it(ct_nodes, ct_admin):
+    """The source's connection is reset while the destination commits (a serial call, its
+    reads paused, but a reset is seen at once): the commit is not undone under it, the
+    destination owns the container, and status says committed (before the fix the session's
+    end undid and freed the migration while the commit still used it)."""
+    d = _paused_dst(ct_nodes, ct_admin, "dst_before_rename")
+    h = HostileSource(d.ct, d.admin)
+    r = H.expect_ok(h.hello(), "hello")
+    token = [x.text for x in r.iter("token")][0]
+    r = h.stream(valid_stream(), frames=2)
+    assert r.error is None, r.text
+    h.c.send(H.packet("<ctamig><commit><id>%s</id><start>0</start></commit></ctamig>" % h.id,
+                      id=H.new_id("commit"), target="ctamig"))
+    M.wait_fault(d.ct, "dst_before_rename")
+    _reset(h)
+    ok = H.wait_for(lambda: dict(_journal(d.ct)).get(h.id) in ("done", "failed"), 15, 0.05)
+    assert ok, "journal %r\n%s" % (_journal(d.ct), d.ct.log_excerpt(20))
+    assert dict(_journal(d.ct)).get(h.id) == "done", "%r\n%s" % (_journal(d.ct),
+                                                               d.ct.log_excerpt(20))
+    d.ct.node.check_alive()
+    priv = os.path.join(d.ct.private_root, "4242")
+    with open(os.path.join(priv, "etc", "hostname"), "rb") as f:
+        assert f.read() == b"hostile-but-valid\n"
+    assert M.staging_left(d.ct) == []
+    assert M.db_rows(d.ct, h.eid) == 1
+    assert "not taken" not in d.ct.node.log(), d.ct.log_excerpt(20)
+    assert _status(d, h, token) == "committed"
+    still_serves(d)
+
+
+def test_status_fences_an_open_migration(hdst):
+    """A source that asks status has given the migration up (or lost the commit's reply):
+    "open" is then final, and a commit that arrives later is refused."""
+    d = hdst
+    before = d.snapshot()
+    h = HostileSource(d.ct, d.admin)
+    try:
+        r = H.expect_ok(h.hello(), "hello")
+        token = [x.text for x in r.iter("token")][0]
+        r = h.stream(valid_stream())
+        assert r.error is None, r.text
+        assert _status(d, h, token) == "open"
+        rc = h.call("commit", "<id>%s</id><start>0</start>" % h.id)
+        assert rc.error is not None and "cannot commit" in (rc.error[1] or ""), rc.text
+        assert not os.path.exists(os.path.join(d.ct.private_root, "4242"))
+    finally:
+        h.close()
+    ok = H.wait_for(lambda: not M.staging_left(d.ct), 10, 0.05)
+    assert ok, M.staging_left(d.ct)
+    assert_clean(d, before, "fenced by status", h.id)
     still_serves(d)
