@@ -16,6 +16,7 @@
 struct cta_conn;
 struct cta_daemon;
 struct cta_error;
+struct cta_mig_row;
 struct cta_session;
 
 #define CTA_MIG_PROTO_MIN 1
@@ -171,6 +172,19 @@ void cta_mig_dst_binary_commit(struct cta_session *s, size_t n, bool frame_end);
 void cta_mig_dst_session_closed(struct cta_session *s);
 /* Start-up: finish or undo what a crash interrupted, both roles. */
 int cta_mig_recover(struct cta_daemon *d, struct cta_error **err);
+/* A source's journal entry jr: finish it (retire the copy when the destination committed,
+ * restore the container when it did not, asking the destination's status for one left in
+ * "committing"). False while the destination cannot tell (the container then stays
+ * stopped and marked migrating). mig_src.c. */
+bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr);
+/*
+ * Migrations in doubt (mig_doubt.c): the commit's outcome is unknown, so the container
+ * stays locked (every call on it answers busy) while a job asks the destination again,
+ * 2 s after this and then at doubling intervals up to a minute, until it can settle it;
+ * then it unlocks it. lock: take the container's lock (start-up); else the caller holds
+ * it and hands it over. Any thread.
+ */
+void cta_mig_doubt_add(struct cta_daemon *d, const char *id, const char *eid, bool lock);
 
 /*
  * Test hook: when the environment variable CTA_FAULT names this point

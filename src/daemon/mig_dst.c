@@ -1513,8 +1513,6 @@ static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
                     row->id, row->ct_eid, row->state);
 }
 
-void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *row);
-
 int cta_mig_recover(struct cta_daemon *d, struct cta_error **err)
 {
         struct cta_mig_row *rows = NULL;
@@ -1528,8 +1526,8 @@ int cta_mig_recover(struct cta_daemon *d, struct cta_error **err)
         for (size_t i = 0; i < n; i++) {
                 if (streq(rows[i].role, CTA_MIG_ROLE_DST))
                         recover_dst(d, &rows[i]);
-                else
-                        cta_mig_recover_src(d, &rows[i]);
+                else if (!cta_mig_settle_src(d, &rows[i]))
+                        cta_mig_doubt_add(d, rows[i].id, rows[i].ct_eid, true);
         }
         cta_mig_rows_free(rows, n);
         return 0;

@@ -34,8 +34,9 @@
 #include "util/util.h"
 
 #define PEER_TIMEOUT_MS 60000
-#define STATUS_RETRIES 10
-#define STATUS_RETRY_MS 3000
+/* The commit's reply lost: ask this often before the call answers; mig_doubt.c asks on. */
+#define STATUS_RETRIES 5
+#define STATUS_RETRY_MS 2000
 #define PROGRESS_EVERY_MS 500
 
 /* ---- a connection to the destination agent ------------------------------- */
@@ -1134,12 +1135,15 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                                         m->req->dst.protocol == CTA_DST_SSL, m->id, m->token);
                 }
                 if (st < 0) {
+                        /* Neither start it nor let anything else touch it (a second
+                         * migration elsewhere would make two owners): it stays locked,
+                         * and the resolver unlocks it when the destination tells. */
                         log_error("migration %s: outcome unknown; container %s stays stopped "
-                                  "and marked migrating here until the destination answers "
-                                  "(the agent asks again at start-up)",
+                                  "and locked here until the destination answers (the agent "
+                                  "keeps asking)",
                                   m->id, m->row.eid);
                         peer_close(&m->peer);
-                        cta_envm_unlock(d, m->row.eid);
+                        cta_mig_doubt_add(d, m->id, m->row.eid, false);
                         return cta_error_wrap(err, "migration outcome unknown");
                 }
                 if (st >= 1) {
@@ -1273,10 +1277,9 @@ const struct cta_handler cta_relocator_handlers[] = {
         { NULL, NULL, 0, NULL, NULL, NULL },
 };
 
-/* ---- recovery after a crash (source role) ------------------------------------ */
+/* ---- recovery after a crash, and migrations in doubt (source role) ------------ */
 
-void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *jr);
-void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *jr)
+bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr)
 {
         _cleanup_free_ char *was = cta_kv_get(jr->detail, "was_running");
         _cleanup_free_ char *rm = cta_kv_get(jr->detail, "remove");
@@ -1294,7 +1297,7 @@ void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *jr)
                 /* Already retired. */
                 (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer,
                                         "done", jr->detail, NULL);
-                return;
+                return true;
         }
         if (streq(jr->state, "committed")) {
                 owner = 1;
@@ -1306,33 +1309,41 @@ void cta_mig_recover_src(struct cta_daemon *d, const struct cta_mig_row *jr)
                 if (owner > 1)
                         owner = 1;
                 if (owner < 0) {
-                        log_error("recover: migration %s of %s: the destination %s cannot tell "
-                                  "whether it committed; the container stays stopped here "
-                                  "(restart the agent to ask again)",
-                                  jr->id, jr->ct_eid, jr->peer ? jr->peer : "?");
-                        (void)cta_envm_set_state(d, &row, row.state, CTA_TR_MIGRATING, NULL);
+                        log_warning("migration %s of %s: the destination %s cannot tell yet "
+                                    "whether it committed; the container stays stopped and "
+                                    "locked here (the agent asks again)",
+                                    jr->id, jr->ct_eid, jr->peer ? jr->peer : "?");
+                        if (row.transition != CTA_TR_MIGRATING)
+                                (void)cta_envm_set_state(d, &row, row.state, CTA_TR_MIGRATING,
+                                                         NULL);
                         cta_ct_row_done(&row);
-                        return;
+                        return false;
                 }
         } else {
                 owner = 0;
         }
+        bool settled = true;
         if (owner == 1) {
-                if (retire(d, &row, rm && streq(rm, "1"), jr->id, &err) < 0)
-                        log_error("recover: migration %s: retire %s: %s", jr->id, jr->ct_eid,
+                if (retire(d, &row, rm && streq(rm, "1"), jr->id, &err) < 0) {
+                        /* still ours on paper: stays locked until a retire succeeds */
+                        log_error("migration %s: retire %s: %s", jr->id, jr->ct_eid,
                                   cta_error_msg(err));
-                else
+                        settled = false;
+                } else {
                         (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid,
                                                 jr->peer, "done", jr->detail, NULL);
-                log_warning("recover: migration %s: %s belongs to %s now; source copy retired",
-                            jr->id, jr->ct_eid, jr->peer ? jr->peer : "the destination");
+                        log_warning("migration %s: %s belongs to %s now; source copy retired",
+                                    jr->id, jr->ct_eid,
+                                    jr->peer ? jr->peer : "the destination");
+                }
         } else {
                 restore(d, &row, was_running);
                 (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer,
                                         "failed", jr->detail, NULL);
-                log_warning("recover: migration %s of %s was interrupted (%s); the container "
+                log_warning("migration %s of %s did not complete (%s); the container "
                             "stays here%s",
                             jr->id, jr->ct_eid, jr->state, was_running ? " and was restarted" : "");
         }
         cta_ct_row_done(&row);
+        return settled;
 }

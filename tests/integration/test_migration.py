@@ -763,6 +763,59 @@ def test_kill_destination_at_commit(ct_nodes, ct_admin, point):
             assert os.path.isdir(migrated_path(p.src, 101)), os.listdir(p.src.private_root)
 
 
+@pytest.mark.parametrize("case", ["committed", "not_committed", "source_restarted"])
+def test_commit_in_doubt_is_settled_when_the_destination_returns(ct_nodes, ct_admin, case):
+    """The destination dies during the commit and stays down past the source's status
+    retries: the call fails ("outcome unknown") and the container stays stopped and locked on
+    the source: a second migration, a start or a destroy is refused as busy (a second
+    migration elsewhere would make two owners). When the destination is back, the source
+    learns the outcome by itself, without a restart of its own: committed → its copy is
+    retired, the container runs on the destination; not committed → it runs again on the
+    source. source_restarted: the source agent is also killed while in doubt and comes back
+    while the destination is still down; its start-up cannot tell, so the same holds."""
+    point = "dst_before_rename" if case == "not_committed" else "dst_after_commit"
+    p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.dst, point)
+        p.dst.kill9()
+        if case == "source_restarted":
+            ok = H.wait_for(lambda: "status from" in p.src.node.log(), 30, 0.1)
+            assert ok, p.src.log_excerpt()
+            p.src.kill9()
+            M.restart(p.src)
+        else:
+            r = mig.finish(90)
+            assert r.error is not None and "outcome unknown" in (r.error[1] or ""), r.text
+    with p.src.client() as ca:
+        assert M.info(ca, eid)[0] == F.ST_DOWN, M.info(ca, eid)
+        assert p.src.lxc_state(101) == "STOPPED"
+        # locked: nothing may move, start or remove it while nobody knows who owns it
+        m2 = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        expect_code(m2, p, E_BUSY, "a second migration while in doubt")
+        for call in ("start", "destroy"):
+            r = ca.call(F.envm_packet("<%s><eid>%s</eid></%s>" % (call, eid, call)))
+            assert r.code == E_BUSY, "%s while in doubt: %r\n%s" % (call, r.error, r.text)
+    assert os.path.isdir(os.path.join(p.src.private_root, "101"))
+    M.disarm(p.dst)
+    M.restart(p.dst)
+    if case == "not_committed":
+        owner, other = p.src, p.dst
+    else:
+        owner, other = p.dst, p.src
+    ok = H.wait_for(lambda: "settled; container" in p.src.node.log(), 60, 0.2)
+    assert ok, "the source never settled the migration%s" % logs(p)
+    M.assert_owner(owner, other, eid, 101, running=True, what="settled (%s)" % case)
+    assert os.path.isdir(migrated_path(p.src, 101)) == (owner is p.dst)
+    # and it is free again: it goes (back) to the other node
+    with owner.client() as c:
+        m = M.migrate(c, M.mig_packet(other, eid, ct_admin, options="<type>0</type>"))
+        expect_ok(m, p, "the migration after the doubt was settled")
+    M.assert_owner(other, owner, eid, 101, running=True, what="moved after the doubt",
+                   other_uses_veid=True)
+
+
 def test_cancel_mid_copy(ct_nodes, ct_admin):
     """system/cancel with the migration's id on the same connection while data flows: error
     107, rolled back (running on the source, nothing on the destination); the retry works."""
