@@ -1017,6 +1017,14 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         r = cta_envm_lock(d, m->row.eid, err);
         if (r < 0)
                 return r;
+        if (m->row.transition == CTA_TR_MIGRATING) {
+                /* (a migration not settled yet holds the lock; this is a second line) */
+                cta_envm_unlock(d, m->row.eid);
+                return cta_error_set(err, CTA_E_BUSY, 0,
+                                     "container %s is marked migrating: an earlier migration "
+                                     "of it is not settled",
+                                     m->row.eid);
+        }
         m->was_running = m->row.state == CTA_CT_RUNNING;
         src_journal(m, "locked");
         progress(m, 1, "checking", 0);
@@ -1161,15 +1169,18 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         peer_close(&m->peer);
         r = retire(d, &m->row, m->req->remove, m->id, err);
         if (r < 0) {
-                /* The destination owns it; our leftovers are cleaned at start-up. */
+                /* The destination owns it: what is left here must neither start nor move
+                 * (locked), and the retire is tried again (mig_doubt.c settles the
+                 * journal's "committed" as start-up recovery would). */
                 log_error("migration %s: retiring the source copy of %s failed: %s", m->id,
                           m->row.eid, cta_error_msg(*err));
                 cta_error_free(*err);
                 *err = NULL;
+                cta_mig_doubt_add(d, m->id, m->row.eid, false);
         } else {
                 src_journal(m, "done");
+                cta_envm_unlock(d, m->row.eid);
         }
-        cta_envm_unlock(d, m->row.eid);
         phase(m, "retire");
         log_notice("migration %s: container %s moved to %s%s (%s)", m->id, m->row.eid,
                    m->dst_label, started ? " and started there" : "", m->phases.data);
