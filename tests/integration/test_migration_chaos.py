@@ -1,0 +1,213 @@
+"""Crashes and cut links at random moments of a migration, not only at the CTA_FAULT points.
+
+One container goes back and forth between two real agents over TLS. Each round changes a
+few of its files, starts a migration from the node that owns it, and after a random delay
+(anywhere from before hello to after the commit) does one thing to it: kill -9 the source,
+the destination or both, reset the migration's TCP connection, or nothing (the control).
+The killed agents are restarted on the same state (in a random order when both died), and
+then, once both have settled (start-up recovery, the source's asking after a lost commit
+reply), the round checks what users need: the container is whole on exactly one node
+(registry, private area, LXC config, no staging left on either), running if it ran before,
+and its data is byte for byte what it was before the round. The next round migrates it
+from wherever it is now, so later rounds also start from kept copies (marks, lineage).
+
+The number of rounds and the seed come from the environment: CTA_CHAOS_ROUNDS (default 4,
+what `make check` runs) and CTA_CHAOS_SEED (default: fixed, so that a failure replays).
+A campaign by hand:
+
+    CTA_CHAOS_ROUNDS=100 CTA_CHAOS_SEED=$RANDOM python3 -m pytest -q -c pytest.ini \\
+        --rootdir . test_migration_chaos.py
+
+Each round logs one line (seed, round, action, delay, outcome) to the test's output.
+"""
+
+import os
+import random
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+import ctahelpers as H
+import ctfixtures as F
+import migfixtures as M
+from ctfixtures import ct_nodes, ct_template_dir  # noqa: F401 (fixtures)
+from migfixtures import ct_admin  # noqa: F401 (fixture, see there why not ctfixtures')
+from test_containers import create, lifecycle
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runs real LXC containers"),
+]
+
+VEID = 101
+ACTIONS = ["kill_src", "kill_dst", "kill_both", "reset_link", "none"]
+SETTLE_S = 120  # a destination down past the source's asks: its backoff reaches 60 s
+
+
+def _rounds():
+    return int(os.environ.get("CTA_CHAOS_ROUNDS", "4"))
+
+
+def _seed():
+    return int(os.environ.get("CTA_CHAOS_SEED", "20261128"))
+
+
+def _data_dir(ct):
+    return os.path.join(ct.private_root, str(VEID), "chaos")
+
+
+def _make_data(ct, rng):
+    """24 MiB in one file and 300 small files in 10 directories, one hard link, one
+    symlink: enough that the copy takes a while and has several phases to interrupt."""
+    d = _data_dir(ct)
+    os.makedirs(d)
+    M.fill(os.path.join(d, "blob.bin"), 24)
+    for i in range(300):
+        sub = os.path.join(d, "dir%d" % (i % 10))
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, "f%03d" % i), "wb") as f:
+            f.write(rng.randbytes(rng.randrange(0, 8192)))
+    os.link(os.path.join(d, "dir0", "f000"), os.path.join(d, "hardlink"))
+    os.symlink("dir1/f001", os.path.join(d, "symlink"))
+
+
+def _change_data(ct, rng, rnd):
+    """A few changes between rounds: rewritten, new and deleted small files, and 1 MiB
+    somewhere inside the blob."""
+    d = _data_dir(ct)
+    for _ in range(rng.randrange(1, 6)):
+        sub = os.path.join(d, "dir%d" % rng.randrange(10))
+        names = sorted(os.listdir(sub))
+        op = rng.choice(["rewrite", "new", "delete"])
+        if op == "rewrite" and names:
+            with open(os.path.join(sub, rng.choice(names)), "wb") as f:
+                f.write(rng.randbytes(rng.randrange(1, 8192)))
+        elif op == "delete" and names:
+            os.unlink(os.path.join(sub, rng.choice(names)))
+        else:
+            with open(os.path.join(sub, "n%d_%d" % (rnd, rng.randrange(1 << 30))), "wb") as f:
+                f.write(rng.randbytes(rng.randrange(0, 8192)))
+    with open(os.path.join(d, "blob.bin"), "r+b") as f:
+        f.seek(rng.randrange(0, 23) << 20)
+        f.write(rng.randbytes(1 << 20))
+
+
+def _reset_connections(dst):
+    """Reset every TCP connection to the destination's TLS port (`ss -K`: the kernel aborts
+    the connecting socket, the source's, and sends the peer a reset). Returns how many."""
+    host, port = dst.node.tls_addr
+    r = subprocess.run(["ss", "-K", "-t", "dst", host, "dport", "=", ":%d" % port],
+                       capture_output=True, text=True, timeout=10)
+    return sum(1 for line in r.stdout.splitlines() if ":%d" % port in line)
+
+
+def _alive(ct):
+    return ct.node.proc is not None and ct.node.proc.poll() is None
+
+
+def _view_settled(a, b, eid, want_running):
+    """(owner, other) once the container is whole on exactly one node and nothing is left
+    in flight on either, else None. Both agents must be up."""
+    va, vb = M.node_view(a, eid, VEID), M.node_view(b, eid, VEID)
+    for own, oth, vo, vx in ((a, b, va, vb), (b, a, vb, va)):
+        if vo["info"] is None or vx["info"] is not None:
+            continue
+        if vo["info"][1] != 0 or vo["staging"] or vx["staging"]:
+            return None
+        if (vo["lxc_state"] == "RUNNING") != want_running:
+            return None
+        return own, oth
+    return None
+
+
+def _round(p, rng, rnd, owner, other, eid, log, pace):
+    was_running = rng.random() < 0.5
+    with owner.client() as c:
+        state = M.info(c, eid)[0]
+        if was_running and state != F.ST_RUNNING:
+            lifecycle(c, "start", eid)
+        elif not was_running and state == F.ST_RUNNING:
+            lifecycle(c, "stop", eid)
+    _change_data(owner, rng, rnd)
+    before = M.manifest(_data_dir(owner))
+
+    action = rng.choice(ACTIONS)
+    # from before hello to a little past the end of a migration that is left alone (pace:
+    # how long the last ones took)
+    delay = rng.uniform(0.0, 1.25 * pace[0])
+    opts = rng.choice(["<type>0</type>", "<type>0</type><compress>1</compress>"])
+    t0 = time.monotonic()
+    c = owner.client()
+    mig = M.Migration(c, M.mig_packet(other, eid, p.admin, options=opts))
+    reply = None
+    while time.monotonic() - t0 < delay and reply is None:
+        try:
+            c.sock.settimeout(max(0.01, delay - (time.monotonic() - t0)))
+            mig.next(max(0.01, delay - (time.monotonic() - t0)))
+            reply = mig.reply
+        except (socket.timeout, TimeoutError, OSError):
+            pass
+    done_before = reply is not None
+    if done_before and reply.error is None:
+        pace[0] = 0.7 * pace[0] + 0.3 * (time.monotonic() - t0)
+    killed = []
+    if action in ("kill_src", "kill_both"):
+        owner.kill9()
+        killed.append(owner)
+    if action in ("kill_dst", "kill_both"):
+        other.kill9()
+        killed.append(other)
+    if action == "reset_link":
+        action = "reset_link (%d connections)" % _reset_connections(other)
+    if owner not in killed and reply is None:
+        try:
+            reply = mig.finish(SETTLE_S)
+        except Exception as e:  # noqa: BLE001 (the reply is lost with its agent)
+            reply = e
+    c.close()
+    rng.shuffle(killed)
+    for ct in killed:
+        M.restart(ct)
+    settled = H.wait_for(lambda: _view_settled(owner, other, eid, was_running), SETTLE_S, 0.3)
+    outcome = "timeout"
+    if settled:
+        new_owner, new_other = settled
+        outcome = "moved" if new_owner is other else "stayed"
+    what = "seed %d round %d: %s after %.2f s (%s, %s, the migration %s)" % (
+        _seed(), rnd, action, delay, "running" if was_running else "stopped",
+        "zstd" if "compress" in opts else "plain",
+        "had ended" if done_before else "was in flight")
+    log.append("%s → %s" % (what, outcome))
+    assert settled, "%s: not settled in %d s\n%s\n%s" % (
+        what, SETTLE_S, owner.log_excerpt(40), other.log_excerpt(40))
+    M.assert_owner(new_owner, new_other, eid, VEID, running=was_running, what=what,
+                   other_uses_veid=False)
+    diff = M.manifest_diff(before, M.manifest(_data_dir(new_owner)))
+    assert diff == [], "%s: the data differs from before the round:\n%s" % (
+        what, "\n".join(diff[:40]))
+    if isinstance(reply, H.Reply) and reply.error is None:
+        assert new_owner is other, "%s: OK reply but the container stayed" % what
+    return new_owner, new_other
+
+
+def test_random_crashes_and_cuts(ct_nodes, ct_admin):
+    """Rounds of a migration interrupted at a random moment; after each: exactly one
+    owner, the container whole and as it was, its data unchanged (module docstring)."""
+    rng = random.Random(_seed())
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as c:
+        _, env = create(c, name="chaos", hostname="chaos.example.test", veid=VEID,
+                        ip=p.src.ip(VEID % 200 + 2))
+        eid = env["eid"]
+    _make_data(p.src, rng)
+    owner, other = p.src, p.dst
+    log = []
+    pace = [1.0]
+    try:
+        for rnd in range(_rounds()):
+            owner, other = _round(p, rng, rnd, owner, other, eid, log, pace)
+    finally:
+        print("\n".join(log))
