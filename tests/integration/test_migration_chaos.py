@@ -136,22 +136,30 @@ def _round(p, rng, rnd, owner, other, eid, log, pace):
 
     action = rng.choice(ACTIONS)
     # from before hello to a little past the end of a migration that is left alone (pace:
-    # how long the last ones took)
-    delay = rng.uniform(0.0, 1.25 * pace[0])
+    # how long the last ones took); or, in a third of the rounds, within 150 ms after the
+    # source says it commits: the shortest and most delicate window
+    at_commit = rng.random() < 0.33
+    delay = rng.uniform(0.0, 0.15) if at_commit else rng.uniform(0.0, 1.25 * pace[0])
     opts = rng.choice(["<type>0</type>", "<type>0</type><compress>1</compress>"])
     t0 = time.monotonic()
     c = owner.client()
     mig = M.Migration(c, M.mig_packet(other, eid, p.admin, options=opts))
     reply = None
+    if at_commit:
+        try:
+            mig.wait_progress(lambda r: M.progress_params(r).get("phase", "").startswith(
+                "committing"), 60)
+        except AssertionError:
+            reply = mig.reply  # (it ended without committing: act on what is left)
+        t0 = time.monotonic()
     while time.monotonic() - t0 < delay and reply is None:
         try:
-            c.sock.settimeout(max(0.01, delay - (time.monotonic() - t0)))
             mig.next(max(0.01, delay - (time.monotonic() - t0)))
             reply = mig.reply
         except (socket.timeout, TimeoutError, OSError):
             pass
     done_before = reply is not None
-    if done_before and reply.error is None:
+    if done_before and reply.error is None and not at_commit:
         pace[0] = 0.7 * pace[0] + 0.3 * (time.monotonic() - t0)
     killed = []
     if action in ("kill_src", "kill_both"):
@@ -176,8 +184,9 @@ def _round(p, rng, rnd, owner, other, eid, log, pace):
     if settled:
         new_owner, new_other = settled
         outcome = "moved" if new_owner is other else "stayed"
-    what = "seed %d round %d: %s after %.2f s (%s, %s, the migration %s)" % (
-        _seed(), rnd, action, delay, "running" if was_running else "stopped",
+    what = "seed %d round %d: %s %.2f s after %s (%s, %s, the migration %s)" % (
+        _seed(), rnd, action, delay, "the commit began" if at_commit else "the request",
+        "running" if was_running else "stopped",
         "zstd" if "compress" in opts else "plain",
         "had ended" if done_before else "was in flight")
     log.append("%s → %s" % (what, outcome))
