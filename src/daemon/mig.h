@@ -194,7 +194,8 @@ void cta_mig_doubt_add(struct cta_daemon *d, const char *id, const char *eid, bo
  * hello), src_after_hello, src_mid_copy,
  * src_before_commit, src_after_commit, dst_mid_receive, dst_mid_patch (the first write
  * into a file patched in place), dst_stream_tail (all of a stream received, before its
- * flush), dst_before_rename, dst_after_commit. With CTA_FAULT_PAUSE_MS the thread
+ * flush), dst_before_rename, dst_after_rename (in place, not registered yet),
+ * dst_after_commit. With CTA_FAULT_PAUSE_MS the thread
  * sleeps that long there and goes on instead (a test then acts on the other side
  * meanwhile). Without CTA_FAULT this is a no-op.
  */

@@ -971,6 +971,10 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         for (size_t i = 0; i < n_ips; i++)
                 (void)cta_buf_printf(&iplist, "%s%s", i ? "," : "", ips[i]);
         cta_kv_add(&b, "ips", iplist.data ? iplist.data : "");
+        /* (journaled now: a crash between the rename and "committed" is finished by
+         * recovery, which must start the container as the source asked) */
+        bool want_start = start && !m->force_used;
+        cta_kv_add(&b, "start", want_start ? "1" : "0");
         journal(d, m, "committing", b.data);
 
         _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
@@ -987,6 +991,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
                 if (pd < 0 || fsync(pd) < 0)
                         log_warning("migration %s: cannot flush %s: %m", m->id, m->parent);
         }
+        cta_fault_point("dst_after_rename");
         snprintf(row.eid, sizeof(row.eid), "%s", m->eid);
         row.veid = m->veid;
         row.name = name && *name ? name : NULL;
@@ -1009,8 +1014,6 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         row.config_json = NULL;
         /* From here this node owns the container. "committed" is unfinished
          * on purpose: if we die before the start, recovery starts it. */
-        bool want_start = start && !m->force_used;
-        cta_kv_add(&b, "start", want_start ? "1" : "0");
         journal(d, m, "committed", b.data);
         /* If the container goes back to where it came from, that node's retired copy is
          * what arrived here: a later change here moves an entry's ctime past this mark. */
@@ -1431,6 +1434,27 @@ const struct cta_handler cta_mig_dst_handlers[] = {
 
 /* ---- recovery after a crash (destination role) --------------------------- */
 
+/* A commit that recovery finished: start the container if the source asked for it (it ran
+ * there) and it is not running. Returns whether it was started. */
+static bool recover_start(struct cta_daemon *d, const struct cta_mig_row *row)
+{
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        _cleanup_free_ char *start = cta_kv_get(row->detail, "start");
+        struct cta_ct_row ct = { 0 };
+        bool started = false;
+        if (!start || !streq(start, "1") ||
+            cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) < 0)
+                return false;
+        if (ct.state == CTA_CT_DOWN) {
+                started = cta_envm_start_row(d, &ct, &err) == 0;
+                if (!started)
+                        log_error("recover: migration %s: start %s: %s", row->id, row->ct_eid,
+                                  cta_error_msg(err));
+        }
+        cta_ct_row_done(&ct);
+        return started;
+}
+
 static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
 {
         _cleanup_free_ char *parent = cta_kv_get(row->detail, "parent");
@@ -1472,36 +1496,26 @@ static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
                         ips[n_ips++] = t;
                 if (cta_envm_adopt(d, &ct, ips, n_ips, mem, (unsigned)cpu, &err) == 0) {
                         free(ct.config_json);
+                        bool started = recover_start(d, row);
                         (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST,
                                                 row->ct_eid, NULL, "done", row->detail, NULL);
-                        log_warning("recover: migration %s: finished committing container %s",
-                                    row->id, row->ct_eid);
+                        log_warning("recover: migration %s: finished committing container %s%s",
+                                    row->id, row->ct_eid, started ? " and started it" : "");
                         return;
                 }
                 free(ct.config_json);
                 log_error("recover: migration %s: %s", row->id, cta_error_msg(err));
                 return;
         }
-        if (streq(row->state, "committed") &&
+        if ((streq(row->state, "committed") || streq(row->state, "committing")) &&
             cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) == 0) {
-                /* Committed, but we died before starting it as asked. */
-                _cleanup_free_ char *start = cta_kv_get(row->detail, "start");
-                if (start && streq(start, "1") && ct.state == CTA_CT_DOWN &&
-                    cta_envm_start_row(d, &ct, &err) < 0)
-                        log_error("recover: migration %s: start %s: %s", row->id, row->ct_eid,
-                                  cta_error_msg(err));
+                /* Registered: committed, but we died before starting it as asked. */
                 cta_ct_row_done(&ct);
+                bool started = recover_start(d, row);
                 (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
                                         "done", row->detail, NULL);
                 log_warning("recover: migration %s: container %s is committed here%s", row->id,
-                            row->ct_eid, start && streq(start, "1") ? " and was started" : "");
-                return;
-        }
-        if (streq(row->state, "committing") &&
-            cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) == 0) {
-                cta_ct_row_done(&ct);
-                (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
-                                        "done", row->detail, NULL);
+                            row->ct_eid, started ? " and was started" : "");
                 return;
         }
         _cleanup_free_ char *base_from = cta_kv_get(row->detail, "base_from");

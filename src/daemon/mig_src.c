@@ -1152,7 +1152,10 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                                   m->id, m->row.eid);
                         peer_close(&m->peer);
                         cta_mig_doubt_add(d, m->id, m->row.eid, false);
-                        return cta_error_wrap(err, "migration outcome unknown");
+                        return cta_error_wrap(err, "migration outcome unknown (the container "
+                                                   "stays stopped and locked here until the "
+                                                   "destination tells; the agent keeps "
+                                                   "asking)");
                 }
                 if (st >= 1) {
                         cta_error_free(*err);

@@ -734,11 +734,13 @@ def test_kill_source(ct_nodes, ct_admin, point):
             retry_succeeds(p, ca, eid, 101, "kill -9 of the source at %s" % point)
 
 
-@pytest.mark.parametrize("point", ["dst_before_rename", "dst_after_commit"])
+@pytest.mark.parametrize("point", ["dst_before_rename", "dst_after_rename", "dst_after_commit"])
 def test_kill_destination_at_commit(ct_nodes, ct_admin, point):
     """kill -9 of the destination during the commit; it is restarted at once (same state dir
     and port). Before the rename: not committed, the source rolls back (runs the container),
-    the destination has nothing. After the commit: the destination owns it, and the source,
+    the destination has nothing. After the rename (in place, not registered: recovery
+    finishes the commit, and starts the container as the source asked, which a chaos round
+    found it did not) and after the commit: the destination owns it, and the source,
     which lost the commit reply, learns it through status and retires its copy."""
     p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
     with p.src.client() as ca:
