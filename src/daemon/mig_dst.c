@@ -1105,9 +1105,8 @@ static int mig_abort(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
         (void)err;
-        if (m) {
+        if (m)
                 dst_undo(m, "aborted by the source");
-        }
         return 0;
 }
 
