@@ -734,6 +734,16 @@ def test_kill_source(ct_nodes, ct_admin, point):
             retry_succeeds(p, ca, eid, 101, "kill -9 of the source at %s" % point)
 
 
+def migrate_and_kill_dst_at(p, ca, point):
+    """A running container (4 MiB of data) migrating from p.src to p.dst, whose daemon is
+    killed -9 at its fault point `point` (armed by the Pair). Returns (eid, Migration)."""
+    eid = new_ct(p, ca, 101, data_mb=4)
+    mig = M.Migration(ca, M.mig_packet(p.dst, eid, p.admin, options="<type>0</type>"))
+    M.wait_fault(p.dst, point)
+    p.dst.kill9()
+    return eid, mig
+
+
 @pytest.mark.parametrize("point", ["dst_before_rename", "dst_after_rename", "dst_after_commit"])
 def test_kill_destination_at_commit(ct_nodes, ct_admin, point):
     """kill -9 of the destination during the commit; it is restarted at once (same state dir
@@ -744,10 +754,7 @@ def test_kill_destination_at_commit(ct_nodes, ct_admin, point):
     which lost the commit reply, learns it through status and retires its copy."""
     p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
     with p.src.client() as ca:
-        eid = new_ct(p, ca, 101, data_mb=4)
-        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
-        M.wait_fault(p.dst, point)
-        p.dst.kill9()
+        eid, mig = migrate_and_kill_dst_at(p, ca, point)
         M.disarm(p.dst)
         M.restart(p.dst)
         r = mig.finish(90)
@@ -778,10 +785,7 @@ def test_commit_in_doubt_is_settled_when_the_destination_returns(ct_nodes, ct_ad
     point = "dst_before_rename" if case == "not_committed" else "dst_after_commit"
     p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
     with p.src.client() as ca:
-        eid = new_ct(p, ca, 101, data_mb=4)
-        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
-        M.wait_fault(p.dst, point)
-        p.dst.kill9()
+        eid, mig = migrate_and_kill_dst_at(p, ca, point)
         if case == "source_restarted":
             ok = H.wait_for(lambda: "status from" in p.src.node.log(), 30, 0.1)
             assert ok, p.src.log_excerpt()

@@ -24,7 +24,6 @@ Each round logs one line (seed, round, action, delay, outcome) to the test's out
 import os
 import random
 import socket
-import struct
 import subprocess
 import time
 
@@ -102,10 +101,6 @@ def _reset_connections(dst):
     r = subprocess.run(["ss", "-K", "-t", "dst", host, "dport", "=", ":%d" % port],
                        capture_output=True, text=True, timeout=10)
     return sum(1 for line in r.stdout.splitlines() if ":%d" % port in line)
-
-
-def _alive(ct):
-    return ct.node.proc is not None and ct.node.proc.poll() is None
 
 
 def _view_settled(a, b, eid, want_running):
