@@ -89,6 +89,7 @@ struct cta_session {
         char user[257];
         uid_t uid;
         bool serial_busy;
+        bool end_deferred; /* closed while a serial call ran: its end waits for the call */
         struct cta_call *inflight; /* job calls, for system/cancel */
         struct cta_chanq *binsink; /* where binary frames go (an open migration stream) */
         bool bin_discard; /* the stream failed: drop frames still in flight until the source reacts */

@@ -67,9 +67,8 @@ struct mig_dst {
         int next_have_fd; /* ... built at its end (a memfd), or -1 */
         uint64_t next_have_entries;
         enum dst_state state;
-        /* (both under dst_mu) */
-        bool busy;       /* a call works on it off the loop thread: the session's end
-                          * leaves it to that call's finish (dst_release) */
+        /* (loop thread) */
+        bool in_commit;  /* between commit's prepare and its finish */
         bool fenced;     /* the source asked status while it was open: it never commits */
         struct cta_chanq *q;
         struct cta_mig_stats stats;
@@ -90,7 +89,6 @@ static struct mig_dst *dst_find(const char *id)
 }
 
 static void drop_prepared_have(const char *eid); /* (prepare, below) */
-static bool dst_release(struct cta_call *call, struct mig_dst *m); /* (below dst_get) */
 static int prepare_have(int dirfd, const char *bmdir, bool warm, const struct timespec *since,
                         uint64_t *entries, uint64_t *touched);
 
@@ -292,8 +290,7 @@ static const char *fs_check(const char *dir)
 }
 
 struct hello_ctx {
-        struct mig_dst *m;         /* until it is listed */
-        struct mig_dst *live;      /* listed (and held until the finish) */
+        struct mig_dst *m;
         struct cta_buf problems;   /* never overridable */
         struct cta_buf warnings;   /* overridable by force */
         bool space_only;
@@ -444,12 +441,10 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         seed_staging(d, m);
         journal(d, m, "checked", NULL);
         pthread_mutex_lock(&dst_mu);
-        m->busy = true; /* (the reply below still reads it) */
         m->next = dst_list;
         dst_list = m;
         pthread_mutex_unlock(&dst_mu);
         h->m = NULL;
-        h->live = m;
         log_notice("migration %s: container %s (veid %" PRIu64 ") checked, will land in %s",
                    m->id, m->eid, m->veid, m->private_path);
 
@@ -475,15 +470,6 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         /* we read streams compressed with zstd (stream/compress; older agents do not say) */
         cta_xw_text(w, cta_xw_qname(qn, p, "compress"), "zstd");
         return cta_call_end_result(call, err);
-}
-
-static int mig_hello_finish(struct cta_call *call, struct cta_error **err)
-{
-        struct hello_ctx *h = call->ctx;
-        (void)err;
-        if (h && h->live)
-                (void)dst_release(call, h->live);
-        return call->result;
 }
 
 /* The migration a call names: it must exist, belong to this connection and
@@ -517,35 +503,13 @@ static void dst_undo(struct mig_dst *m, const char *why)
         log_notice("migration %s: container %s not taken: %s", m->id, m->eid, why);
 }
 
-/* ... and forget it. Loop thread (only the loop thread frees a listed migration). */
+/* ... and forget it. Loop thread: only the loop thread frees a listed migration (status
+ * looks migrations up there), and the session's end, which frees what its source left,
+ * waits for a serial call still running on it (server.c). */
 static void dst_abort(struct mig_dst *m, const char *why)
 {
         dst_undo(m, why);
         dst_unlink_free(m);
-}
-
-/*
- * A call that works on m off the loop thread (hello's end, have, commit, abort) holds it,
- * so that the end of the source's session, which the loop thread may see meanwhile (a
- * reset connection is noticed even while a serial call pauses its reads), does not undo
- * or free m under that call: it is left to the call's finish, dst_release().
- */
-static void dst_hold(struct mig_dst *m, bool busy)
-{
-        pthread_mutex_lock(&dst_mu);
-        m->busy = busy;
-        pthread_mutex_unlock(&dst_mu);
-}
-
-/* Loop thread, in the finish of a call that held m: when the session ended meanwhile and m
- * did not commit, undo and free it here. True when m is gone. */
-static bool dst_release(struct cta_call *call, struct mig_dst *m)
-{
-        dst_hold(m, false);
-        if (m->state == D_DONE || !call->s->closed)
-                return false;
-        dst_abort(m, "the source went away");
-        return true;
 }
 
 /* ---- stream ---------------------------------------------------------------- */
@@ -919,15 +883,7 @@ static int mig_have_prepare(struct cta_call *call, struct cta_error **err)
                 return cta_error_set(err, CTA_E_BAD_PARAM, 0,
                                      "ctamig: this node has no earlier copy of %s", m->eid);
         call->ctx = m;
-        dst_hold(m, true);
         return 0;
-}
-
-static int mig_have_finish(struct cta_call *call, struct cta_error **err)
-{
-        (void)err;
-        (void)dst_release(call, call->ctx);
-        return call->result;
 }
 
 /* ---- commit: the point of no return ---------------------------------------- */
@@ -1052,14 +1008,14 @@ static int mig_commit_prepare(struct cta_call *call, struct cta_error **err)
         int r = dst_get(call, 1u << D_STREAMED, &m, err);
         if (r < 0)
                 return r;
-        /* (fenced and held are both set on the loop thread: one comes first) */
+        /* (status sets fenced on this thread too: one of the two comes first) */
         if (m->fenced)
                 return cta_error_set(err, CTA_E_BAD_STATE, 0,
                                      "ctamig: migration %s was given up by its source (it "
                                      "asked for its status): it cannot commit",
                                      m->id);
         call->ctx = m;
-        dst_hold(m, true);
+        m->in_commit = true;
         return 0;
 }
 
@@ -1067,8 +1023,7 @@ static int mig_commit_finish(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
         (void)err;
-        if (dst_release(call, m))
-                return call->result;
+        m->in_commit = false;
         if (m->state == D_DONE) {
                 cta_envm_unlock(m->d, m->eid);
                 dst_unlink_free(m);
@@ -1097,7 +1052,6 @@ static int mig_abort_prepare(struct cta_call *call, struct cta_error **err)
                 return cta_error_set(err, CTA_E_BAD_STATE, 0,
                                      "ctamig: migration %s is already committed", id);
         call->ctx = m;
-        dst_hold(m, true);
         return 0;
 }
 
@@ -1114,10 +1068,8 @@ static int mig_abort_finish(struct cta_call *call, struct cta_error **err)
 {
         struct mig_dst *m = call->ctx;
         (void)err;
-        if (m) {
-                dst_hold(m, false);
+        if (m)
                 dst_unlink_free(m);
-        }
         return call->result;
 }
 
@@ -1369,18 +1321,14 @@ static int mig_status(struct cta_call *call, struct cta_error **err)
                                                           : "open";
         if (ok && streq(state, "open")) {
                 /* A source asks when it gave the migration up or lost the commit's reply.
-                 * A commit in flight (held) may still land: "committing", ask again. One
-                 * not begun never will (commit's prepare runs on this thread too): the
-                 * answer "open" then means "not committed, and it will not be". */
+                 * A commit in flight may still land: "committing", ask again. One not
+                 * begun never will (commit's prepare runs on this thread too): the answer
+                 * "open" then means "not committed, and it will not be". */
                 struct mig_dst *m = dst_find(id);
-                if (m) {
-                        pthread_mutex_lock(&dst_mu);
-                        if (m->busy && m->state == D_STREAMED)
-                                state = "committing";
-                        else
-                                m->fenced = true;
-                        pthread_mutex_unlock(&dst_mu);
-                }
+                if (m && m->in_commit)
+                        state = "committing";
+                else if (m)
+                        m->fenced = true;
         }
         struct cta_ct_row ct = { 0 };
         bool running = cta_store_ct_get(d->store, row.ct_eid, &ct, NULL) == 0 &&
@@ -1402,8 +1350,7 @@ void cta_mig_dst_session_closed(struct cta_session *s)
                 struct mig_dst *m = NULL;
                 pthread_mutex_lock(&dst_mu);
                 for (struct mig_dst *i = dst_list; i; i = i->next)
-                        if (i->s == s && i->state != D_STREAMING && i->state != D_DONE &&
-                            !i->busy) {
+                        if (i->s == s && i->state != D_STREAMING && i->state != D_DONE) {
                                 m = i;
                                 break;
                         }
@@ -1420,11 +1367,11 @@ void cta_mig_dst_session_closed(struct cta_session *s)
 
 const struct cta_handler cta_mig_dst_handlers[] = {
         { "ctamig", "prepare", CTA_H_SERIAL, mig_prepare, NULL, NULL },
-        { "ctamig", "hello", CTA_H_SERIAL, mig_hello, mig_hello_finish, NULL },
+        { "ctamig", "hello", CTA_H_SERIAL, mig_hello, NULL, NULL },
         { "ctamig", "probe", 0, mig_probe, NULL, NULL },
         { "ctamig", "stream", CTA_H_BACKGROUND, mig_stream, mig_stream_finish,
           mig_stream_prepare },
-        { "ctamig", "have", CTA_H_SERIAL, mig_have, mig_have_finish, mig_have_prepare },
+        { "ctamig", "have", CTA_H_SERIAL, mig_have, NULL, mig_have_prepare },
         { "ctamig", "commit", CTA_H_SERIAL, mig_commit, mig_commit_finish, mig_commit_prepare },
         { "ctamig", "abort", CTA_H_SERIAL, mig_abort, mig_abort_finish, mig_abort_prepare },
         { "ctamig", "status", CTA_H_PREAUTH, mig_status, NULL, NULL },

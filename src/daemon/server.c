@@ -229,6 +229,9 @@ static void job_done(void *arg)
                 if (!s->closed) {
                         cta_conn_pause_read(s->conn, false);
                         session_pump(s);
+                } else if (s->end_deferred) {
+                        s->end_deferred = false;
+                        cta_mig_dst_session_closed(s);
                 }
         }
         call_free(call);
@@ -489,7 +492,13 @@ static void on_close(struct cta_conn *c)
         for (struct cta_call *call = s->inflight; call; call = call->next_inflight)
                 if (!(call->h->flags & CTA_H_DETACHED))
                         atomic_store(&call->cancelled, true);
-        cta_mig_dst_session_closed(s);
+        /* What the session leaves half done is undone now, or, while a serial call still
+         * works on it (a reset is seen even while that call pauses our reads), when that
+         * call ends (job_done): never under it. */
+        if (s->serial_busy)
+                s->end_deferred = true;
+        else
+                cta_mig_dst_session_closed(s);
         cta_conn_set_data(c, NULL);
         log_debug("client %s (%s) disconnected", cta_conn_peer(c), s->client);
         session_unref(s);
