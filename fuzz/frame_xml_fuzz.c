@@ -49,6 +49,7 @@ static void typed(const struct cta_xnode *n)
         struct cta_subscribe s;
         struct cta_conn_info ci;
         struct cta_migrate_req m;
+        struct cta_mig_settle_req st;
         struct cta_error *err = NULL;
 
         if (cta_req_parse_login(n, &l, &err) < 0)
@@ -73,6 +74,9 @@ static void typed(const struct cta_xnode *n)
                 for (size_t i = 0; i < m.n_eids; i++)
                         FUZZ_CHECK(cta_uuid_valid(m.eids[i]));
         }
+        err = cta_error_free(err);
+        if (cta_req_parse_mig_settle(n, &st, &err) == 0)
+                FUZZ_CHECK(cta_uuid_valid(st.eid));
         err = cta_error_free(err);
 }
 

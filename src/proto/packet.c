@@ -455,3 +455,23 @@ int cta_req_parse_migrate_v2v(const struct cta_xnode *call, struct cta_migrate_r
                 explicit_bzero(out, sizeof(*out));
         return r;
 }
+
+int cta_req_parse_mig_settle(const struct cta_xnode *call, struct cta_mig_settle_req *out,
+                             struct cta_error **err)
+{
+        memset(out, 0, sizeof(*out));
+        if (!call)
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0, "settle: missing");
+        int r = uuid_field(cta_xnode_ctext(call, "eid"), "settle/eid", out->eid, err);
+        if (r < 0)
+                return r;
+        const char *o = cta_xnode_ctext(call, "outcome");
+        if (o && streq(o, "moved")) {
+                out->moved = true;
+        } else if (!o || !streq(o, "stays")) {
+                _cleanup_free_ char *s = cta_sanitize(o ? o : "", 40);
+                return cta_error_set(err, CTA_E_BAD_PARAM, 0,
+                                     "settle/outcome must be 'moved' or 'stays', not '%s'", s);
+        }
+        return 0;
+}

@@ -127,6 +127,16 @@ struct cta_migrate_req {
 int cta_req_parse_migrate_v2v(const struct cta_xnode *call, struct cta_migrate_req *out,
                               struct cta_error **err);
 
+/* relocator/settle (ours, not the vendor's): the operator settles a migration in doubt
+ * whose destination does not answer. <eid>, and <outcome> "moved" (the destination has
+ * it) or "stays" (it never committed there). */
+struct cta_mig_settle_req {
+        char eid[37]; /* lower case */
+        bool moved;
+};
+int cta_req_parse_mig_settle(const struct cta_xnode *call, struct cta_mig_settle_req *out,
+                             struct cta_error **err);
+
 /* ---- replies (tolerant: no namespaces required, any order) ---- */
 
 struct cta_resp {

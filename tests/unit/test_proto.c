@@ -1069,6 +1069,42 @@ TEST(packet__migrate_compress_values)
         return 0;
 }
 
+/* relocator/settle (ours): an eid and outcome "moved" or "stays", any order; else 204. */
+TEST(packet__mig_settle)
+{
+        static const struct {
+                const char *xml;
+                int ok; /* 1 moved, 0 stays, -1 refused */
+        } cases[] = {
+                { "<settle><eid>" EID "</eid><outcome>moved</outcome></settle>", 1 },
+                { "<settle><outcome> stays </outcome><eid>" EID "</eid></settle>", 0 },
+                { "<settle><eid>" EID "</eid></settle>", -1 },
+                { "<settle><eid>" EID "</eid><outcome>Moved</outcome></settle>", -1 },
+                { "<settle><eid>" EID "</eid><outcome></outcome></settle>", -1 },
+                { "<settle><outcome>moved</outcome></settle>", -1 },
+                { "<settle><eid>web</eid><outcome>moved</outcome></settle>", -1 },
+        };
+        for (size_t i = 0; i < CTA_ARRAY_SIZE(cases); i++) {
+                _cleanup_(cta_xnode_freep) struct cta_xnode *n = NULL;
+                _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+                struct cta_mig_settle_req q;
+                ASSERT_OK(cta_xml_parse(cases[i].xml, strlen(cases[i].xml), NULL, &n, NULL));
+                int r = cta_req_parse_mig_settle(n, &q, &err);
+                if (cases[i].ok < 0) {
+                        ASSERT_INT_EQ(r, -CTA_E_BAD_PARAM);
+                        ASSERT_TRUE(strstr(cta_error_msg(err), "settle/") != NULL);
+                        continue;
+                }
+                if (r < 0)
+                        TAP_FAIL("'%s': %s", cases[i].xml, cta_error_msg(err));
+                ASSERT_STR_EQ(q.eid, EID);
+                ASSERT_INT_EQ(q.moved, cases[i].ok);
+        }
+        ASSERT_INT_EQ(cta_req_parse_mig_settle(NULL, &(struct cta_mig_settle_req){ 0 }, NULL),
+                      -CTA_E_BAD_PARAM);
+        return 0;
+}
+
 TEST(packet__conn_info_defaults)
 {
         struct {
@@ -1498,6 +1534,7 @@ int main(void)
                              T(packet__login), T(packet__cancel_subscribe_misc),
                              T(packet__typed_errors), T(packet__conn_info_defaults),
                              T(packet__migrate_compress_values),
+                             T(packet__mig_settle),
                              T(resp__samples), T(resp__info_render), T(writer__escaping_roundtrip),
                              T(writer__ok_greeting_text), T(writer__system_results),
                              T(writer__progress_and_event),
