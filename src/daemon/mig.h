@@ -13,6 +13,7 @@
 
 #include "util/buf.h"
 
+struct cta_call;
 struct cta_conn;
 struct cta_daemon;
 struct cta_error;
@@ -175,8 +176,14 @@ int cta_mig_recover(struct cta_daemon *d, struct cta_error **err);
 /* A source's journal entry jr: finish it (retire the copy when the destination committed,
  * restore the container when it did not, asking the destination's status for one left in
  * "committing"). False while the destination cannot tell (the container then stays
- * stopped and marked migrating). mig_src.c. */
-bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr);
+ * stopped and marked migrating). mig_src.c.
+ * verdict: CTA_MIG_ASK, or the operator's word (relocator/settle) for when the
+ * destination does not answer: the destination's answer, when it gives one, still wins
+ * (then *err says so, error 511, and it is settled); a copy declared moved is retired but
+ * never deleted. With a verdict, *err says why it is not settled. */
+enum cta_mig_verdict { CTA_MIG_ASK, CTA_MIG_STAYS, CTA_MIG_MOVED };
+bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr,
+                        enum cta_mig_verdict verdict, struct cta_error **err);
 /*
  * Migrations in doubt (mig_doubt.c): the commit's outcome is unknown, so the container
  * stays locked (every call on it answers busy) while a job asks the destination again,
@@ -185,6 +192,13 @@ bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr);
  * it and hands it over. Any thread.
  */
 void cta_mig_doubt_add(struct cta_daemon *d, const char *id, const char *eid, bool lock);
+/* The operator's word on eid's migration in doubt (relocator/settle; cta_mig_settle_src
+ * with that verdict). Job thread. 406 when eid has none, 110 while the job is asking. */
+int cta_mig_doubt_settle(struct cta_daemon *d, const char *eid, enum cta_mig_verdict verdict,
+                         struct cta_error **err);
+/* relocator/settle's handler (cta_relocator_handlers). */
+int cta_mig_settle_prepare(struct cta_call *call, struct cta_error **err);
+int cta_mig_settle_run(struct cta_call *call, struct cta_error **err);
 
 /*
  * Test hook: when the environment variable CTA_FAULT names this point

@@ -10,24 +10,32 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "daemon/daemon.h"
 #include "daemon/envm.h"
 #include "daemon/mig.h"
 #include "net/loop.h"
+#include "proto/packet.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/util.h"
 
 #define DOUBT_FIRST_MS 2000u
 #define DOUBT_MAX_MS 60000u
+/* how long the operator's settle waits for a round's ask of the same migration (a
+ * connect to a dead node times out after 60 s) */
+#define SETTLE_WAIT_S 90
 
 struct doubt {
         char id[37], eid[37];
+        bool busy; /* a round or the operator's settle works on it (no second one) */
 };
 
-/* the list: any thread, under doubt_mu */
+/* the list: any thread, under doubt_mu; doubt_cv: an entry was released */
 static pthread_mutex_t doubt_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t doubt_cv = PTHREAD_COND_INITIALIZER;
 static struct doubt *doubts;
 static size_t ndoubts;
 
@@ -38,38 +46,62 @@ static bool doubt_running;
 
 static void doubt_schedule(struct cta_daemon *d);
 
-/* Job thread: one round over a copy of the list. */
+/* Any thread: the doubt of id is settled (its lock released) or not (free again). */
+static void doubt_release(struct cta_daemon *d, const char *id, const char *eid, bool settled)
+{
+        pthread_mutex_lock(&doubt_mu);
+        for (size_t k = 0; k < ndoubts; k++)
+                if (streq(doubts[k].id, id)) {
+                        if (settled)
+                                doubts[k] = doubts[--ndoubts];
+                        else
+                                doubts[k].busy = false;
+                        break;
+                }
+        pthread_cond_broadcast(&doubt_cv);
+        pthread_mutex_unlock(&doubt_mu);
+        if (settled)
+                cta_envm_unlock(d, eid);
+}
+
+/* Settle one doubt (claimed by the caller). (A journal row gone or no longer committing
+ * was settled by someone: let it go.) */
+static bool doubt_settle_one(struct cta_daemon *d, const struct doubt *x,
+                             enum cta_mig_verdict verdict, struct cta_error **err)
+{
+        struct cta_mig_row row = { 0 };
+        bool settled = true;
+        if (cta_store_mig_get(d->store, x->id, &row, NULL) == 0) {
+                if (streq(row.state, "committing") || streq(row.state, "committed"))
+                        settled = cta_mig_settle_src(d, &row, verdict, err);
+                cta_mig_row_done(&row);
+        }
+        doubt_release(d, x->id, x->eid, settled);
+        if (settled)
+                log_notice("migration %s: settled; container %s is no longer locked", x->id,
+                           x->eid);
+        return settled;
+}
+
+/* Job thread: one round over the doubts nobody works on. */
 static void doubt_work(void *arg)
 {
         struct cta_daemon *d = arg;
         pthread_mutex_lock(&doubt_mu);
-        size_t n = ndoubts;
-        struct doubt *round = n ? cta_xmalloc(n * sizeof(*round)) : NULL;
-        if (n)
-                memcpy(round, doubts, n * sizeof(*round));
+        size_t n = 0;
+        struct doubt *round = ndoubts ? cta_xmalloc(ndoubts * sizeof(*round)) : NULL;
+        for (size_t k = 0; k < ndoubts; k++)
+                if (!doubts[k].busy) {
+                        doubts[k].busy = true;
+                        round[n++] = doubts[k];
+                }
         pthread_mutex_unlock(&doubt_mu);
 
-        for (size_t i = 0; i < n && !atomic_load(&d->stopping); i++) {
-                struct cta_mig_row row = { 0 };
-                bool settled = true;
-                /* (a row gone or no longer committing was settled by someone: let it go) */
-                if (cta_store_mig_get(d->store, round[i].id, &row, NULL) == 0) {
-                        if (streq(row.state, "committing") || streq(row.state, "committed"))
-                                settled = cta_mig_settle_src(d, &row);
-                        cta_mig_row_done(&row);
-                }
-                if (!settled)
-                        continue;
-                pthread_mutex_lock(&doubt_mu);
-                for (size_t k = 0; k < ndoubts; k++)
-                        if (streq(doubts[k].id, round[i].id)) {
-                                doubts[k] = doubts[--ndoubts];
-                                break;
-                        }
-                pthread_mutex_unlock(&doubt_mu);
-                cta_envm_unlock(d, round[i].eid);
-                log_notice("migration %s: settled; container %s is no longer locked",
-                           round[i].id, round[i].eid);
+        for (size_t i = 0; i < n; i++) {
+                if (atomic_load(&d->stopping))
+                        doubt_release(d, round[i].id, round[i].eid, false);
+                else
+                        (void)doubt_settle_one(d, &round[i], CTA_MIG_ASK, NULL);
         }
         free(round);
 }
@@ -126,7 +158,102 @@ void cta_mig_doubt_add(struct cta_daemon *d, const char *id, const char *eid, bo
         doubts = cta_xrealloc(doubts, (ndoubts + 1) * sizeof(*doubts));
         snprintf(doubts[ndoubts].id, sizeof(doubts[ndoubts].id), "%s", id);
         snprintf(doubts[ndoubts].eid, sizeof(doubts[ndoubts].eid), "%s", eid);
+        doubts[ndoubts].busy = false;
         ndoubts++;
         pthread_mutex_unlock(&doubt_mu);
         cta_loop_post(d->loop, doubt_kick, d);
+}
+
+/* The round the operator's settle waited for settled it by the destination's answer:
+ * the container is still registered here (it stayed) or not (it moved). */
+static int settled_meanwhile(struct cta_daemon *d, const char *eid, enum cta_mig_verdict verdict,
+                             struct cta_error **err)
+{
+        struct cta_ct_row row = { 0 };
+        bool moved = cta_store_ct_get(d->store, eid, &row, NULL) < 0;
+        if (!moved)
+                cta_ct_row_done(&row);
+        if (moved == (verdict == CTA_MIG_MOVED))
+                return 0;
+        return cta_error_set(err, CTA_E_MIG_SETTLED, 0,
+                             "the destination answered meanwhile that container %s %s; settled "
+                             "by its answer, not the one asked for",
+                             eid, moved ? "moved there (the copy here is retired)"
+                                        : "never committed there (it stays here)");
+}
+
+int cta_mig_doubt_settle(struct cta_daemon *d, const char *eid, enum cta_mig_verdict verdict,
+                         struct cta_error **err)
+{
+        struct doubt x = { .busy = false };
+        bool exists = false, seen = false, claimed = false;
+        /* A round may be asking the destination about it (up to a connect timeout):
+         * wait for that ask, whose answer may settle it. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += SETTLE_WAIT_S;
+        pthread_mutex_lock(&doubt_mu);
+        for (;;) {
+                struct doubt *e = NULL;
+                for (size_t k = 0; k < ndoubts && !e; k++)
+                        if (strcasecmp(doubts[k].eid, eid) == 0)
+                                e = &doubts[k];
+                exists = e != NULL;
+                seen = seen || exists;
+                if (e && !e->busy) {
+                        e->busy = true;
+                        x = *e;
+                        claimed = true;
+                }
+                if (!e || claimed || pthread_cond_timedwait(&doubt_cv, &doubt_mu, &until) != 0)
+                        break;
+        }
+        pthread_mutex_unlock(&doubt_mu);
+        if (seen && !exists)
+                return settled_meanwhile(d, eid, verdict, err);
+        if (!exists)
+                return cta_error_set(err, CTA_E_BAD_STATE, 0,
+                                     "container %s has no migration in doubt (nothing to settle)",
+                                     eid);
+        if (!claimed)
+                return cta_error_set(err, CTA_E_BUSY, 0,
+                                     "the agent has been asking the destination about container "
+                                     "%s for %d s; try again later",
+                                     eid, SETTLE_WAIT_S);
+        log_notice("migration %s: the operator says container %s %s", x.id, eid,
+                   verdict == CTA_MIG_MOVED ? "moved" : "stays here");
+        _cleanup_(cta_error_freep) struct cta_error *e = NULL;
+        bool settled = doubt_settle_one(d, &x, verdict, &e);
+        if (e) {
+                *err = e;
+                e = NULL;
+                return -cta_error_code(*err);
+        }
+        if (!settled) /* (cannot happen with a verdict: it says why) */
+                return cta_error_set(err, CTA_E_INTERNAL, 0, "migration %s not settled", x.id);
+        return 0;
+}
+
+/* ---- relocator/settle: the operator's word ------------------------------------ */
+
+int cta_mig_settle_prepare(struct cta_call *call, struct cta_error **err)
+{
+        struct cta_mig_settle_req *q = cta_xcalloc(1, sizeof(*q));
+        call->ctx = q;
+        call->ctx_free = free;
+        return cta_req_parse_mig_settle(call->req->call_node, q, err);
+}
+
+int cta_mig_settle_run(struct cta_call *call, struct cta_error **err)
+{
+        struct cta_daemon *d = call->s->d;
+        const struct cta_mig_settle_req *q = call->ctx;
+        struct cta_ct_row row = { 0 };
+        if (cta_store_ct_get(d->store, q->eid, &row, NULL) < 0)
+                return cta_error_set(err, CTA_E_ENV_NOT_FOUND, 0,
+                                     "no container with eid %s on this node", q->eid);
+        cta_ct_row_done(&row);
+        log_notice("%s asks to settle container %s's migration as %s", call->s->user, q->eid,
+                   q->moved ? "moved" : "stays");
+        return cta_mig_doubt_settle(d, q->eid, q->moved ? CTA_MIG_MOVED : CTA_MIG_STAYS, err);
 }

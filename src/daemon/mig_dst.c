@@ -1486,7 +1486,7 @@ int cta_mig_recover(struct cta_daemon *d, struct cta_error **err)
         for (size_t i = 0; i < n; i++) {
                 if (streq(rows[i].role, CTA_MIG_ROLE_DST))
                         recover_dst(d, &rows[i]);
-                else if (!cta_mig_settle_src(d, &rows[i]))
+                else if (!cta_mig_settle_src(d, &rows[i], CTA_MIG_ASK, NULL))
                         cta_mig_doubt_add(d, rows[i].id, rows[i].ct_eid, true);
         }
         cta_mig_rows_free(rows, n);

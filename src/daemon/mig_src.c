@@ -973,7 +973,7 @@ static void restore(struct cta_daemon *d, struct cta_ct_row *row, bool was_runni
 }
 
 /* Ask the destination whether migration id committed: 2 yes and the container
- * runs there, 1 yes, 0 no, < 0 unknown. */
+ * runs there, 1 yes, 0 no; -1 no answer, -2 it is committing (both: ask again). */
 static int ask_status(struct cta_daemon *d, const char *host, uint16_t port, bool tls,
                       const char *id, const char *token)
 {
@@ -1000,7 +1000,7 @@ static int ask_status(struct cta_daemon *d, const char *host, uint16_t port, boo
                 return running && streq(running, "1") ? 2 : 1;
         if (state && (streq(state, "aborted") || streq(state, "open")))
                 return 0;
-        return -1; /* "committing": ask again */
+        return -2; /* "committing": ask again */
 }
 
 static int migrate_one(struct mig_src *m, struct cta_error **err)
@@ -1288,24 +1288,66 @@ static int v2v_run(struct cta_call *call, struct cta_error **err)
 const struct cta_handler cta_relocator_handlers[] = {
         { "relocator", "migrate_v2v", CTA_H_BACKGROUND | CTA_H_DETACHED, v2v_run, NULL,
           v2v_prepare },
+        /* ours: the operator settles a migration in doubt (mig_doubt.c) */
+        { "relocator", "settle", CTA_H_BACKGROUND | CTA_H_DETACHED, cta_mig_settle_run, NULL,
+          cta_mig_settle_prepare },
         { NULL, NULL, 0, NULL, NULL, NULL },
 };
 
 /* ---- recovery after a crash, and migrations in doubt (source role) ------------ */
 
-bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr)
+/* Who owns jr's container, 1 the destination or 0 us, by the journal and, for a commit
+ * in doubt, by asking the destination; -1 while it cannot tell (no answer), -2 while it
+ * is committing. */
+static int settle_owner(struct cta_daemon *d, const struct cta_mig_row *jr)
 {
-        _cleanup_free_ char *was = cta_kv_get(jr->detail, "was_running");
-        _cleanup_free_ char *rm = cta_kv_get(jr->detail, "remove");
+        if (streq(jr->state, "committed"))
+                return 1;
+        if (!streq(jr->state, "committing"))
+                return 0;
         _cleanup_free_ char *host = cta_kv_get(jr->detail, "host");
         _cleanup_free_ char *port_s = cta_kv_get(jr->detail, "port");
         _cleanup_free_ char *tls = cta_kv_get(jr->detail, "tls");
         _cleanup_free_ char *token = cta_kv_get(jr->detail, "token");
-        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        uint64_t port = 0;
+        (void)cta_parse_u64(port_s ? port_s : "", 65535, &port);
+        int owner = host && token ? ask_status(d, host, (uint16_t)port, tls && streq(tls, "1"),
+                                               jr->id, token)
+                                  : 0;
+        return owner > 1 ? 1 : owner;
+}
+
+/* The operator's word on jr (relocator/settle) when the destination does not answer:
+ * the owner it names. A copy declared moved is never deleted here (a remove asked for is
+ * not honoured): if the word was wrong, its data is still in the retired private area.
+ * *detail: jr's detail saying so (the first of a key wins: these go before the old). */
+static int operator_word(struct cta_daemon *d, const struct cta_mig_row *jr,
+                         enum cta_mig_verdict verdict, struct cta_buf *detail)
+{
+        int owner = verdict == CTA_MIG_MOVED;
+        cta_kv_add(detail, "settled_by", "operator");
+        if (owner)
+                cta_kv_add(detail, "remove", "0");
+        (void)cta_buf_puts(detail, jr->detail ? jr->detail : "");
+        /* Journaled as committed first: a retire that fails is tried again by the
+         * in-doubt job as after any commit, still without deleting. */
+        if (owner)
+                (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid,
+                                        jr->peer, "committed", detail->data, NULL);
+        return owner;
+}
+
+bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr,
+                        enum cta_mig_verdict verdict, struct cta_error **err)
+{
+        _cleanup_free_ char *was = cta_kv_get(jr->detail, "was_running");
+        _cleanup_free_ char *rm = cta_kv_get(jr->detail, "remove");
+        _cleanup_(cta_error_freep) struct cta_error *rerr = NULL;
         struct cta_ct_row row = { 0 };
         bool was_running = was && streq(was, "1");
-        uint64_t port = 0;
-        int owner; /* 1 = the destination, 0 = us */
+        bool remove = rm && streq(rm, "1");
+        const char *by = "";
+        _cleanup_(cta_buf_donep) struct cta_buf detail = CTA_BUF_INIT(0);
 
         if (cta_store_ct_get(d->store, jr->ct_eid, &row, NULL) < 0) {
                 /* Already retired. */
@@ -1313,50 +1355,75 @@ bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr)
                                         "done", jr->detail, NULL);
                 return true;
         }
-        if (streq(jr->state, "committed")) {
-                owner = 1;
-        } else if (streq(jr->state, "committing")) {
-                (void)cta_parse_u64(port_s ? port_s : "", 65535, &port);
-                owner = host && token ? ask_status(d, host, (uint16_t)port, tls && streq(tls, "1"),
-                                                   jr->id, token)
-                                      : 0;
-                if (owner > 1)
-                        owner = 1;
-                if (owner < 0) {
-                        log_warning("migration %s of %s: the destination %s cannot tell yet "
-                                    "whether it committed; the container stays stopped and "
-                                    "locked here (the agent asks again)",
-                                    jr->id, jr->ct_eid, jr->peer ? jr->peer : "?");
-                        if (row.transition != CTA_TR_MIGRATING)
-                                (void)cta_envm_set_state(d, &row, row.state, CTA_TR_MIGRATING,
-                                                         NULL);
-                        cta_ct_row_done(&row);
-                        return false;
-                }
-        } else {
-                owner = 0;
+        int owner = settle_owner(d, jr); /* 1 = the destination, 0 = us */
+        if (verdict == CTA_MIG_STAYS && streq(jr->state, "committed")) {
+                cta_ct_row_done(&row);
+                cta_error_set(err, CTA_E_BAD_STATE, 0,
+                              "migration %s: the destination committed %s (this node's journal "
+                              "says so); the copy here can only be retired",
+                              jr->id, jr->ct_eid);
+                return false;
+        }
+        if (owner == -2 && verdict != CTA_MIG_ASK) {
+                cta_ct_row_done(&row);
+                cta_error_set(err, CTA_E_BUSY, 0,
+                              "migration %s: the destination %s is committing %s right now; "
+                              "it settles when the commit ends",
+                              jr->id, jr->peer ? jr->peer : "?", jr->ct_eid);
+                return false;
+        }
+        if (owner < 0 && verdict != CTA_MIG_ASK) {
+                owner = operator_word(d, jr, verdict, &detail);
+                remove = false;
+                by = " (settled by the operator: the destination did not answer)";
+        } else if (owner >= 0 && verdict != CTA_MIG_ASK && owner != (verdict == CTA_MIG_MOVED)) {
+                cta_error_set(err, CTA_E_MIG_SETTLED, 0,
+                              "migration %s: the destination %s answered that %s %s; settled "
+                              "by its answer, not the one asked for",
+                              jr->id, jr->peer ? jr->peer : "?", jr->ct_eid,
+                              owner ? "moved there (the copy here is retired)"
+                                    : "never committed there (it stays here)");
+        }
+        if (owner < 0) {
+                log_warning("migration %s of %s: the destination %s cannot tell yet "
+                            "whether it committed; the container stays stopped and "
+                            "locked here (the agent asks again)",
+                            jr->id, jr->ct_eid, jr->peer ? jr->peer : "?");
+                if (row.transition != CTA_TR_MIGRATING)
+                        (void)cta_envm_set_state(d, &row, row.state, CTA_TR_MIGRATING, NULL);
+                cta_ct_row_done(&row);
+                return false;
         }
         bool settled = true;
+        const char *jr_detail = detail.len ? detail.data : jr->detail;
         if (owner == 1) {
-                if (retire(d, &row, rm && streq(rm, "1"), jr->id, &err) < 0) {
+                if (retire(d, &row, remove, jr->id, &rerr) < 0) {
                         /* still ours on paper: stays locked until a retire succeeds */
                         log_error("migration %s: retire %s: %s", jr->id, jr->ct_eid,
-                                  cta_error_msg(err));
+                                  cta_error_msg(rerr));
+                        if (err) {
+                                (void)cta_error_wrap(&rerr, "retire the copy of %s",
+                                                     jr->ct_eid);
+                                cta_error_free(*err);
+                                *err = rerr;
+                                rerr = NULL;
+                        }
                         settled = false;
                 } else {
                         (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid,
-                                                jr->peer, "done", jr->detail, NULL);
-                        log_warning("migration %s: %s belongs to %s now; source copy retired",
+                                                jr->peer, "done", jr_detail, NULL);
+                        log_warning("migration %s: %s belongs to %s now; source copy retired%s",
                                     jr->id, jr->ct_eid,
-                                    jr->peer ? jr->peer : "the destination");
+                                    jr->peer ? jr->peer : "the destination", by);
                 }
         } else {
                 restore(d, &row, was_running);
                 (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer,
-                                        "failed", jr->detail, NULL);
+                                        "failed", jr_detail, NULL);
                 log_warning("migration %s of %s did not complete (%s); the container "
-                            "stays here%s",
-                            jr->id, jr->ct_eid, jr->state, was_running ? " and was restarted" : "");
+                            "stays here%s%s",
+                            jr->id, jr->ct_eid, jr->state,
+                            was_running ? " and was restarted" : "", by);
         }
         cta_ct_row_done(&row);
         return settled;

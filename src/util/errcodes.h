@@ -66,6 +66,7 @@ enum cta_errcode {
         CTA_E_MIG_LINK_LOST = 508, /* the connection to the peer was lost */
         CTA_E_MIG_VERSION = 509,  /* no common migration protocol version */
         CTA_E_MIG_FS = 510,       /* the destination file system lacks a needed feature */
+        CTA_E_MIG_SETTLED = 511,  /* settle: the destination answered otherwise; settled by it */
 };
 
 /* A short stable name for a code ("CTA_E_PROTO" → "proto"), or "unknown". */

@@ -59,6 +59,7 @@ static const struct {
         { CTA_E_MIG_LINK_LOST, "mig_link_lost" },
         { CTA_E_MIG_VERSION, "mig_version" },
         { CTA_E_MIG_FS, "mig_fs" },
+        { CTA_E_MIG_SETTLED, "mig_settled_otherwise" },
 };
 
 const char *cta_errcode_name(int code)
