@@ -44,6 +44,14 @@
 #define POLL_SLICE_MS 1000
 #define INFO_BATCH 100
 
+/* Unless the user set --timeout: wait MIG_SLOW_TIMEOUT_MS for a packet. */
+static void slow_wait(struct cli_ctx *ctx)
+{
+        if (ctx->o->timeout_ms == CLI_DEFAULT_TIMEOUT_MS &&
+            ctx->conn->timeout_ms < MIG_SLOW_TIMEOUT_MS)
+                ctx->conn->timeout_ms = MIG_SLOW_TIMEOUT_MS;
+}
+
 /* The client logs in to the destination with its certificate: it has one, the
  * connection there is TLS (plain TCP carries none), and no password is given. */
 static bool dst_by_cert(const struct cli_opts *o)
@@ -1004,8 +1012,7 @@ static int cmd_migrate(struct cli_ctx *ctx)
                 s.password = password;
         }
 
-        if (o->timeout_ms == CLI_DEFAULT_TIMEOUT_MS && ctx->conn->timeout_ms < MIG_SLOW_TIMEOUT_MS)
-                ctx->conn->timeout_ms = MIG_SLOW_TIMEOUT_MS;
+        slow_wait(ctx);
         cli_mig_req_build(&r, ctx->conn, &s);
         cli_secret_free(password);
         password = NULL;
@@ -1044,6 +1051,80 @@ static int cmd_migrate(struct cli_ctx *ctx)
         return 0;
 }
 
+/* ---- settle: the operator's word on a migration in doubt ---- */
+
+static int settle_check(struct cli_ctx *ctx, struct cta_error **err)
+{
+        bool moved = cli_opt(ctx->o, "moved") != NULL, stays = cli_opt(ctx->o, "stays") != NULL;
+
+        if (moved == stays)
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "'settle' needs exactly one of --moved and --stays");
+        if (!*ctx->o->args[0])
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "'settle' needs a container: its eid, veid or name");
+        if (!cli_opt(ctx->o, "yes") && !isatty(STDIN_FILENO))
+                return cta_error_set(err, CTA_E_INVALID, 0,
+                                     "not settling: standard input is not a terminal, so "
+                                     "nobody can confirm; add --yes");
+        return 0;
+}
+
+/* Ask on the terminal; true only for "yes". */
+static bool settle_confirm(const struct mig_ct *ct, bool moved)
+{
+        char line[64];
+
+        if (moved)
+                fprintf(stderr, "Declare that container %s moved to its destination?\n"
+                                "This node retires its copy (renamed to <private>.migrated, "
+                                "never deleted)\nand forgets the container.\n",
+                        ct->label);
+        else
+                fprintf(stderr, "Declare that container %s never arrived at its destination?\n"
+                                "This node takes it back and starts it if it ran. If the "
+                                "destination did\ncommit it and comes back, the container "
+                                "will exist on both nodes.\n",
+                        ct->label);
+        fprintf(stderr, "Type 'yes' to settle it: ");
+        fflush(stderr);
+        if (!fgets(line, sizeof(line), stdin))
+                return false;
+        line[strcspn(line, "\r\n")] = '\0';
+        return strcasecmp(line, "yes") == 0;
+}
+
+static int cmd_settle(struct cli_ctx *ctx)
+{
+        bool moved = cli_opt(ctx->o, "moved") != NULL;
+        struct mig_ct ct = { .label = NULL };
+        struct cli_req r;
+        int rc = mig_resolve(ctx, ctx->o->args[0], &ct);
+
+        if (rc < 0)
+                return rc;
+        _cleanup_free_ char *label = ct.label;
+        if (!cli_opt(ctx->o, "yes") && !settle_confirm(&ct, moved))
+                return cli_fail(ctx, CLI_FAIL_LOCAL, CTA_E_CANCELLED,
+                                "not confirmed; container %s left as it was", ct.eid);
+        slow_wait(ctx); /* the node asks the destination first (a connect may take 60 s) */
+        cli_req_begin(&r, ctx->conn, RELOCATOR, RELOCATOR, false);
+        cli_req_open(&r, "settle");
+        cli_req_text(&r, "eid", ct.eid);
+        cli_req_text(&r, "outcome", moved ? "moved" : "stays");
+        cli_req_close(&r, "settle");
+        cli_req_end(&r);
+        rc = cli_conn_call(ctx, ctx->conn, &r, 0, NULL, NULL, NULL);
+        cli_req_done(&r);
+        if (rc < 0)
+                return rc;
+        if (!ctx->o->xml)
+                printf(moved ? "settled: container %s moved; the copy here is retired (kept)\n"
+                             : "settled: container %s stays on this node\n",
+                       ct.eid);
+        return 0;
+}
+
 /* ---- the table ---- */
 
 static const struct cli_optdef migrate_opts[] = {
@@ -1063,6 +1144,13 @@ static const struct cli_optdef migrate_opts[] = {
         { "new-private", 0, "PATH", "its private area on the destination" },
         { "compress", 0, NULL, "compress the data with zstd (for slow links)" },
         { "compress-level", 0, "N", "zstd level 1-19, 0 (off) or auto (by the link's speed)" },
+        { NULL, 0, NULL, NULL },
+};
+
+static const struct cli_optdef settle_opts[] = {
+        { "moved", 0, NULL, "the destination has it: retire the copy here" },
+        { "stays", 0, NULL, "it never arrived there: take it back here" },
+        { "yes", 'y', NULL, "do not ask for confirmation" },
         { NULL, 0, NULL, NULL },
 };
 
@@ -1120,6 +1208,42 @@ const struct cli_command cli_cmds_migrate[] = {
                 .check = migrate_check,
                 .while_login = migrate_while_login,
                 .run = cmd_migrate,
+        },
+        {
+                .name = "settle",
+                .args = "CT",
+                .summary = "decide a migration in doubt whose destination is gone (ours)",
+                .help = "A migration is in doubt when the source sent the commit and lost the\n"
+                        "reply: it cannot know whether the destination took the container.\n"
+                        "Until it learns, the container stays stopped and locked on the source\n"
+                        "(transition 'migrating'; every call on it answers busy, 110), and the\n"
+                        "source asks the destination again, 2 s after and then up to once a\n"
+                        "minute, for as long as it takes. This command is for a destination\n"
+                        "that will not answer again (a dead node): the operator decides.\n"
+                        "\n"
+                        "The node asks the destination once more first: if it answers, its\n"
+                        "answer settles the migration, and when that differs from the one\n"
+                        "given here the command fails with error 511 saying what happened.\n"
+                        "\n"
+                        "--moved  the destination has it: the copy here is retired (renamed to\n"
+                        "         <private>.migrated, never deleted, even if the migration asked\n"
+                        "         for --remove) and the container leaves this node.\n"
+                        "--stays  it never committed there: the container is unlocked here and\n"
+                        "         started if it ran. Only when the destination's disks are gone\n"
+                        "         or you checked it has no such container: a destination that\n"
+                        "         committed and comes back would run it too.\n"
+                        "\n"
+                        "Without --yes the client asks; when standard input is not a terminal\n"
+                        "it refuses (exit status 2). Error 406: no migration of CT is in doubt.\n"
+                        "\n"
+                        "Examples:\n"
+                        "  ctagent -H node1 settle web --moved\n"
+                        "  ctagent settle --yes --stays 101\n",
+                .min_args = 1,
+                .max_args = 1,
+                .opts = settle_opts,
+                .check = settle_check,
+                .run = cmd_settle,
         },
         { .name = NULL },
 };
