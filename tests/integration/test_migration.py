@@ -822,6 +822,109 @@ def test_commit_in_doubt_is_settled_when_the_destination_returns(ct_nodes, ct_ad
                    other_uses_veid=True)
 
 
+def settle_cli(ctagent_bin, home, node, admin, eid, *args):
+    """`ctagent settle` run against node as the test's admin: (exit status, a description)."""
+    env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "CTAGENT_PASSWORD": admin.admin_pw}
+    argv = ["-H", "%s:%d" % node.node.tls_addr, "-u", admin.admin, "settle", eid] + list(args)
+    r = subprocess.run([ctagent_bin] + argv, env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=180)
+    return r.returncode, "ctagent %s -> exit %d\nstdout: %s\nstderr: %s" % (
+        " ".join(argv), r.returncode, r.stdout.decode(errors="replace"),
+        r.stderr.decode(errors="replace"))
+
+
+@pytest.mark.parametrize("case", ["moved", "stays", "the_answer_wins"])
+def test_operator_settles_a_migration_in_doubt(ct_nodes, ct_admin, ctagent_bin, tmp_path, case):
+    """The destination dies during the commit and does not come back: the container stays
+    stopped and locked on the source. `ctagent settle` is the operator's way out.
+    moved (the destination had committed): the source retires its copy, kept renamed with
+    its data (never deleted), and forgets the container; when the destination returns it
+    owns it and runs it. stays (it had not): the container runs on the source again, and a
+    second settle answers 406; the returning destination has nothing. the_answer_wins: the
+    destination is back when the operator says "stays" though it committed: the node asks
+    it first, settles by its answer (the copy is retired) and the command fails with 511
+    saying so. Without --yes and no terminal the command refuses (exit 2), touching
+    nothing."""
+    point = "dst_before_rename" if case == "stays" else "dst_after_commit"
+    home = str(tmp_path / "home")
+    os.makedirs(home)
+    p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
+    with p.src.client() as ca:
+        eid, mig = migrate_and_kill_dst_at(p, ca, point)
+        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+        r = mig.finish(90)
+        assert r.error is not None and "outcome unknown" in (r.error[1] or ""), r.text
+        assert M.info(ca, eid)[0] == F.ST_DOWN, M.info(ca, eid)
+    rc, desc = settle_cli(ctagent_bin, home, p.src, ct_admin, eid, "--moved")
+    assert rc == 2 and "add --yes" in desc, desc
+    if case == "the_answer_wins":
+        # after the job's third ask (t = 2, 6, 14 s after the call gave up) it waits 16 s:
+        # time to bring the destination back and settle before it asks again
+        ok = H.wait_for(lambda: p.src.node.log().count("status from") >= 8, 60, 0.1)
+        assert ok, p.src.log_excerpt()
+        M.disarm(p.dst)
+        M.restart(p.dst)
+    verdict = "--stays" if case != "moved" else "--moved"
+    rc, desc = settle_cli(ctagent_bin, home, p.src, ct_admin, eid, verdict, "--yes")
+    if case == "the_answer_wins":
+        assert rc == 1 and "error 511" in desc and "moved there" in desc, desc + logs(p)
+    else:
+        assert rc == 0 and "settled: container %s" % eid in desc, desc + logs(p)
+        assert "settled by the operator" in p.src.node.log(), p.src.log_excerpt()
+        M.disarm(p.dst)
+        M.restart(p.dst)
+    if case == "stays":
+        M.assert_owner(p.src, p.dst, eid, 101, running=True, what="settled: stays")
+        kept = [os.path.join(p.src.private_root, "101")]
+        assert not os.path.exists(migrated_path(p.src, 101))
+        rc, desc = settle_cli(ctagent_bin, home, p.src, ct_admin, eid, "--stays", "--yes")
+        assert rc == 1 and "error 406" in desc, desc
+    else:
+        M.assert_owner(p.dst, p.src, eid, 101, running=True, what="settled: %s" % case)
+        kept = [migrated_path(p.src, 101), os.path.join(p.dst.private_root, "101")]
+    # nothing lost: the container's data as it was before the migration, on every copy
+    for d in kept:
+        assert M.content_hash(os.path.join(d, "data.bin")) == before, d
+
+
+def test_retire_that_fails_is_tried_again(ct_nodes, ct_admin, ctagent_bin, tmp_path):
+    """The retire after a commit fails (the source's private root is made immutable, so
+    the rename to .migrated fails): the container stays locked on the source, which owns
+    nothing any more on paper, and the in-doubt job retires it once the rename works again.
+    Driven here by the operator's `settle --moved` (journaled as committed before the
+    retire, so the job's retry keeps the copy too)."""
+    point = "dst_after_commit"
+    home = str(tmp_path / "home")
+    os.makedirs(home)
+    p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
+    with p.src.client() as ca:
+        eid, mig = migrate_and_kill_dst_at(p, ca, point)
+        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+        r = mig.finish(90)
+        assert r.error is not None and "outcome unknown" in (r.error[1] or ""), r.text
+    root = p.src.private_root
+    F.run(["chattr", "+i", root], check=True)
+    try:
+        rc, desc = settle_cli(ctagent_bin, home, p.src, ct_admin, eid, "--moved", "--yes")
+        assert rc == 1 and "rename" in desc, desc + logs(p)
+        assert ("src", "committed") in M.journal_states(p.src), M.journal_states(p.src)
+        with p.src.client() as ca:
+            r = ca.call(F.envm_packet("<start><eid>%s</eid></start>" % eid))
+            assert r.code == E_BUSY, "start after a failed retire: %r\n%s" % (r.error, r.text)
+    finally:
+        F.run(["chattr", "-i", root], check=True)
+    ok = H.wait_for(lambda: "settled; container" in p.src.node.log(), 90, 0.2)
+    assert ok, "the job never retired the copy%s" % logs(p)
+    log = p.src.node.log()
+    assert -1 < log.find("retire %s: rename" % eid) < log.find("settled; container"), log
+    M.disarm(p.dst)
+    M.restart(p.dst)
+    M.assert_owner(p.dst, p.src, eid, 101, running=True, what="retired on the second try")
+    for d in (migrated_path(p.src, 101), os.path.join(p.dst.private_root, "101")):
+        assert M.content_hash(os.path.join(d, "data.bin")) == before, d
+
+
 def test_cancel_mid_copy(ct_nodes, ct_admin):
     """system/cancel with the migration's id on the same connection while data flows: error
     107, rolled back (running on the source, nothing on the destination); the retry works."""
