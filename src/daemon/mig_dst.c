@@ -113,11 +113,13 @@ static void dst_unlink_free(struct mig_dst *m)
         free(m);
 }
 
-static void journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
-                    const char *extra)
+/* Journal the migration's step; only "committing" is checked by its caller (a commit
+ * that recovery could not see must not happen). */
+static int journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
+                   const char *extra, struct cta_error **err)
 {
         _cleanup_(cta_buf_donep) struct cta_buf b = CTA_BUF_INIT(0);
-        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        _cleanup_(cta_error_freep) struct cta_error *e = NULL;
         char veid[24];
 
         snprintf(veid, sizeof(veid), "%" PRIu64, m->veid);
@@ -130,8 +132,14 @@ static void journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
         if (extra)
                 (void)cta_buf_puts(&b, extra);
         if (cta_store_mig_put(d->store, m->id, CTA_MIG_ROLE_DST, m->eid, NULL, state, b.data,
-                              &err) < 0)
-                log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(err));
+                              &e) == 0)
+                return 0;
+        log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(e));
+        if (!err)
+                return -cta_error_code(e);
+        *err = e;
+        e = NULL;
+        return cta_error_wrap(err, "cannot journal the migration's step '%s'", state);
 }
 
 /* The staging area of a migration that did not commit: a reused earlier
@@ -439,7 +447,7 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
         m->s = call->s;
         m->state = D_CHECKED;
         seed_staging(d, m);
-        journal(d, m, "checked", NULL);
+        (void)journal(d, m, "checked", NULL, NULL);
         pthread_mutex_lock(&dst_mu);
         m->next = dst_list;
         dst_list = m;
@@ -498,7 +506,7 @@ static void dst_undo(struct mig_dst *m, const char *why)
 {
         struct cta_daemon *d = m->d;
         drop_staging(d, m->eid, m->parent, m->staging_name, m->base_from, d->cfg->keep_staging);
-        journal(d, m, "failed", NULL);
+        (void)journal(d, m, "failed", NULL, NULL);
         cta_envm_unlock(d, m->eid);
         log_notice("migration %s: container %s not taken: %s", m->id, m->eid, why);
 }
@@ -570,7 +578,7 @@ static int mig_stream_prepare(struct cta_call *call, struct cta_error **err)
         call->s->bin_discard = false;
         m->state = D_STREAMING;
         call->ctx = m;
-        journal(m->d, m, "receiving", NULL);
+        (void)journal(m->d, m, "receiving", NULL, NULL);
         return 0;
 }
 
@@ -711,7 +719,7 @@ static int mig_stream_finish(struct cta_call *call, struct cta_error **err)
         /* the staging area is a whole copy now: a next pass starts from it */
         m->have = true;
         m->streams++;
-        journal(m->d, m, "streamed", NULL);
+        (void)journal(m->d, m, "streamed", NULL, NULL);
         /* The source went away after its last frame (while we flushed): nobody will
          * commit or abort this one, and the session's end left it to us. */
         if (call->s->closed)
@@ -931,14 +939,16 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
          * recovery, which must start the container as the source asked) */
         bool want_start = start && !m->force_used;
         cta_kv_add(&b, "start", want_start ? "1" : "0");
-        journal(d, m, "committing", b.data);
+        r = journal(d, m, "committing", b.data, err);
+        if (r < 0)
+                return r; /* not committed: the staging area is as it was */
 
         _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
         arrival_wait(m);
         cta_fault_point("dst_before_rename");
         if (rename(staging, m->private_path) < 0) {
                 r = cta_error_errno(err, CTA_E_IO, "move %s into place", staging);
-                journal(d, m, "streamed", NULL);
+                (void)journal(d, m, "streamed", NULL, NULL);
                 return r;
         }
         /* The rename must be on disk before the registry says we own it. */
@@ -962,7 +972,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
                 if (rename(m->private_path, staging) < 0)
                         log_error("migration %s: cannot move %s back: %m", m->id,
                                   m->private_path);
-                journal(d, m, "streamed", NULL);
+                (void)journal(d, m, "streamed", NULL, NULL);
                 free(row.config_json);
                 return cta_error_wrap(err, "register container %s", m->eid);
         }
@@ -970,7 +980,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         row.config_json = NULL;
         /* From here this node owns the container. "committed" is unfinished
          * on purpose: if we die before the start, recovery starts it. */
-        journal(d, m, "committed", b.data);
+        (void)journal(d, m, "committed", b.data, NULL);
         /* If the container goes back to where it came from, that node's retired copy is
          * what arrived here: a later change here moves an entry's ctime past this mark. */
         cta_mig_mark_put(d, CTA_MARK_ARRIVED, m->eid, m->id, &m->arrival);
@@ -991,7 +1001,7 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
                         log_error("migration %s: container %s did not start: %s", m->id,
                                   m->eid, cta_error_msg(serr));
         }
-        journal(d, m, "done", b.data);
+        (void)journal(d, m, "done", b.data, NULL);
         m->state = D_DONE;
         struct cta_xw *w = cta_call_begin_result(call);
         const char *p = cta_reply_op_prefix(w);

@@ -326,10 +326,13 @@ static void phase(struct mig_src *m, const char *name)
         m->t_mark = now;
 }
 
-static void src_journal(struct mig_src *m, const char *state)
+/* Journal the migration's step. Only the steps that recovery must see are checked
+ * (the first, and "committing"): a commit sent without it in the journal would be
+ * rolled back here by a crash recovery while the destination owns the container. */
+static int src_journal(struct mig_src *m, const char *state, struct cta_error **err)
 {
         _cleanup_(cta_buf_donep) struct cta_buf b = CTA_BUF_INIT(0);
-        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        _cleanup_(cta_error_freep) struct cta_error *e = NULL;
         char port[8];
         snprintf(port, sizeof(port), "%u", m->req->dst.port);
         cta_kv_add(&b, "host", m->req->dst.address);
@@ -339,8 +342,14 @@ static void src_journal(struct mig_src *m, const char *state)
         cta_kv_add(&b, "was_running", m->was_running ? "1" : "0");
         cta_kv_add(&b, "remove", m->req->remove ? "1" : "0");
         if (cta_store_mig_put(m->d->store, m->id, CTA_MIG_ROLE_SRC, m->row.eid, m->dst_label,
-                              state, b.data, &err) < 0)
-                log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(err));
+                              state, b.data, &e) == 0)
+                return 0;
+        log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(e));
+        if (!err)
+                return -cta_error_code(e);
+        *err = e;
+        e = NULL;
+        return cta_error_wrap(err, "cannot journal the migration's step '%s'", state);
 }
 
 /* Progress packets carry the phase as text and, for clients that draw a
@@ -1026,7 +1035,12 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                                      m->row.eid);
         }
         m->was_running = m->row.state == CTA_CT_RUNNING;
-        src_journal(m, "locked");
+        r = src_journal(m, "locked", err);
+        if (r < 0) {
+                /* nothing done yet: without a journal, a crash could not be undone */
+                cta_envm_unlock(d, m->row.eid);
+                return r;
+        }
         progress(m, 1, "checking", 0);
 
         _cleanup_close_ int fd = open(m->row.private_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1073,7 +1087,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         if (r > 0)
                 phase(m, "probe");
         src_set_level(m);
-        src_journal(m, "checked");
+        (void)src_journal(m, "checked", NULL);
         cta_fault_point("src_after_hello");
         if (cta_call_cancelled(m->call)) {
                 r = cta_error_set(err, CTA_E_CANCELLED, 0, "migration cancelled");
@@ -1100,7 +1114,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                         goto fail;
         }
         (void)cta_envm_set_state(d, &m->row, m->row.state, CTA_TR_MIGRATING, NULL);
-        src_journal(m, "stopped");
+        (void)src_journal(m, "stopped", NULL);
         bool have_now = m->have && m->have_fd < 0; /* (a pre-copy fetched it already) */
         if (have_now) {
                 progress(m, 2, "comparing with the destination's copy", 0);
@@ -1123,7 +1137,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         if (r < 0)
                 goto fail;
         phase(m, "stream");
-        src_journal(m, "streamed");
+        (void)src_journal(m, "streamed", NULL);
         if (cta_call_cancelled(m->call)) {
                 r = cta_error_set(err, CTA_E_CANCELLED, 0, "migration cancelled");
                 goto fail;
@@ -1131,7 +1145,9 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
 
         /* The point of no return. */
         cta_fault_point("src_before_commit");
-        src_journal(m, "committing");
+        r = src_journal(m, "committing", err);
+        if (r < 0)
+                goto fail; /* (the destination has not been asked: it aborts) */
         progress(m, 2, "committing on the destination", 100);
         r = src_commit(m, &started, &in_doubt, err);
         if (r < 0 && in_doubt) {
@@ -1166,7 +1182,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
         }
         if (r < 0)
                 goto fail;
-        src_journal(m, "committed");
+        (void)src_journal(m, "committed", NULL);
         phase(m, "commit");
         cta_fault_point("src_after_commit");
         peer_close(&m->peer);
@@ -1181,7 +1197,7 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                 *err = NULL;
                 cta_mig_doubt_add(d, m->id, m->row.eid, false);
         } else {
-                src_journal(m, "done");
+                (void)src_journal(m, "done", NULL);
                 cta_envm_unlock(d, m->row.eid);
         }
         phase(m, "retire");
@@ -1207,7 +1223,7 @@ fail:
         }
         peer_close(&m->peer);
         restore(d, &m->row, m->was_running);
-        src_journal(m, "failed");
+        (void)src_journal(m, "failed", NULL);
         cta_envm_unlock(d, m->row.eid);
         progress(m, 4, "failed", -1);
         return r;

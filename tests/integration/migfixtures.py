@@ -13,8 +13,10 @@ import os
 import re
 import secrets
 import socket
+import sqlite3
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -183,6 +185,35 @@ def restart(ct):
     if ct.node.plain_addr:
         ct.node.plain_listen = "%s:%d" % ct.node.plain_addr
     return ct.start()
+
+
+class RegistryLock:
+    """Holds the write lock of ct's registry (its SQLite database) for `hold` seconds from
+    start(), in a thread, as another writer would: the daemon's writes meanwhile wait for its
+    busy timeout (5 s) and then fail. join() waits for the release."""
+
+    def __init__(self, ct, hold):
+        self.path, self.hold = os.path.join(ct.state_dir, "ctagent.db"), hold
+        self.locked = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            con.execute("BEGIN EXCLUSIVE")
+            self.locked.set()
+            time.sleep(self.hold)
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def start(self):
+        self.thread.start()
+        assert self.locked.wait(10), "could not lock " + self.path
+        return self
+
+    def join(self):
+        self.thread.join(self.hold + 20)
 
 
 # ---------------------------------------------------------------------------------------------

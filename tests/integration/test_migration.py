@@ -772,6 +772,51 @@ def test_kill_destination_at_commit(ct_nodes, ct_admin, point):
             assert os.path.isdir(migrated_path(p.src, 101)), os.listdir(p.src.private_root)
 
 
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_commit_never_goes_unjournaled(ct_nodes, ct_admin, side):
+    """The registry of one node cannot be written when the commit comes (another writer
+    holds its lock past the busy timeout: as a full or failing disk would). That node must
+    not commit without "committing" in its journal: the migration fails and rolls back.
+    Then it is killed while the lock is still held and restarted: its crash recovery, which
+    sees only the journal, must find the container where it really is. Before the fix the
+    source committed anyway, and its recovery then restored a container the destination
+    ran (two owners); the destination moved the private area into place unjournaled, and
+    its recovery left it there, unregistered."""
+    p = M.Pair(ct_nodes, ct_admin)
+    M.arm_fault(p.src, "src_before_commit", pause_ms=1500)
+    p.src.kill9()
+    M.restart(p.src)
+    node = p.src if side == "source" else p.dst
+    ca = p.src.client()
+    try:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.src, "src_before_commit")
+        # the source writes "committing" 1.5 s from here, the destination a little later;
+        # both wait 5 s for the lock and fail; the kill comes in the rollback after that
+        lock = M.RegistryLock(node, 9.5).start()
+        time.sleep(8.5)
+        node.kill9()
+        lock.join()
+        if side == "destination":
+            r = mig.finish(90)
+            assert r.error is not None, "committed without a journal?\n" + r.text + logs(p)
+    finally:
+        ca.close()
+    M.disarm(node)
+    M.restart(node)
+    ok = H.wait_for(lambda: M.node_view(p.src, eid, 101)["info"] == (F.ST_RUNNING, 0), 60,
+                    0.2)
+    assert ok, "the container does not run on the source again%s" % logs(p)
+    M.assert_owner(p.src, p.dst, eid, 101, running=True, what="journal unwritable (%s)" % side)
+    assert M.content_hash(os.path.join(p.src.private_root, "101", "data.bin")) == before
+    assert "cannot journal the migration's step 'committing'" in node.node.log(), \
+        node.log_excerpt()
+    with p.src.client() as ca:
+        retry_succeeds(p, ca, eid, 101, "a journal that could not be written")
+
+
 @pytest.mark.parametrize("case", ["committed", "not_committed", "source_restarted"])
 def test_commit_in_doubt_is_settled_when_the_destination_returns(ct_nodes, ct_admin, case):
     """The destination dies during the commit and stays down past the source's status
