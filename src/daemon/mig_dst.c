@@ -113,8 +113,8 @@ static void dst_unlink_free(struct mig_dst *m)
         free(m);
 }
 
-/* Journal the migration's step; only "committing" is checked by its caller (a commit
- * that recovery could not see must not happen). */
+/* Journal the migration's step; "checked" (it names the kept copy taken as the staging
+ * area) and "committing" are checked by their callers: recovery must see them. */
 static int journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
                    const char *extra, struct cta_error **err)
 {
@@ -175,8 +175,10 @@ static void drop_staging(struct cta_daemon *d, const char *eid, const char *pare
 /* Seed the staging area from what this node already has of the container:
  * a staging area kept from a failed attempt, or the private area it left
  * behind (renamed .migrated) when it migrated away from here. The lineage
- * says which migration left that copy (the source may hold its mark). */
-static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
+ * says which migration left that copy (the source may hold its mark).
+ * This half only decides: m->base_from names the kept copy to take, which
+ * seed_apply() moves once the journal says where it came from. */
+static void seed_prepare(struct cta_daemon *d, struct mig_dst *m)
 {
         _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
         _cleanup_free_ char *retired = NULL;
@@ -199,12 +201,24 @@ static void seed_staging(struct cta_daemon *d, struct mig_dst *m)
         if (lstat(retired, &st) < 0 || !S_ISDIR(st.st_mode) || stat(m->parent, &pst) < 0 ||
             st.st_dev != pst.st_dev)
                 return;
-        if (rename(retired, staging) < 0) {
-                log_warning("migration %s: cannot reuse %s: %m", m->id, retired);
+        m->base_from = TAKE_PTR(retired);
+}
+
+/* The user's kept copy becomes the staging area (journaled "checked" with base_from
+ * first: a crash recovery gives it back, a failure's undo too). */
+static void seed_apply(struct cta_daemon *d, struct mig_dst *m)
+{
+        if (!m->base_from)
+                return;
+        _cleanup_free_ char *staging = cta_xasprintf("%s/%s", m->parent, m->staging_name);
+        if (rename(m->base_from, staging) < 0) {
+                log_warning("migration %s: cannot reuse %s: %m", m->id, m->base_from);
+                free(m->base_from);
+                m->base_from = NULL;
+                (void)journal(d, m, "checked", NULL, NULL);
                 return;
         }
         cta_mig_note_set(d, "retired", m->eid, "");
-        m->base_from = TAKE_PTR(retired);
         m->have = true;
         char lin[37];
         if (cta_mig_mark_read(d, CTA_MARK_RETIRED, m->eid, lin, &m->retired_at))
@@ -309,9 +323,9 @@ static void hello_ctx_free(void *p)
         struct hello_ctx *h = p;
         if (!h)
                 return;
-        if (h->m)
+        if (h->m) /* (not listed, no queue or fd yet) */
                 free(h->m->private_path), free(h->m->parent), free(h->m->staging_name),
-                        free(h->m);
+                        free(h->m->base_from), free(h->m->lineage), free(h->m);
         cta_buf_done(&h->problems);
         cta_buf_done(&h->warnings);
         free(h);
@@ -446,8 +460,14 @@ static int mig_hello(struct cta_call *call, struct cta_error **err)
                         m->bm_tag = 0;
         m->s = call->s;
         m->state = D_CHECKED;
-        seed_staging(d, m);
-        (void)journal(d, m, "checked", NULL, NULL);
+        seed_prepare(d, m);
+        /* (a must: recovery finds the staging area, and the kept copy in it, by this) */
+        r = journal(d, m, "checked", NULL, err);
+        if (r < 0) {
+                cta_envm_unlock(d, m->eid);
+                return r;
+        }
+        seed_apply(d, m);
         pthread_mutex_lock(&dst_mu);
         m->next = dst_list;
         dst_list = m;

@@ -817,6 +817,48 @@ def test_commit_never_goes_unjournaled(ct_nodes, ct_admin, side):
         retry_succeeds(p, ca, eid, 101, "a journal that could not be written")
 
 
+def test_kept_copy_is_not_taken_unjournaled(ct_nodes, ct_admin):
+    """A container comes back to a node that kept its old private area (101.migrated): the
+    destination takes that copy as its staging area. When its registry cannot record that
+    (the lock held by another writer past the busy timeout) it must not take it: the
+    migration fails, and after a kill -9 and restart the kept copy is still there, whole.
+    Before the fix the copy was moved first and the failed write only logged: the restarted
+    node had no record of it, left it as a stray staging area, and the next migration of
+    the container there deleted it."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        expect_ok(m, p, "the first migration")
+    kept = migrated_path(p.src, 101)
+    before = M.content_hash(os.path.join(kept, "data.bin"))
+    lock = M.RegistryLock(p.src, 7.0).start()
+    cb = p.dst.client()
+    try:
+        mig = M.Migration(cb, M.mig_packet(p.src, eid, ct_admin, options="<type>0</type>"))
+        time.sleep(6.5)
+        p.src.kill9()
+        lock.join()
+        r = mig.finish(90)
+        assert r.error is not None, "moved while the destination could not journal?\n" + \
+            r.text + logs(p)
+    finally:
+        cb.close()
+    M.restart(p.src)
+    M.assert_owner(p.dst, p.src, eid, 101, running=True, what="the return refused",
+                   other_uses_veid=True)
+    assert os.path.isdir(kept), os.listdir(p.src.private_root)
+    assert M.content_hash(os.path.join(kept, "data.bin")) == before
+    assert not M.staging_left(p.src), M.staging_left(p.src)
+    # and the next return takes it as it should
+    with p.dst.client() as cb:
+        m = M.migrate(cb, M.mig_packet(p.src, eid, ct_admin, options="<type>0</type>"))
+        expect_ok(m, p, "the return after the restart")
+    assert "starting from this node's earlier copy" in p.src.node.log(), p.src.log_excerpt()
+    M.assert_owner(p.src, p.dst, eid, 101, running=True, what="returned",
+                   other_uses_veid=True)
+
+
 @pytest.mark.parametrize("case", ["committed", "not_committed", "source_restarted"])
 def test_commit_in_doubt_is_settled_when_the_destination_returns(ct_nodes, ct_admin, case):
     """The destination dies during the commit and stays down past the source's status

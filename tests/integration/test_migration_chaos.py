@@ -3,7 +3,9 @@
 One container goes back and forth between two real agents over TLS. Each round changes a
 few of its files, starts a migration from the node that owns it, and after a random delay
 (anywhere from before hello to after the commit) does one thing to it: kill -9 the source,
-the destination or both, reset the migration's TCP connection, or nothing (the control).
+the destination or both, reset the migration's TCP connection, hold the registry lock of
+the source or the destination for 1-9 s (its writes fail after 5 s, as on a failing disk;
+in half of those rounds that node is then killed), or nothing (the control).
 The killed agents are restarted on the same state (in a random order when both died), and
 then, once both have settled (start-up recovery, the source's asking after a lost commit
 reply), the round checks what users need: the container is whole on exactly one node
@@ -42,7 +44,7 @@ pytestmark = [
 ]
 
 VEID = 101
-ACTIONS = ["kill_src", "kill_dst", "kill_both", "reset_link", "none"]
+ACTIONS = ["kill_src", "kill_dst", "kill_both", "reset_link", "lock_src", "lock_dst", "none"]
 SETTLE_S = 120  # a destination down past the source's asks: its backoff reaches 60 s
 
 
@@ -101,6 +103,17 @@ def _reset_connections(dst):
     r = subprocess.run(["ss", "-K", "-t", "dst", host, "dport", "=", ":%d" % port],
                        capture_output=True, text=True, timeout=10)
     return sum(1 for line in r.stdout.splitlines() if ":%d" % port in line)
+
+
+def _lock_registry(ct, hold, kill):
+    """Another writer holds ct's registry lock for `hold` s (past the 5 s busy timeout the
+    agent's writes fail, as on a full or failing disk); with kill, ct is killed -9 just
+    before the lock is released."""
+    lock = M.RegistryLock(ct, hold).start()
+    if kill:
+        time.sleep(max(0.0, hold - 0.3))
+        ct.kill9()
+    lock.join()
 
 
 def _view_settled(a, b, eid, want_running):
@@ -165,6 +178,13 @@ def _round(p, rng, rnd, owner, other, eid, log, pace):
         killed.append(other)
     if action == "reset_link":
         action = "reset_link (%d connections)" % _reset_connections(other)
+    if action in ("lock_src", "lock_dst"):
+        ct = owner if action == "lock_src" else other
+        hold, kill = rng.uniform(1.0, 9.0), rng.random() < 0.5
+        action = "%s (%.1f s%s)" % (action, hold, ", then kill -9 it" if kill else "")
+        _lock_registry(ct, hold, kill)
+        if kill:
+            killed.append(ct)
     if owner not in killed and reply is None:
         try:
             reply = mig.finish(SETTLE_S)
