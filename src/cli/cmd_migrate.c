@@ -1094,23 +1094,18 @@ static bool settle_confirm(const struct mig_ct *ct, bool moved)
         return strcasecmp(line, "yes") == 0;
 }
 
-static int cmd_settle(struct cli_ctx *ctx)
+static int settle_call(struct cli_ctx *ctx, const struct mig_ct *ct, bool moved)
 {
-        bool moved = cli_opt(ctx->o, "moved") != NULL;
-        struct mig_ct ct = { .label = NULL };
         struct cli_req r;
-        int rc = mig_resolve(ctx, ctx->o->args[0], &ct);
+        int rc;
 
-        if (rc < 0)
-                return rc;
-        _cleanup_free_ char *label = ct.label;
-        if (!cli_opt(ctx->o, "yes") && !settle_confirm(&ct, moved))
+        if (!cli_opt(ctx->o, "yes") && !settle_confirm(ct, moved))
                 return cli_fail(ctx, CLI_FAIL_LOCAL, CTA_E_CANCELLED,
-                                "not confirmed; container %s left as it was", ct.eid);
+                                "not confirmed; container %s left as it was", ct->eid);
         slow_wait(ctx); /* the node asks the destination first (a connect may take 60 s) */
         cli_req_begin(&r, ctx->conn, RELOCATOR, RELOCATOR, false);
         cli_req_open(&r, "settle");
-        cli_req_text(&r, "eid", ct.eid);
+        cli_req_text(&r, "eid", ct->eid);
         cli_req_text(&r, "outcome", moved ? "moved" : "stays");
         cli_req_close(&r, "settle");
         cli_req_end(&r);
@@ -1121,8 +1116,21 @@ static int cmd_settle(struct cli_ctx *ctx)
         if (!ctx->o->xml)
                 printf(moved ? "settled: container %s moved; the copy here is retired (kept)\n"
                              : "settled: container %s stays on this node\n",
-                       ct.eid);
+                       ct->eid);
         return 0;
+}
+
+static int cmd_settle(struct cli_ctx *ctx)
+{
+        bool moved = cli_opt(ctx->o, "moved") != NULL;
+        struct mig_ct ct = { .label = NULL };
+        int rc = mig_resolve(ctx, ctx->o->args[0], &ct);
+
+        if (rc < 0)
+                return rc;
+        rc = settle_call(ctx, &ct, moved);
+        free(ct.label);
+        return rc;
 }
 
 /* ---- the table ---- */
