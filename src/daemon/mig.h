@@ -101,6 +101,12 @@ char *cta_mig_blockmap_dir(struct cta_daemon *d);
 void cta_kv_add(struct cta_buf *b, const char *key, const char *value);
 /* A copy of the value of key (caller frees), or NULL. */
 char *cta_kv_get(const char *detail, const char *key);
+/* Journal migration id's step `state` (table migrations; role CTA_MIG_ROLE_*, peer may be
+ * NULL). A failure is logged; err NULL: the step may go on without it, else *err says so
+ * (the steps recovery must see). */
+int cta_mig_journal(struct cta_daemon *d, const char *id, const char *role, const char *eid,
+                    const char *peer, const char *state, const char *detail,
+                    struct cta_error **err);
 
 /* The registry note "<what>:<eid>" (table meta): a copy (caller frees), or NULL if none or
  * empty; and setting it ("" clears it). Notes: "retired" (where the retired private area

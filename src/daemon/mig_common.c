@@ -205,6 +205,20 @@ void cta_kv_add(struct cta_buf *b, const char *key, const char *value)
         (void)cta_buf_putc(b, '\n');
 }
 
+int cta_mig_journal(struct cta_daemon *d, const char *id, const char *role, const char *eid,
+                    const char *peer, const char *state, const char *detail,
+                    struct cta_error **err)
+{
+        _cleanup_(cta_error_freep) struct cta_error *e = NULL;
+        if (cta_store_mig_put(d->store, id, role, eid, peer, state, detail, &e) == 0)
+                return 0;
+        log_error("migration %s: journal '%s': %s", id, state, cta_error_msg(e));
+        if (!err)
+                return -cta_error_code(e);
+        *err = TAKE_PTR(e);
+        return cta_error_wrap(err, "cannot journal the migration's step '%s'", state);
+}
+
 char *cta_kv_get(const char *detail, const char *key)
 {
         size_t klen = strlen(key);

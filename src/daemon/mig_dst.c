@@ -119,7 +119,6 @@ static int journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
                    const char *extra, struct cta_error **err)
 {
         _cleanup_(cta_buf_donep) struct cta_buf b = CTA_BUF_INIT(0);
-        _cleanup_(cta_error_freep) struct cta_error *e = NULL;
         char veid[24];
 
         snprintf(veid, sizeof(veid), "%" PRIu64, m->veid);
@@ -131,15 +130,7 @@ static int journal(struct cta_daemon *d, struct mig_dst *m, const char *state,
         cta_kv_add(&b, "base_from", m->base_from);
         if (extra)
                 (void)cta_buf_puts(&b, extra);
-        if (cta_store_mig_put(d->store, m->id, CTA_MIG_ROLE_DST, m->eid, NULL, state, b.data,
-                              &e) == 0)
-                return 0;
-        log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(e));
-        if (!err)
-                return -cta_error_code(e);
-        *err = e;
-        e = NULL;
-        return cta_error_wrap(err, "cannot journal the migration's step '%s'", state);
+        return cta_mig_journal(d, m->id, CTA_MIG_ROLE_DST, m->eid, NULL, state, b.data, err);
 }
 
 /* The staging area of a migration that did not commit: a reused earlier

@@ -332,7 +332,6 @@ static void phase(struct mig_src *m, const char *name)
 static int src_journal(struct mig_src *m, const char *state, struct cta_error **err)
 {
         _cleanup_(cta_buf_donep) struct cta_buf b = CTA_BUF_INIT(0);
-        _cleanup_(cta_error_freep) struct cta_error *e = NULL;
         char port[8];
         snprintf(port, sizeof(port), "%u", m->req->dst.port);
         cta_kv_add(&b, "host", m->req->dst.address);
@@ -341,15 +340,8 @@ static int src_journal(struct mig_src *m, const char *state, struct cta_error **
         cta_kv_add(&b, "token", m->token[0] ? m->token : NULL);
         cta_kv_add(&b, "was_running", m->was_running ? "1" : "0");
         cta_kv_add(&b, "remove", m->req->remove ? "1" : "0");
-        if (cta_store_mig_put(m->d->store, m->id, CTA_MIG_ROLE_SRC, m->row.eid, m->dst_label,
-                              state, b.data, &e) == 0)
-                return 0;
-        log_error("migration %s: journal '%s': %s", m->id, state, cta_error_msg(e));
-        if (!err)
-                return -cta_error_code(e);
-        *err = e;
-        e = NULL;
-        return cta_error_wrap(err, "cannot journal the migration's step '%s'", state);
+        return cta_mig_journal(m->d, m->id, CTA_MIG_ROLE_SRC, m->row.eid, m->dst_label, state,
+                               b.data, err);
 }
 
 /* Progress packets carry the phase as text and, for clients that draw a
@@ -1334,22 +1326,25 @@ static int settle_owner(struct cta_daemon *d, const struct cta_mig_row *jr)
 }
 
 /* The operator's word on jr (relocator/settle) when the destination does not answer:
- * the owner it names. A copy declared moved is never deleted here (a remove asked for is
- * not honoured): if the word was wrong, its data is still in the retired private area.
- * *detail: jr's detail saying so (the first of a key wins: these go before the old). */
+ * the owner it names, or < 0 (*err). A copy declared moved is never deleted here (a
+ * remove asked for is not honoured): if the word was wrong, its data is still in the
+ * retired private area. *detail: jr's detail saying so (the first of a key wins: these
+ * go before the old). */
 static int operator_word(struct cta_daemon *d, const struct cta_mig_row *jr,
-                         enum cta_mig_verdict verdict, struct cta_buf *detail)
+                         enum cta_mig_verdict verdict, struct cta_buf *detail,
+                         struct cta_error **err)
 {
         int owner = verdict == CTA_MIG_MOVED;
         cta_kv_add(detail, "settled_by", "operator");
         if (owner)
                 cta_kv_add(detail, "remove", "0");
         (void)cta_buf_puts(detail, jr->detail ? jr->detail : "");
-        /* Journaled as committed first: a retire that fails is tried again by the
-         * in-doubt job as after any commit, still without deleting. */
-        if (owner)
-                (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid,
-                                        jr->peer, "committed", detail->data, NULL);
+        /* Journaled as committed first (a must: only the journal knows it then): a retire
+         * that fails is tried again by the in-doubt job as after any commit, still
+         * without deleting. */
+        if (owner && cta_mig_journal(d, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer,
+                                     "committed", detail->data, err) < 0)
+                return -1;
         return owner;
 }
 
@@ -1389,7 +1384,11 @@ bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr,
                 return false;
         }
         if (owner < 0 && verdict != CTA_MIG_ASK) {
-                owner = operator_word(d, jr, verdict, &detail);
+                owner = operator_word(d, jr, verdict, &detail, err);
+                if (owner < 0) {
+                        cta_ct_row_done(&row);
+                        return false;
+                }
                 remove = false;
                 by = " (settled by the operator: the destination did not answer)";
         } else if (owner >= 0 && verdict != CTA_MIG_ASK && owner != (verdict == CTA_MIG_MOVED)) {
