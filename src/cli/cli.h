@@ -185,6 +185,12 @@ int cli_fail(struct cli_ctx *ctx, enum cli_fail kind, int code, const char *fmt,
  * Returns -code. */
 int cli_fail_err(struct cli_ctx *ctx, enum cli_fail kind, struct cta_error *e);
 
+/* A command that asks before it acts: 0 when --yes was given or standard input is a
+ * terminal to ask on, else an error "not <doing>: ... add --yes". */
+int cli_confirmable(const struct cli_opts *o, const char *doing, struct cta_error **err);
+/* Ask "Type 'yes' to <what>: " on stderr; true only for a typed "yes" (not "y"). */
+bool cli_typed_yes(const char *what);
+
 /* Messages for -v (1) and -vv (2) to stderr, prefixed "ctagent: ". */
 void cli_verbose(const struct cli_opts *o, int level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

@@ -1048,13 +1048,9 @@ static int list_check(struct cli_ctx *ctx, struct cta_error **err)
 /* Without --yes somebody must confirm on standard input. */
 static int destroy_unconfirmable(struct cli_ctx *ctx, struct cta_error **err)
 {
-        if (cli_opt(ctx->o, "yes") || isatty(STDIN_FILENO))
-                return 0;
         _cleanup_free_ char *w = cli_clean_text(ctx->o->args[0]);
-        return cta_error_set(err, CTA_E_INVALID, 0,
-                             "not destroying '%s': standard input is not a terminal, so nobody "
-                             "can confirm; add --yes",
-                             w);
+        _cleanup_free_ char *doing = cta_xasprintf("destroying '%s'", w);
+        return cli_confirmable(ctx->o, doing, err);
 }
 
 static int destroy_check(struct cli_ctx *ctx, struct cta_error **err)
@@ -1190,18 +1186,12 @@ static bool confirm(const struct cli_ct_env *e)
 {
         _cleanup_free_ char *name = cli_clean_text(e->name && *e->name ? e->name : "");
         _cleanup_free_ char *priv = cli_clean_text(e->ve_private ? e->ve_private : "");
-        char line[64];
 
         fprintf(stderr, "Destroy container %s (veid %llu%s%s)?\n", e->eid,
                 (unsigned long long)e->veid, *name ? ", name " : "", name);
         if (*priv)
                 fprintf(stderr, "Its private area %s will be deleted.\n", priv);
-        fprintf(stderr, "Type 'yes' to destroy it: ");
-        fflush(stderr);
-        if (!fgets(line, sizeof(line), stdin))
-                return false;
-        line[strcspn(line, "\r\n")] = '\0';
-        return strcasecmp(line, "yes") == 0;
+        return cli_typed_yes("destroy it");
 }
 
 static int cmd_destroy(struct cli_ctx *ctx)

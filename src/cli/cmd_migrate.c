@@ -1063,18 +1063,12 @@ static int settle_check(struct cli_ctx *ctx, struct cta_error **err)
         if (!*ctx->o->args[0])
                 return cta_error_set(err, CTA_E_INVALID, 0,
                                      "'settle' needs a container: its eid, veid or name");
-        if (!cli_opt(ctx->o, "yes") && !isatty(STDIN_FILENO))
-                return cta_error_set(err, CTA_E_INVALID, 0,
-                                     "not settling: standard input is not a terminal, so "
-                                     "nobody can confirm; add --yes");
-        return 0;
+        return cli_confirmable(ctx->o, "settling", err);
 }
 
 /* Ask on the terminal; true only for "yes". */
 static bool settle_confirm(const struct mig_ct *ct, bool moved)
 {
-        char line[64];
-
         if (moved)
                 fprintf(stderr, "Declare that container %s moved to its destination?\n"
                                 "This node retires its copy (renamed to <private>.migrated, "
@@ -1086,12 +1080,7 @@ static bool settle_confirm(const struct mig_ct *ct, bool moved)
                                 "destination did\ncommit it and comes back, the container "
                                 "will exist on both nodes.\n",
                         ct->label);
-        fprintf(stderr, "Type 'yes' to settle it: ");
-        fflush(stderr);
-        if (!fgets(line, sizeof(line), stdin))
-                return false;
-        line[strcspn(line, "\r\n")] = '\0';
-        return strcasecmp(line, "yes") == 0;
+        return cli_typed_yes("settle it");
 }
 
 static int settle_call(struct cli_ctx *ctx, const struct mig_ct *ct, bool moved)

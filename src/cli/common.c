@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -546,6 +547,28 @@ void cli_print_command_help(FILE *f, const struct cli_command *cmd)
                 print_opts(f, cmd->opts);
         }
         fprintf(f, "\nGlobal options: see 'ctagent --help'.\n");
+}
+
+int cli_confirmable(const struct cli_opts *o, const char *doing, struct cta_error **err)
+{
+        if (cli_opt(o, "yes") || isatty(STDIN_FILENO))
+                return 0;
+        return cta_error_set(err, CTA_E_INVALID, 0,
+                             "not %s: standard input is not a terminal, so nobody can confirm; "
+                             "add --yes",
+                             doing);
+}
+
+bool cli_typed_yes(const char *what)
+{
+        char line[64];
+
+        fprintf(stderr, "Type 'yes' to %s: ", what);
+        fflush(stderr);
+        if (!fgets(line, sizeof(line), stdin))
+                return false;
+        line[strcspn(line, "\r\n")] = '\0';
+        return strcasecmp(line, "yes") == 0;
 }
 
 int cli_fail(struct cli_ctx *ctx, enum cli_fail kind, int code, const char *fmt, ...)

@@ -909,6 +909,17 @@ def test_commit_in_doubt_is_settled_when_the_destination_returns(ct_nodes, ct_ad
                    other_uses_veid=True)
 
 
+def stranded_in_doubt(p, ca, point):
+    """A running container migrating from p.src, whose destination is killed at its fault
+    `point` during the commit and stays down: the call gives up ("outcome unknown") and
+    the container is left in doubt on the source. Returns (eid, the hash of its data)."""
+    eid, mig = migrate_and_kill_dst_at(p, ca, point)
+    before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+    r = mig.finish(90)
+    assert r.error is not None and "outcome unknown" in (r.error[1] or ""), r.text
+    return eid, before
+
+
 def settle_cli(ctagent_bin, home, node, admin, eid, *args):
     """`ctagent settle` run against node as the test's admin: (exit status, a description)."""
     env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
@@ -938,10 +949,7 @@ def test_operator_settles_a_migration_in_doubt(ct_nodes, ct_admin, ctagent_bin, 
     os.makedirs(home)
     p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
     with p.src.client() as ca:
-        eid, mig = migrate_and_kill_dst_at(p, ca, point)
-        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
-        r = mig.finish(90)
-        assert r.error is not None and "outcome unknown" in (r.error[1] or ""), r.text
+        eid, before = stranded_in_doubt(p, ca, point)
         assert M.info(ca, eid)[0] == F.ST_DOWN, M.info(ca, eid)
     rc, desc = settle_cli(ctagent_bin, home, p.src, ct_admin, eid, "--moved")
     assert rc == 2 and "add --yes" in desc, desc
@@ -986,10 +994,7 @@ def test_retire_that_fails_is_tried_again(ct_nodes, ct_admin, ctagent_bin, tmp_p
     os.makedirs(home)
     p = M.Pair(ct_nodes, ct_admin, dst_fault=point)
     with p.src.client() as ca:
-        eid, mig = migrate_and_kill_dst_at(p, ca, point)
-        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
-        r = mig.finish(90)
-        assert r.error is not None and "outcome unknown" in (r.error[1] or ""), r.text
+        eid, before = stranded_in_doubt(p, ca, point)
     root = p.src.private_root
     F.run(["chattr", "+i", root], check=True)
     try:
