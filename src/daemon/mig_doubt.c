@@ -6,6 +6,10 @@
  * settles each migration it learns about (cta_mig_settle_src: retire the copy or restore
  * the container), then unlocks it. Before this, an agent asked only at start-up, and the
  * container, unlocked meanwhile, could be migrated a second time.
+ *
+ * The same job finishes a rollback whose registry writes failed (a full disk, a writer
+ * holding the database's lock): the journal still says where the migration stopped, so
+ * settling it restores the container once the registry can be written.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -64,17 +68,21 @@ static void doubt_release(struct cta_daemon *d, const char *id, const char *eid,
                 cta_envm_unlock(d, eid);
 }
 
-/* Settle one doubt (claimed by the caller). (A journal row gone or no longer committing
- * was settled by someone: let it go.) */
+/* Settle one doubt (claimed by the caller): a commit in doubt, or a rollback the
+ * registry could not take yet. (A journal row gone or finished was settled by someone:
+ * let it go; one that cannot be read is asked for again.) */
 static bool doubt_settle_one(struct cta_daemon *d, const struct doubt *x,
                              enum cta_mig_verdict verdict, struct cta_error **err)
 {
         struct cta_mig_row row = { 0 };
         bool settled = true;
-        if (cta_store_mig_get(d->store, x->id, &row, NULL) == 0) {
-                if (streq(row.state, "committing") || streq(row.state, "committed"))
+        int r = cta_store_mig_get(d->store, x->id, &row, NULL);
+        if (r == 0) {
+                if (!cta_store_mig_finished(row.state))
                         settled = cta_mig_settle_src(d, &row, verdict, err);
                 cta_mig_row_done(&row);
+        } else if (r == -CTA_E_STORE) {
+                settled = false;
         }
         doubt_release(d, x->id, x->eid, settled);
         if (settled)

@@ -961,16 +961,48 @@ static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, con
         return 0;
 }
 
-/* Before the commit: the container is ours; make it as it was. */
-static void restore(struct cta_daemon *d, struct cta_ct_row *row, bool was_running)
+/* Before the commit, or after one that did not happen: the container is ours; make it as
+ * it was, no longer marked migrating and running if it ran. What LXC runs decides, not a
+ * row kept in memory: a stop or a start whose registry write failed left the row saying
+ * otherwise. < 0 while the registry cannot be read or written: the caller keeps the
+ * container locked and the in-doubt job tries again (mig_doubt.c); before this, the
+ * container stayed stopped and marked migrating until the agent restarted. A start that
+ * LXC refuses is logged, not tried again (the container stays down, as after any failed
+ * start). */
+static int restore(struct cta_daemon *d, const char *eid, bool was_running,
+                   struct cta_error **err)
 {
-        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
-        if (row->transition == CTA_TR_MIGRATING)
-                (void)cta_envm_set_state(d, row, row->state, CTA_TR_NONE, NULL);
-        if (was_running && row->state != CTA_CT_RUNNING &&
-            cta_envm_start_row(d, row, &err) < 0)
-                log_error("could not start container %s again after a failed migration: %s",
-                          row->eid, cta_error_msg(err));
+        struct cta_ct_row row = { 0 };
+        enum cta_ct_state now = CTA_CT_UNKNOWN;
+        int r = cta_store_ct_get(d->store, eid, &row, err);
+        if (r < 0)
+                return r;
+        r = cta_ct_state(cta_envm_backend(d), row.veid, &now, err);
+        if (r < 0)
+                goto out;
+        bool runs = now == CTA_CT_RUNNING;
+        int want = runs ? CTA_CT_RUNNING : row.state == CTA_CT_RUNNING ? CTA_CT_DOWN : row.state;
+        if (want != row.state || row.transition != CTA_TR_NONE) {
+                r = cta_envm_set_state(d, &row, want, CTA_TR_NONE, err);
+                if (r < 0)
+                        goto out;
+        }
+        if (was_running && !runs) {
+                _cleanup_(cta_error_freep) struct cta_error *e = NULL;
+                r = cta_envm_start_row(d, &row, &e);
+                if (r < 0 && cta_error_code(e) == CTA_E_STORE) {
+                        *err = TAKE_PTR(e);
+                        goto out;
+                }
+                if (r < 0)
+                        log_error("could not start container %s again after a failed "
+                                  "migration: %s",
+                                  eid, cta_error_msg(e));
+                r = 0;
+        }
+out:
+        cta_ct_row_done(&row);
+        return r;
 }
 
 /* Ask the destination whether migration id committed: 2 yes and the container
@@ -1214,9 +1246,22 @@ fail:
                 (void)peer_call(&m->peer, &q, "abort", NULL, &e2);
         }
         peer_close(&m->peer);
-        restore(d, &m->row, m->was_running);
-        (void)src_journal(m, "failed", NULL);
-        cta_envm_unlock(d, m->row.eid);
+        _cleanup_(cta_error_freep) struct cta_error *rerr = NULL;
+        if (restore(d, m->row.eid, m->was_running, &rerr) < 0 ||
+            src_journal(m, "failed", &rerr) < 0) {
+                /* The registry cannot be written (full disk, a writer holding its lock):
+                 * the container stays locked, and the in-doubt job finishes the rollback
+                 * once it can (the journal still says where it stopped). */
+                log_error("migration %s: cannot finish the rollback of %s yet: %s; it stays "
+                          "locked here, and the agent tries again",
+                          m->id, m->row.eid, cta_error_msg(rerr));
+                cta_mig_doubt_add(d, m->id, m->row.eid, false);
+                r = cta_error_wrap(err, "the container is not restored yet: this node's "
+                                        "registry cannot be written (it stays locked here, "
+                                        "and the agent restores it when it can)");
+        } else {
+                cta_envm_unlock(d, m->row.eid);
+        }
         progress(m, 4, "failed", -1);
         return r;
 }
@@ -1360,11 +1405,19 @@ bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr,
         const char *by = "";
         _cleanup_(cta_buf_donep) struct cta_buf detail = CTA_BUF_INIT(0);
 
-        if (cta_store_ct_get(d->store, jr->ct_eid, &row, NULL) < 0) {
+        int r = cta_store_ct_get(d->store, jr->ct_eid, &row, &rerr);
+        if (r == -CTA_E_ENV_NOT_FOUND) {
                 /* Already retired. */
                 (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer,
                                         "done", jr->detail, NULL);
                 return true;
+        }
+        if (r < 0) {
+                /* (a registry that cannot be read says nothing: ask again later) */
+                log_error("migration %s: %s", jr->id, cta_error_msg(rerr));
+                if (err)
+                        *err = TAKE_PTR(rerr);
+                return false;
         }
         int owner = settle_owner(d, jr); /* 1 = the destination, 0 = us */
         if (verdict == CTA_MIG_STAYS && streq(jr->state, "committed")) {
@@ -1431,10 +1484,19 @@ bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr,
                                     jr->id, jr->ct_eid,
                                     jr->peer ? jr->peer : "the destination", by);
                 }
+        } else if (restore(d, jr->ct_eid, was_running, &rerr) < 0 ||
+                   cta_mig_journal(d, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer, "failed",
+                                   jr_detail, &rerr) < 0) {
+                /* stays locked, still unfinished in the journal: tried again */
+                log_error("migration %s: cannot finish the rollback of %s yet: %s", jr->id,
+                          jr->ct_eid, cta_error_msg(rerr));
+                if (err) {
+                        (void)cta_error_wrap(&rerr, "restore %s", jr->ct_eid);
+                        cta_error_free(*err);
+                        *err = TAKE_PTR(rerr);
+                }
+                settled = false;
         } else {
-                restore(d, &row, was_running);
-                (void)cta_store_mig_put(d->store, jr->id, CTA_MIG_ROLE_SRC, jr->ct_eid, jr->peer,
-                                        "failed", jr_detail, NULL);
                 log_warning("migration %s of %s did not complete (%s); the container "
                             "stays here%s%s",
                             jr->id, jr->ct_eid, jr->state,

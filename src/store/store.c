@@ -1401,6 +1401,13 @@ static void mig_rows_free_any(void *rows, size_t n)
         cta_mig_rows_free(rows, n);
 }
 
+bool cta_store_mig_finished(const char *state)
+{
+        /* (the states of MIG_FINISHED) */
+        return state && (strcmp(state, "done") == 0 || strcmp(state, "failed") == 0 ||
+                         strcmp(state, "cancelled") == 0);
+}
+
 int cta_store_mig_list_unfinished(struct cta_store *st, struct cta_mig_row **ret_rows,
                                   size_t *ret_n, struct cta_error **err)
 {

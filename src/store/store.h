@@ -145,6 +145,8 @@ int cta_store_mig_set_step(struct cta_store *st, const char *id, int64_t step,
 /* 0 and *ret filled (cta_mig_row_done()), or -CTA_E_INVALID if there is no such id. */
 int cta_store_mig_get(struct cta_store *st, const char *id, struct cta_mig_row *ret,
                       struct cta_error **err);
+/* A state a migration's row keeps for good ("done", "failed", "cancelled"). */
+bool cta_store_mig_finished(const char *state);
 /* Rows not finished, oldest first; caller frees with cta_mig_rows_free(). */
 int cta_store_mig_list_unfinished(struct cta_store *st, struct cta_mig_row **ret_rows,
                                   size_t *ret_n, struct cta_error **err);

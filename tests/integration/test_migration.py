@@ -817,6 +817,44 @@ def test_commit_never_goes_unjournaled(ct_nodes, ct_admin, side):
         retry_succeeds(p, ca, eid, 101, "a journal that could not be written")
 
 
+def test_rollback_waits_for_the_registry(ct_nodes, ct_admin):
+    """The source's registry stays locked (by another writer, as a full or failing disk
+    would) past the commit and through the whole rollback: "committing" cannot be
+    journaled, so the migration fails, and the rollback's own registry writes fail too.
+    Once the registry can be written again the source must finish the rollback by itself,
+    with no restart: the container runs there, no longer marked migrating, and can be
+    migrated. Before the fix it stayed stopped and marked migrating until the agent was
+    restarted (the failed writes were only logged)."""
+    p = M.Pair(ct_nodes, ct_admin)
+    M.arm_fault(p.src, "src_before_commit", pause_ms=1500)
+    p.src.kill9()
+    M.restart(p.src)
+    ca = p.src.client()
+    try:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.src, "src_before_commit")
+        # "committing" waits 5 s for the lock from 1.5 s on and fails; every write of
+        # the rollback after it waits 5 s and fails as well until the lock goes at 24 s
+        lock = M.RegistryLock(p.src, 24.0).start()
+        r = mig.finish(90)
+        assert r.error is not None, "committed without a journal?\n" + r.text + logs(p)
+        assert p.src.lxc_state(101) != "RUNNING", "restarted with its registry locked?"
+        lock.join()
+    finally:
+        ca.close()
+    M.disarm(p.src)
+    ok = H.wait_for(lambda: M.node_view(p.src, eid, 101)["info"] == (F.ST_RUNNING, 0), 90,
+                    0.5)
+    assert ok, "the rollback was not finished once the registry could be written%s" % logs(p)
+    M.assert_owner(p.src, p.dst, eid, 101, running=True, what="registry locked in rollback")
+    assert M.content_hash(os.path.join(p.src.private_root, "101", "data.bin")) == before
+    assert "cannot finish the rollback" in p.src.node.log(), p.src.log_excerpt()
+    with p.src.client() as ca:
+        retry_succeeds(p, ca, eid, 101, "a rollback that waited for the registry")
+
+
 def test_kept_copy_is_not_taken_unjournaled(ct_nodes, ct_admin):
     """A container comes back to a node that kept its old private area (101.migrated): the
     destination takes that copy as its staging area. When its registry cannot record that

@@ -4,8 +4,9 @@ One container goes back and forth between two real agents over TLS. Each round c
 few of its files, starts a migration from the node that owns it, and after a random delay
 (anywhere from before hello to after the commit) does one thing to it: kill -9 the source,
 the destination or both, reset the migration's TCP connection, hold the registry lock of
-the source or the destination for 1-9 s (its writes fail after 5 s, as on a failing disk;
-in half of those rounds that node is then killed), or nothing (the control).
+the source or the destination for 1-16 s (its writes fail after 5 s, as on a failing disk;
+past 10 s the rollback's writes fail too; in half of those rounds that node is then killed),
+or nothing (the control).
 The killed agents are restarted on the same state (in a random order when both died), and
 then, once both have settled (start-up recovery, the source's asking after a lost commit
 reply), the round checks what users need: the container is whole on exactly one node
@@ -180,7 +181,9 @@ def _round(p, rng, rnd, owner, other, eid, log, pace):
         action = "reset_link (%d connections)" % _reset_connections(other)
     if action in ("lock_src", "lock_dst"):
         ct = owner if action == "lock_src" else other
-        hold, kill = rng.uniform(1.0, 9.0), rng.random() < 0.5
+        # (past 10 s a rollback's writes fail too, after the commit's: the in-doubt job
+        # must finish it once the lock goes)
+        hold, kill = rng.uniform(1.0, 16.0), rng.random() < 0.5
         action = "%s (%.1f s%s)" % (action, hold, ", then kill -9 it" if kill else "")
         _lock_registry(ct, hold, kill)
         if kill:
