@@ -1431,8 +1431,18 @@ static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
         struct cta_ct_row ct = { 0 };
         struct stat st;
 
-        if (streq(row->state, "committing") && priv && lstat(priv, &st) == 0 &&
-            cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) < 0) {
+        /* (a registry that cannot be read says nothing: a committed container taken for
+         * unregistered would have its journal row closed as failed) */
+        int have_row = cta_store_ct_get(d->store, row->ct_eid, &ct, &err);
+        if (have_row < 0 && have_row != -CTA_E_ENV_NOT_FOUND) {
+                log_error("recover: migration %s: %s; left for the next start", row->id,
+                          cta_error_msg(err));
+                return;
+        }
+        cta_error_free(err);
+        err = NULL;
+        cta_ct_row_done(&ct); /* (and zeroed: the adoption below fills it) */
+        if (streq(row->state, "committing") && priv && lstat(priv, &st) == 0 && have_row < 0) {
                 /* Moved into place but not registered yet: finish the commit. */
                 _cleanup_free_ char *veid_s = cta_kv_get(row->detail, "veid");
                 _cleanup_free_ char *name = cta_kv_get(row->detail, "name");
@@ -1475,9 +1485,8 @@ static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
                 return;
         }
         if ((streq(row->state, "committed") || streq(row->state, "committing")) &&
-            cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) == 0) {
+            have_row == 0) {
                 /* Registered: committed, but we died before starting it as asked. */
-                cta_ct_row_done(&ct);
                 bool started = recover_start(d, row);
                 (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
                                         "done", row->detail, NULL);
