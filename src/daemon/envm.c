@@ -237,6 +237,34 @@ int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, 
         return 0;
 }
 
+int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err)
+{
+        struct cta_ct_row fresh = { 0 };
+        enum cta_ct_state now = CTA_CT_UNKNOWN;
+        int r = cta_store_ct_get(d->store, row->eid, &fresh, err);
+        if (r < 0)
+                return r;
+        cta_ct_row_done(row);
+        *row = fresh;
+        /* (a transition under way or left by a failure is the journal's or start-up's to
+         * settle; a container only configured has nothing to run) */
+        if (row->transition != CTA_TR_NONE ||
+            (row->state != CTA_CT_RUNNING && row->state != CTA_CT_DOWN &&
+             row->state != CTA_CT_MOUNTED))
+                return 0;
+        r = cta_ct_state(d->envm->ct, row->veid, &now, err);
+        if (r < 0)
+                return r;
+        bool runs = now == CTA_CT_RUNNING || now == CTA_CT_SUSPENDED;
+        if (runs == (row->state == CTA_CT_RUNNING))
+                return 0;
+        int want = runs ? CTA_CT_RUNNING : CTA_CT_DOWN;
+        log_notice("container %s (veid %" PRIu64 ") is %s, the registry said %s (changed "
+                   "outside the agent); fixed",
+                   row->eid, row->veid, cta_ct_state_name(want), cta_ct_state_name(row->state));
+        return cta_envm_set_state(d, row, want, CTA_TR_NONE, err);
+}
+
 /* ---- lookups ------------------------------------------------------------- */
 
 static int find_row(struct cta_daemon *d, const char *eid, struct cta_ct_row *row,
@@ -566,7 +594,10 @@ static int envm_lifecycle(struct cta_call *call, struct cta_error **err)
                 return r;
         }
         progress(call, row.eid, 1);
-        if (streq(what, "start")) {
+        r = cta_envm_refresh_row(d, &row, err);
+        if (r < 0) {
+                /* (what runs is not known: nothing is done) */
+        } else if (streq(what, "start")) {
                 r = cta_envm_start_row(d, &row, err);
         } else if (streq(what, "stop")) {
                 r = cta_envm_stop_row(d, &row, c->req.force, err);

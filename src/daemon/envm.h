@@ -25,6 +25,11 @@ struct cta_ct_row;
 /* Record a state change in the registry and announce it. */
 int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, int tr,
                        struct cta_error **err);
+/* Caller holds row's lock: read row again (it may have been read before the lock) and
+ * make its state agree with what LXC runs: a container that stopped from inside, or was
+ * started or stopped by hand behind the agent's back (the registry is fixed, the change
+ * announced). A row in a transition is left as it is. */
+int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);
 /* Start / stop a registered container (caller holds its lock). */
 int cta_envm_start_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);
 int cta_envm_stop_row(struct cta_daemon *d, struct cta_ct_row *row, bool force,

@@ -1058,6 +1058,14 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
                                      "of it is not settled",
                                      m->row.eid);
         }
+        /* What runs decides whether the copy is made stopped, not a row read before the
+         * lock or a registry that missed a start by hand: a running container copied as
+         * if it were down would lose what it writes after the copy. */
+        r = cta_envm_refresh_row(d, &m->row, err);
+        if (r < 0) {
+                cta_envm_unlock(d, m->row.eid);
+                return r;
+        }
         m->was_running = m->row.state == CTA_CT_RUNNING;
         r = src_journal(m, "locked", err);
         if (r < 0) {

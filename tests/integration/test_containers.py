@@ -320,6 +320,41 @@ def test_agent_crash_keeps_containers(ct_nodes):
     assert H.wait_for(lambda: not F.pid_alive(pid), 5)
 
 
+def test_state_changed_behind_the_agent(ct_nodes):
+    """While the agent runs, a container is stopped behind its back (as when its own init
+    halts it) and another started by hand: the next operation on each must act on what
+    really runs, and the registry must say so. Before the fix `start` answered "already
+    running" for the stopped one, and `stop` of the one started by hand left it running
+    (the registry said down)."""
+    ct = ct_nodes.start(host="127.0.0.11")
+    with ct.client() as c:
+        _, env = create(c, name="halted", hostname="halted", veid=101, ip=ct.ip(22))
+        eid = env["eid"]
+        lifecycle(c, "start", eid)
+        _, env2 = create(c, name="byhand", hostname="byhand", veid=102, ip=ct.ip(23))
+        eid2 = env2["eid"]
+        lifecycle(c, "start", eid2)
+        lifecycle(c, "stop", eid2)
+        pid = running_init(ct, 101, "before the stop behind the agent's back")
+        F.run(["lxc-stop", "-k", "-P", ct.lxcpath, "-n", ct.lxc_name(101)], check=True,
+              timeout=60)
+        assert not F.pid_alive(pid)
+        F.run(["lxc-start", "-P", ct.lxcpath, "-n", ct.lxc_name(102)], check=True, timeout=60)
+        pid2 = running_init(ct, 102, "started by hand")
+
+        lifecycle(c, "start", eid)
+        running_init(ct, 101, "start after a stop behind the agent's back")
+        assert status(c, eid) == (F.ST_RUNNING, 0), ct.log_excerpt()
+        lifecycle(c, "stop", eid2)
+        assert H.wait_for(lambda: not F.pid_alive(pid2), 30), \
+            "the container started by hand still runs after stop\n" + ct.log_excerpt()
+        assert ct.lxc_state(102) == "STOPPED"
+        assert status(c, eid2) == (F.ST_DOWN, 0), ct.log_excerpt()
+        lifecycle(c, "stop", eid)
+    log = ct.node.log()
+    assert "(changed outside the agent); fixed" in log, ct.log_excerpt()
+
+
 def fork_servers(ct):
     """Live children of the agent named ctagentd-lxc: its liblxc fork server."""
     found = []

@@ -817,6 +817,27 @@ def test_commit_never_goes_unjournaled(ct_nodes, ct_admin, side):
         retry_succeeds(p, ca, eid, 101, "a journal that could not be written")
 
 
+def test_container_started_by_hand_migrates_as_running(ct_nodes, ct_admin):
+    """The registry says down, but the container was started by hand (lxc-start) behind the
+    agent's back. A migration must see what runs: stop it for the copy, so that nothing it
+    writes is left behind, and start it on the destination. Before the fix it was copied as
+    if it were down while it kept running, and not started on the destination."""
+    p = M.Pair(ct_nodes, ct_admin)
+    with p.src.client() as ca:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        lifecycle(ca, "stop", eid)
+        F.run(["lxc-start", "-P", p.src.lxcpath, "-n", p.src.lxc_name(101)], check=True,
+              timeout=60)
+        assert p.src.lxc_state(101) == "RUNNING"
+        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+        m = M.migrate(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        expect_ok(m, p, "migration of a container started by hand")
+    M.assert_owner(p.dst, p.src, eid, 101, running=True, what="started by hand")
+    assert M.content_hash(os.path.join(p.dst.private_root, "101", "data.bin")) == before
+    assert os.path.isdir(migrated_path(p.src, 101))
+    assert "(changed outside the agent); fixed" in p.src.node.log(), p.src.log_excerpt()
+
+
 def test_rollback_waits_for_the_registry(ct_nodes, ct_admin):
     """The source's registry stays locked (by another writer, as a full or failing disk
     would) past the commit and through the whole rollback: "committing" cannot be
