@@ -938,8 +938,70 @@ static void boot_work(void *p)
         cta_ct_rows_free(rows, n);
 }
 
+/* ---- the watch: what changed behind the agent's back ---------------------- */
+
+/* Every CTA_ENVM_WATCH_MS a job compares the registry with what LXC runs and fixes the
+ * rows of containers that stopped from inside (their init halted them) or were started or
+ * stopped by hand, so that get_info says what runs and subscribers get the event. A row
+ * in a transition or locked by an operation is left to that operation (each one refreshes
+ * its row under the lock, cta_envm_refresh_row). */
+#define CTA_ENVM_WATCH_MS 10000u
+
+static void watch_work(void *arg)
+{
+        struct cta_daemon *d = arg;
+        struct cta_ct_row *rows = NULL;
+        uint64_t *running = NULL;
+        size_t n = 0, nrun = 0;
+        if (cta_store_ct_list(d->store, &rows, &n, NULL) < 0)
+                return;
+        if (cta_ct_list_running(d->envm->ct, &running, &nrun, NULL) < 0) {
+                cta_ct_rows_free(rows, n);
+                return;
+        }
+        for (size_t i = 0; i < n && !atomic_load(&d->stopping); i++) {
+                struct cta_ct_row *row = &rows[i];
+                bool runs = veid_in(row->veid, running, nrun);
+                if (row->transition != CTA_TR_NONE || runs == (row->state == CTA_CT_RUNNING) ||
+                    row->state == CTA_CT_CONFIG)
+                        continue;
+                if (cta_envm_lock(d, row->eid, NULL) < 0)
+                        continue; /* (an operation holds it: it refreshes the row itself) */
+                _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+                if (cta_envm_refresh_row(d, row, &err) < 0)
+                        log_warning("watch: container %s: %s", row->eid, cta_error_msg(err));
+                cta_envm_unlock(d, row->eid);
+        }
+        free(running);
+        cta_ct_rows_free(rows, n);
+}
+
+static void watch_schedule(struct cta_daemon *d);
+
+static void watch_done(void *arg)
+{
+        watch_schedule(arg);
+}
+
+static void watch_on_timer(struct cta_loop *l, void *arg)
+{
+        struct cta_daemon *d = arg;
+        (void)l;
+        if (atomic_load(&d->stopping))
+                return;
+        if (cta_job_spawn(d, watch_work, watch_done, d) < 0)
+                watch_schedule(d); /* (all job slots busy: the next tick) */
+}
+
+static void watch_schedule(struct cta_daemon *d)
+{
+        if (!atomic_load(&d->stopping))
+                (void)cta_loop_timer_add(d->loop, CTA_ENVM_WATCH_MS, watch_on_timer, d);
+}
+
 void cta_envm_started(struct cta_daemon *d)
 {
+        watch_schedule(d);
         struct boot_ctx *b = cta_xcalloc(1, sizeof(*b));
         b->d = d;
         if (cta_job_spawn(d, boot_work, free, b) < 0) {

@@ -323,9 +323,10 @@ def test_agent_crash_keeps_containers(ct_nodes):
 def test_state_changed_behind_the_agent(ct_nodes):
     """While the agent runs, a container is stopped behind its back (as when its own init
     halts it) and another started by hand: the next operation on each must act on what
-    really runs, and the registry must say so. Before the fix `start` answered "already
-    running" for the stopped one, and `stop` of the one started by hand left it running
-    (the registry said down)."""
+    really runs, and the registry must say so, without an operation too (get_info, within
+    the agent's watch interval). Before the fix `start` answered "already running" for the
+    stopped one, `stop` of the one started by hand left it running (the registry said
+    down), and get_info said running until the agent restarted."""
     ct = ct_nodes.start(host="127.0.0.11")
     with ct.client() as c:
         _, env = create(c, name="halted", hostname="halted", veid=101, ip=ct.ip(22))
@@ -350,6 +351,13 @@ def test_state_changed_behind_the_agent(ct_nodes):
             "the container started by hand still runs after stop\n" + ct.log_excerpt()
         assert ct.lxc_state(102) == "STOPPED"
         assert status(c, eid2) == (F.ST_DOWN, 0), ct.log_excerpt()
+        # with no operation at all: the agent's watch sees it and get_info says so
+        pid = running_init(ct, 101, "before the second stop behind the agent's back")
+        F.run(["lxc-stop", "-k", "-P", ct.lxcpath, "-n", ct.lxc_name(101)], check=True,
+              timeout=60)
+        assert wait_status(c, eid, (F.ST_DOWN, 0), 30) is True, ct.log_excerpt()
+        lifecycle(c, "start", eid)
+        running_init(ct, 101, "start after the watch saw it down")
         lifecycle(c, "stop", eid)
     log = ct.node.log()
     assert "(changed outside the agent); fixed" in log, ct.log_excerpt()
