@@ -14,8 +14,14 @@ reply), the round checks what users need: the container is whole on exactly one 
 and its data is byte for byte what it was before the round. The next round migrates it
 from wherever it is now, so later rounds also start from kept copies (marks, lineage).
 
+A second test does the same with two containers migrating at once, each from the node
+that owns it (the same way or crossing), and the thing done to a node (A or B) rather than
+to a role: two migrations then share each agent's journal, in-doubt job and recovery, in
+both roles at once.
+
 The number of rounds and the seed come from the environment: CTA_CHAOS_ROUNDS (default 4,
-what `make check` runs) and CTA_CHAOS_SEED (default: fixed, so that a failure replays).
+what `make check` runs; the two-container test runs half as many) and CTA_CHAOS_SEED
+(default: fixed, so that a failure replays).
 A campaign by hand:
 
     CTA_CHAOS_ROUNDS=100 CTA_CHAOS_SEED=$RANDOM python3 -m pytest -q -c pytest.ini \\
@@ -57,14 +63,14 @@ def _seed():
     return int(os.environ.get("CTA_CHAOS_SEED", "20261128"))
 
 
-def _data_dir(ct):
-    return os.path.join(ct.private_root, str(VEID), "chaos")
+def _data_dir(ct, veid=VEID):
+    return os.path.join(ct.private_root, str(veid), "chaos")
 
 
-def _make_data(ct, rng):
+def _make_data(ct, rng, veid=VEID):
     """24 MiB in one file and 300 small files in 10 directories, one hard link, one
     symlink: enough that the copy takes a while and has several phases to interrupt."""
-    d = _data_dir(ct)
+    d = _data_dir(ct, veid)
     os.makedirs(d)
     M.fill(os.path.join(d, "blob.bin"), 24)
     for i in range(300):
@@ -76,10 +82,10 @@ def _make_data(ct, rng):
     os.symlink("dir1/f001", os.path.join(d, "symlink"))
 
 
-def _change_data(ct, rng, rnd):
+def _change_data(ct, rng, rnd, veid=VEID):
     """A few changes between rounds: rewritten, new and deleted small files, and 1 MiB
     somewhere inside the blob."""
-    d = _data_dir(ct)
+    d = _data_dir(ct, veid)
     for _ in range(rng.randrange(1, 6)):
         sub = os.path.join(d, "dir%d" % rng.randrange(10))
         names = sorted(os.listdir(sub))
@@ -117,10 +123,10 @@ def _lock_registry(ct, hold, kill):
     lock.join()
 
 
-def _view_settled(a, b, eid, want_running):
+def _view_settled(a, b, eid, want_running, veid=VEID):
     """(owner, other) once the container is whole on exactly one node and nothing is left
     in flight on either, else None. Both agents must be up."""
-    va, vb = M.node_view(a, eid, VEID), M.node_view(b, eid, VEID)
+    va, vb = M.node_view(a, eid, veid), M.node_view(b, eid, veid)
     for own, oth, vo, vx in ((a, b, va, vb), (b, a, vb, va)):
         if vo["info"] is None or vx["info"] is not None:
             continue
@@ -132,14 +138,18 @@ def _view_settled(a, b, eid, want_running):
     return None
 
 
-def _round(p, rng, rnd, owner, other, eid, log, pace):
-    was_running = rng.random() < 0.5
+def _set_running(owner, eid, running):
     with owner.client() as c:
         state = M.info(c, eid)[0]
-        if was_running and state != F.ST_RUNNING:
+        if running and state != F.ST_RUNNING:
             lifecycle(c, "start", eid)
-        elif not was_running and state == F.ST_RUNNING:
+        elif not running and state == F.ST_RUNNING:
             lifecycle(c, "stop", eid)
+
+
+def _round(p, rng, rnd, owner, other, eid, log, pace):
+    was_running = rng.random() < 0.5
+    _set_running(owner, eid, was_running)
     _change_data(owner, rng, rnd)
     before = M.manifest(_data_dir(owner))
 
@@ -236,5 +246,113 @@ def test_random_crashes_and_cuts(ct_nodes, ct_admin):
     try:
         for rnd in range(_rounds()):
             owner, other = _round(p, rng, rnd, owner, other, eid, log, pace)
+    finally:
+        print("\n".join(log))
+
+
+# ---------------------------------------------------------------------------------------------
+# Two containers at once, in both directions
+
+VEIDS_TWO = (101, 102)
+NODE_ACTIONS = ["kill_a", "kill_b", "kill_both", "reset_links", "lock_a", "lock_b", "none"]
+
+
+def _round_two(p, rng, rnd, cts, log, pace):
+    """One round with both containers migrating at once, each from the node that owns it
+    (so in the same or in opposite directions), and one thing done to a node (A: the first
+    node, B: the second) while they run. cts: [eid, veid, owner, other] per container,
+    updated in place."""
+    plan = []
+    for eid, veid, owner, other in cts:
+        running = rng.random() < 0.5
+        _set_running(owner, eid, running)
+        _change_data(owner, rng, rnd, veid)
+        plan.append((running, M.manifest(_data_dir(owner, veid))))
+    action = rng.choice(NODE_ACTIONS)
+    delay = rng.uniform(0.0, 1.25 * pace[0])
+    opts = rng.choice(["<type>0</type>", "<type>0</type><compress>1</compress>"])
+    t0 = time.monotonic()
+    migs = []
+    for eid, veid, owner, other in cts:
+        c = owner.client()
+        migs.append((c, M.Migration(c, M.mig_packet(other, eid, p.admin, options=opts))))
+    time.sleep(delay)
+    a, b = p.src, p.dst
+    killed = []
+    if action in ("kill_a", "kill_both"):
+        a.kill9()
+        killed.append(a)
+    if action in ("kill_b", "kill_both"):
+        b.kill9()
+        killed.append(b)
+    if action == "reset_links":
+        action = "reset_links (%d connections)" % (_reset_connections(a) +
+                                                   _reset_connections(b))
+    if action in ("lock_a", "lock_b"):
+        node = a if action == "lock_a" else b
+        hold, kill = rng.uniform(1.0, 16.0), rng.random() < 0.5
+        action = "%s (%.1f s%s)" % (action, hold, ", then kill -9 it" if kill else "")
+        _lock_registry(node, hold, kill)
+        if kill:
+            killed.append(node)
+    replies = []
+    for (c, mig), (eid, veid, owner, other) in zip(migs, cts):
+        reply = None
+        if owner not in killed:
+            try:
+                reply = mig.finish(SETTLE_S)
+            except Exception as e:  # noqa: BLE001 (lost with its agent or its link)
+                reply = e
+        c.close()
+        replies.append(reply)
+    if action == "none" and all(isinstance(r, H.Reply) and r.error is None for r in replies):
+        pace[0] = 0.7 * pace[0] + 0.3 * (time.monotonic() - t0)
+    rng.shuffle(killed)
+    for node in killed:
+        M.restart(node)
+    what = "seed %d round %d (two containers): %s %.2f s after the requests (%s)" % (
+        _seed(), rnd, action, delay, "zstd" if "compress" in opts else "plain")
+    outcomes = []
+    for i, ((eid, veid, owner, other), (running, before), reply) in enumerate(
+            zip(cts, plan, replies)):
+        settled = H.wait_for(lambda: _view_settled(owner, other, eid, running, veid),
+                             SETTLE_S, 0.3)
+        one = "%s: veid %d %s→%s (%s)" % (what, veid, owner.node.name[-1], other.node.name[-1],
+                                          "running" if running else "stopped")
+        assert settled, "%s: not settled in %d s\n%s\n%s" % (
+            one, SETTLE_S, owner.log_excerpt(40), other.log_excerpt(40))
+        new_owner, new_other = settled
+        M.assert_owner(new_owner, new_other, eid, veid, running=running, what=one,
+                       other_uses_veid=False)
+        diff = M.manifest_diff(before, M.manifest(_data_dir(new_owner, veid)))
+        assert diff == [], "%s: the data differs from before the round:\n%s" % (
+            one, "\n".join(diff[:40]))
+        if isinstance(reply, H.Reply) and reply.error is None:
+            assert new_owner is other, "%s: OK reply but the container stayed" % one
+        outcomes.append("veid %d %s" % (veid, "moved" if new_owner is other else "stayed"))
+        cts[i] = [eid, veid, new_owner, new_other]
+    log.append("%s → %s" % (what, ", ".join(outcomes)))
+
+
+def test_two_containers_crossing(ct_nodes, ct_admin):
+    """Two containers migrate at once, each from wherever it is (the same way or crossing),
+    while one node is killed, its registry locked or the links reset: after each round,
+    each container is whole on exactly one node with its data as it was. This covers what
+    one container cannot: two migrations sharing an agent's journal, its in-doubt job and
+    its recovery, in both roles at once."""
+    rng = random.Random(_seed() + 1)
+    p = M.Pair(ct_nodes, ct_admin)
+    cts = []
+    with p.src.client() as c:
+        for veid in VEIDS_TWO:
+            _, env = create(c, name="chaos%d" % veid, hostname="c%d.example.test" % veid,
+                            veid=veid, ip=p.src.ip(veid % 200 + 2))
+            _make_data(p.src, rng, veid)
+            cts.append([env["eid"], veid, p.src, p.dst])
+    log = []
+    pace = [0.8]
+    try:
+        for rnd in range(max(1, _rounds() // 2)):
+            _round_two(p, rng, rnd, cts, log, pace)
     finally:
         print("\n".join(log))
