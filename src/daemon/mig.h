@@ -198,6 +198,15 @@ bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr,
  * it and hands it over. Any thread.
  */
 void cta_mig_doubt_add(struct cta_daemon *d, const char *id, const char *eid, bool lock);
+/* Destination role: start the committed container eid as its source asked (caller holds
+ * its lock, or nothing else runs; err must not be NULL): 1 started (or it runs already),
+ * 0 nothing to start (gone meanwhile, or in another state), < 0 (*err) the start failed;
+ * -CTA_E_STORE when the registry could not take it. */
+int cta_mig_dst_start(struct cta_daemon *d, const char *eid, struct cta_error **err);
+/* Such a start that failed on the registry: the in-doubt job tries it again on its
+ * schedule (2 s, doubling up to a minute) and journals migration id "done" once it is
+ * started or fails otherwise. */
+void cta_mig_start_later(struct cta_daemon *d, const char *id, const char *eid);
 /* The operator's word on eid's migration in doubt (relocator/settle; cta_mig_settle_src
  * with that verdict). Job thread. 406 when eid has none, 110 while the job is asking. */
 int cta_mig_doubt_settle(struct cta_daemon *d, const char *eid, enum cta_mig_verdict verdict,

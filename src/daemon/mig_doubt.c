@@ -9,7 +9,8 @@
  *
  * The same job finishes a rollback whose registry writes failed (a full disk, a writer
  * holding the database's lock): the journal still says where the migration stopped, so
- * settling it restores the container once the registry can be written.
+ * settling it restores the container once the registry can be written. On a destination
+ * it tries again a start after the commit that the registry could not take.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "ct/ct.h"
 #include "daemon/daemon.h"
 #include "daemon/envm.h"
 #include "daemon/mig.h"
@@ -43,12 +45,23 @@ static pthread_cond_t doubt_cv = PTHREAD_COND_INITIALIZER;
 static struct doubt *doubts;
 static size_t ndoubts;
 
+/* Starts the registry could not take (destination role): committed containers the source
+ * asked to start; the journal stays "committed" until one goes through. Any thread, under
+ * doubt_mu; each is worked on under the container's lock, taken for the try. */
+struct later_start {
+        char id[37], eid[37];
+};
+static struct later_start *laters;
+static size_t nlaters;
+
 /* the schedule: loop thread only */
 static uint64_t doubt_timer;
 static unsigned doubt_delay_ms;
 static bool doubt_running;
 
 static void doubt_schedule(struct cta_daemon *d);
+static void doubt_kick(void *arg);
+static void later_starts_work(struct cta_daemon *d);
 
 /* Any thread: the doubt of id is settled (its lock released) or not (free again). */
 static void doubt_release(struct cta_daemon *d, const char *id, const char *eid, bool settled)
@@ -91,6 +104,97 @@ static bool doubt_settle_one(struct cta_daemon *d, const struct doubt *x,
         return settled;
 }
 
+int cta_mig_dst_start(struct cta_daemon *d, const char *eid, struct cta_error **err)
+{
+        struct cta_ct_row ct = { 0 };
+        int r = cta_store_ct_get(d->store, eid, &ct, err);
+        if (r == -CTA_E_ENV_NOT_FOUND) {
+                /* (gone meanwhile: moved on or destroyed; nothing to start) */
+                cta_error_free(*err);
+                *err = NULL;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = cta_envm_refresh_row(d, &ct, err);
+        if (r >= 0 && ct.transition == CTA_TR_NONE &&
+            (ct.state == CTA_CT_DOWN || ct.state == CTA_CT_MOUNTED))
+                r = cta_envm_start_row(d, &ct, err) < 0 ? -cta_error_code(*err) : 1;
+        else if (r >= 0)
+                r = ct.state == CTA_CT_RUNNING;
+        cta_ct_row_done(&ct);
+        return r;
+}
+
+void cta_mig_start_later(struct cta_daemon *d, const char *id, const char *eid)
+{
+        pthread_mutex_lock(&doubt_mu);
+        laters = cta_xrealloc(laters, (nlaters + 1) * sizeof(*laters));
+        snprintf(laters[nlaters].id, sizeof(laters[nlaters].id), "%s", id);
+        snprintf(laters[nlaters].eid, sizeof(laters[nlaters].eid), "%s", eid);
+        nlaters++;
+        pthread_mutex_unlock(&doubt_mu);
+        cta_loop_post(d->loop, doubt_kick, d);
+}
+
+/* One try of a later start (its container locked by the caller): whether it is over
+ * (started, or failed for another reason than the registry: that one is logged, as any
+ * failed start after a commit). */
+static bool later_start_one(struct cta_daemon *d, const struct later_start *x)
+{
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        struct cta_mig_row jr = { 0 };
+        int r = cta_store_mig_get(d->store, x->id, &jr, NULL);
+        if (r == -CTA_E_STORE)
+                return false;
+        if (r < 0 || cta_store_mig_finished(jr.state)) {
+                cta_mig_row_done(&jr);
+                return true;
+        }
+        r = cta_mig_dst_start(d, x->eid, &err);
+        if (r == -CTA_E_STORE) {
+                cta_mig_row_done(&jr);
+                return false;
+        }
+        if (r < 0)
+                log_error("migration %s: start %s: %s", x->id, x->eid, cta_error_msg(err));
+        else if (r > 0)
+                log_notice("migration %s: started container %s as its source asked, once "
+                           "the registry could be written",
+                           x->id, x->eid);
+        bool over = cta_mig_journal(d, x->id, CTA_MIG_ROLE_DST, x->eid, NULL, "done",
+                                    jr.detail, NULL) == 0;
+        cta_mig_row_done(&jr);
+        return over;
+}
+
+/* Job thread: one try of each later start whose container is not locked. */
+static void later_starts_work(struct cta_daemon *d)
+{
+        pthread_mutex_lock(&doubt_mu);
+        size_t n = nlaters;
+        struct later_start *round = n ? cta_xmalloc(n * sizeof(*round)) : NULL;
+        if (n)
+                memcpy(round, laters, n * sizeof(*round));
+        pthread_mutex_unlock(&doubt_mu);
+        for (size_t i = 0; i < n && !atomic_load(&d->stopping); i++) {
+                if (cta_envm_lock(d, round[i].eid, NULL) < 0)
+                        continue; /* (an operation on it: the next round) */
+                bool over = later_start_one(d, &round[i]);
+                cta_envm_unlock(d, round[i].eid);
+                if (!over)
+                        continue;
+                pthread_mutex_lock(&doubt_mu);
+                for (size_t k = 0; k < nlaters; k++)
+                        if (streq(laters[k].id, round[i].id)) {
+                                laters[k] = laters[--nlaters];
+                                break;
+                        }
+                pthread_mutex_unlock(&doubt_mu);
+        }
+        free(round);
+}
+
 /* Job thread: one round over the doubts nobody works on. */
 static void doubt_work(void *arg)
 {
@@ -112,6 +216,7 @@ static void doubt_work(void *arg)
                         (void)doubt_settle_one(d, &round[i], CTA_MIG_ASK, NULL);
         }
         free(round);
+        later_starts_work(d);
 }
 
 /* Loop thread, after a round: again later while anything is left. */
@@ -138,7 +243,7 @@ static void doubt_on_timer(struct cta_loop *l, void *arg)
 static void doubt_schedule(struct cta_daemon *d)
 {
         pthread_mutex_lock(&doubt_mu);
-        bool any = ndoubts > 0;
+        bool any = ndoubts > 0 || nlaters > 0;
         pthread_mutex_unlock(&doubt_mu);
         if (any && !doubt_timer && !doubt_running && !atomic_load(&d->stopping))
                 doubt_timer = cta_loop_timer_add(d->loop, doubt_delay_ms, doubt_on_timer, d);

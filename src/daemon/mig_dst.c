@@ -1000,19 +1000,25 @@ static int mig_commit(struct cta_call *call, struct cta_error **err)
         log_notice("migration %s: container %s committed at %s", m->id, m->eid,
                    m->private_path);
 
-        bool started = false;
+        bool started = false, later = false;
         _cleanup_(cta_error_freep) struct cta_error *serr = NULL;
         if (want_start) {
-                struct cta_ct_row cur = { 0 };
-                if (cta_store_ct_get(d->store, m->eid, &cur, &serr) == 0) {
-                        started = cta_envm_start_row(d, &cur, &serr) == 0;
-                        cta_ct_row_done(&cur);
-                }
-                if (!started)
+                int sr = cta_mig_dst_start(d, m->eid, &serr);
+                started = sr > 0;
+                /* A registry that cannot take the start now: tried again (the journal
+                 * stays "committed", so a restart meanwhile starts it too). */
+                later = sr == -CTA_E_STORE;
+                if (later)
+                        (void)cta_error_wrap(&serr, "the agent starts it when its registry "
+                                                    "can be written");
+                if (sr < 0)
                         log_error("migration %s: container %s did not start: %s", m->id,
                                   m->eid, cta_error_msg(serr));
         }
-        (void)journal(d, m, "done", b.data, NULL);
+        if (later)
+                cta_mig_start_later(d, m->id, m->eid);
+        else
+                (void)journal(d, m, "done", b.data, NULL);
         m->state = D_DONE;
         struct cta_xw *w = cta_call_begin_result(call);
         const char *p = cta_reply_op_prefix(w);
@@ -1402,24 +1408,23 @@ const struct cta_handler cta_mig_dst_handlers[] = {
 /* ---- recovery after a crash (destination role) --------------------------- */
 
 /* A commit that recovery finished: start the container if the source asked for it (it ran
- * there) and it is not running. Returns whether it was started. */
-static bool recover_start(struct cta_daemon *d, const struct cta_mig_row *row)
+ * there) and it is not running. Returns 1 started, 0 not, -1 the registry could not take
+ * the start: the in-doubt job tries again (the journal row is left "committed"). */
+static int recover_start(struct cta_daemon *d, const struct cta_mig_row *row)
 {
         _cleanup_(cta_error_freep) struct cta_error *err = NULL;
         _cleanup_free_ char *start = cta_kv_get(row->detail, "start");
-        struct cta_ct_row ct = { 0 };
-        bool started = false;
-        if (!start || !streq(start, "1") ||
-            cta_store_ct_get(d->store, row->ct_eid, &ct, NULL) < 0)
-                return false;
-        if (ct.state == CTA_CT_DOWN) {
-                started = cta_envm_start_row(d, &ct, &err) == 0;
-                if (!started)
-                        log_error("recover: migration %s: start %s: %s", row->id, row->ct_eid,
-                                  cta_error_msg(err));
+        if (!start || !streq(start, "1"))
+                return 0;
+        int r = cta_mig_dst_start(d, row->ct_eid, &err);
+        if (r < 0)
+                log_error("recover: migration %s: start %s: %s", row->id, row->ct_eid,
+                          cta_error_msg(err));
+        if (r == -CTA_E_STORE) {
+                cta_mig_start_later(d, row->id, row->ct_eid);
+                return -1;
         }
-        cta_ct_row_done(&ct);
-        return started;
+        return r > 0;
 }
 
 static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
@@ -1473,11 +1478,13 @@ static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
                         ips[n_ips++] = t;
                 if (cta_envm_adopt(d, &ct, ips, n_ips, mem, (unsigned)cpu, &err) == 0) {
                         free(ct.config_json);
-                        bool started = recover_start(d, row);
-                        (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST,
-                                                row->ct_eid, NULL, "done", row->detail, NULL);
+                        int started = recover_start(d, row);
+                        if (started >= 0)
+                                (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST,
+                                                        row->ct_eid, NULL, "done", row->detail,
+                                                        NULL);
                         log_warning("recover: migration %s: finished committing container %s%s",
-                                    row->id, row->ct_eid, started ? " and started it" : "");
+                                    row->id, row->ct_eid, started > 0 ? " and started it" : "");
                         return;
                 }
                 free(ct.config_json);
@@ -1487,11 +1494,12 @@ static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
         if ((streq(row->state, "committed") || streq(row->state, "committing")) &&
             have_row == 0) {
                 /* Registered: committed, but we died before starting it as asked. */
-                bool started = recover_start(d, row);
-                (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
-                                        "done", row->detail, NULL);
+                int started = recover_start(d, row);
+                if (started >= 0)
+                        (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST,
+                                                row->ct_eid, NULL, "done", row->detail, NULL);
                 log_warning("recover: migration %s: container %s is committed here%s", row->id,
-                            row->ct_eid, started ? " and was started" : "");
+                            row->ct_eid, started > 0 ? " and was started" : "");
                 return;
         }
         _cleanup_free_ char *base_from = cta_kv_get(row->detail, "base_from");

@@ -876,6 +876,38 @@ def test_rollback_waits_for_the_registry(ct_nodes, ct_admin):
         retry_succeeds(p, ca, eid, 101, "a rollback that waited for the registry")
 
 
+def test_start_after_commit_waits_for_the_registry(ct_nodes, ct_admin):
+    """The destination commits a running container, and its registry is locked (another
+    writer past the busy timeout) when it starts it: the reply says it did not start, and
+    once the registry can be written the destination must start it by itself, with no
+    restart and no call. Before the fix it stayed down there (the journal said done)."""
+    p = M.Pair(ct_nodes, ct_admin)
+    M.arm_fault(p.dst, "dst_after_commit", pause_ms=1000)
+    p.dst.kill9()
+    M.restart(p.dst)
+    ca = p.src.client()
+    try:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.dst, "dst_after_commit")
+        lock = M.RegistryLock(p.dst, 12.0).start()
+        r = mig.finish(90)
+        assert r.error is not None and "did not start" in (r.error[1] or ""), \
+            r.text + logs(p)
+        assert p.dst.lxc_state(101) != "RUNNING", "started with its registry locked?"
+        lock.join()
+    finally:
+        ca.close()
+    M.disarm(p.dst)
+    ok = H.wait_for(lambda: M.node_view(p.dst, eid, 101)["info"] == (F.ST_RUNNING, 0), 90,
+                    0.5)
+    assert ok, "not started once the registry could be written%s" % logs(p)
+    M.assert_owner(p.dst, p.src, eid, 101, running=True, what="start after the registry")
+    assert M.content_hash(os.path.join(p.dst.private_root, "101", "data.bin")) == before
+    assert "once the registry could be written" in p.dst.node.log(), p.dst.log_excerpt()
+
+
 def test_kept_copy_is_not_taken_unjournaled(ct_nodes, ct_admin):
     """A container comes back to a node that kept its old private area (101.migrated): the
     destination takes that copy as its staging area. When its registry cannot record that
