@@ -646,6 +646,9 @@ static int envm_set(struct cta_call *call, struct cta_error **err)
         r = cta_envm_lock(d, row.eid, err);
         if (r < 0)
                 goto out_row;
+        r = cta_envm_refresh_row(d, &row, err); /* (live limits go to what runs) */
+        if (r < 0)
+                goto out;
         if (cfg->has_veid && cfg->veid != row.veid) {
                 r = cta_error_set(err, CTA_E_BAD_PARAM, 0,
                                   "set cannot change the veid (%" PRIu64 "); use "
