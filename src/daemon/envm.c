@@ -933,7 +933,13 @@ static void boot_work(void *p)
                         continue;
                 if (cta_envm_lock(d, rows[i].eid, &err) < 0)
                         continue;
-                if (cta_envm_start_row(d, &rows[i], &err) < 0)
+                /* (read before the lock: an operation or a migration may have come first,
+                 * or it was started by hand) */
+                int r = cta_envm_refresh_row(d, &rows[i], &err);
+                if (r >= 0 && rows[i].on_boot && rows[i].state == CTA_CT_DOWN &&
+                    rows[i].transition == CTA_TR_NONE)
+                        r = cta_envm_start_row(d, &rows[i], &err);
+                if (r < 0)
                         log_error("on_boot start of %s failed: %s", rows[i].eid,
                                   cta_error_msg(err));
                 cta_envm_unlock(d, rows[i].eid);
