@@ -1036,6 +1036,27 @@ static int ask_status(struct cta_daemon *d, const char *host, uint16_t port, boo
         return -2; /* "committing": ask again */
 }
 
+/*
+ * The last stream was a copy of a stopped container: if it runs now (started by hand with
+ * the LXC tools while the agent held it), what it wrote since is not in the copy, and a
+ * commit would leave it behind and run two copies. Then the migration must not commit;
+ * the rollback finds it running and keeps it so.
+ */
+static int src_still_stopped(struct mig_src *m, struct cta_error **err)
+{
+        enum cta_ct_state now = CTA_CT_UNKNOWN;
+        int r = cta_ct_state(cta_envm_backend(m->d), m->row.veid, &now, err);
+        if (r < 0)
+                return cta_error_wrap(err, "check that container %s is still stopped",
+                                      m->row.eid);
+        if (now == CTA_CT_RUNNING || now == CTA_CT_SUSPENDED)
+                return cta_error_set(err, CTA_E_BAD_STATE, 0,
+                                     "container %s was started outside the agent during its "
+                                     "migration; not committed (it stays here, running)",
+                                     m->row.eid);
+        return 0;
+}
+
 static int migrate_one(struct mig_src *m, struct cta_error **err)
 {
         struct cta_daemon *d = m->d;
@@ -1177,6 +1198,9 @@ static int migrate_one(struct mig_src *m, struct cta_error **err)
 
         /* The point of no return. */
         cta_fault_point("src_before_commit");
+        r = src_still_stopped(m, err);
+        if (r < 0)
+                goto fail;
         r = src_journal(m, "committing", err);
         if (r < 0)
                 goto fail; /* (the destination has not been asked: it aborts) */

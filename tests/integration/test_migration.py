@@ -838,6 +838,36 @@ def test_container_started_by_hand_migrates_as_running(ct_nodes, ct_admin):
     assert "(changed outside the agent); fixed" in p.src.node.log(), p.src.log_excerpt()
 
 
+def test_container_started_by_hand_during_the_migration_stays(ct_nodes, ct_admin):
+    """While a migration holds a stopped container, its last copy made, someone starts it by
+    hand (lxc-start): what it writes from then on is not in the copy, so the migration must
+    not commit. It fails, and the container stays whole on the source, running; the
+    destination has nothing. Before the fix it committed anyway: the destination started
+    its copy while the source's went on running (two running copies)."""
+    p = M.Pair(ct_nodes, ct_admin)
+    M.arm_fault(p.src, "src_before_commit", pause_ms=3000)
+    p.src.kill9()
+    M.restart(p.src)
+    ca = p.src.client()
+    try:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        lifecycle(ca, "stop", eid)
+        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
+        M.wait_fault(p.src, "src_before_commit")
+        F.run(["lxc-start", "-P", p.src.lxcpath, "-n", p.src.lxc_name(101)], check=True,
+              timeout=60)
+        r = mig.finish(90)
+        assert r.error is not None and "started outside the agent" in (r.error[1] or ""), \
+            r.text + logs(p)
+    finally:
+        ca.close()
+    M.disarm(p.src)
+    M.assert_owner(p.src, p.dst, eid, 101, running=True,
+                   what="started by hand during the migration")
+    assert M.content_hash(os.path.join(p.src.private_root, "101", "data.bin")) == before
+
+
 def test_rollback_waits_for_the_registry(ct_nodes, ct_admin):
     """The source's registry stays locked (by another writer, as a full or failing disk
     would) past the commit and through the whole rollback: "committing" cannot be
