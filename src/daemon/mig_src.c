@@ -919,8 +919,20 @@ static int retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, con
                   struct cta_error **err)
 {
         struct cta_ct_backend *ct = cta_envm_backend(d);
+        enum cta_ct_state was = CTA_CT_UNKNOWN;
         int r;
 
+        /* It was stopped at the commit; running now, it was started by hand since, and
+         * what it wrote is nowhere else: stopped, and its private area kept whatever
+         * remove asked for. */
+        if (cta_ct_state(ct, row->veid, &was, NULL) == 0 &&
+            (was == CTA_CT_RUNNING || was == CTA_CT_SUSPENDED)) {
+                log_warning("migration %s: container %s runs here although it moved (started "
+                            "outside the agent after the commit); stopping it, and keeping its "
+                            "private area",
+                            mid, row->eid);
+                remove = false;
+        }
         (void)cta_ct_stop(ct, row->veid, true, 0, NULL);
         r = cta_ct_undefine(ct, row->veid, err);
         if (r < 0)

@@ -868,6 +868,36 @@ def test_container_started_by_hand_during_the_migration_stays(ct_nodes, ct_admin
     assert M.content_hash(os.path.join(p.src.private_root, "101", "data.bin")) == before
 
 
+def test_copy_started_by_hand_after_the_commit_is_kept(ct_nodes, ct_admin):
+    """Between the commit and the retire of the source's copy, someone starts that copy by
+    hand (lxc-start). It has written what the destination's copy lacks, so the retire must
+    stop it and keep its private area even though the request said remove. Before the fix
+    the retire deleted it."""
+    p = M.Pair(ct_nodes, ct_admin)
+    M.arm_fault(p.src, "src_after_commit", pause_ms=3000)
+    p.src.kill9()
+    M.restart(p.src)
+    ca = p.src.client()
+    try:
+        eid = new_ct(p, ca, 101, data_mb=4)
+        lifecycle(ca, "stop", eid)
+        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin,
+                                           options="<remove>true</remove><type>0</type>"))
+        M.wait_fault(p.src, "src_after_commit")
+        F.run(["lxc-start", "-P", p.src.lxcpath, "-n", p.src.lxc_name(101)], check=True,
+              timeout=60)
+        mig.finish(90)
+        expect_ok(mig, p, "migration whose old copy was started by hand")
+    finally:
+        ca.close()
+    M.disarm(p.src)
+    M.assert_owner(p.dst, p.src, eid, 101, running=False, what="old copy started by hand")
+    kept = migrated_path(p.src, 101)
+    assert os.path.isfile(os.path.join(kept, "data.bin")), \
+        "the copy that ran by hand was deleted%s" % logs(p)
+    assert p.src.lxc_state(101) in (None, "STOPPED")
+
+
 def test_rollback_waits_for_the_registry(ct_nodes, ct_admin):
     """The source's registry stays locked (by another writer, as a full or failing disk
     would) past the commit and through the whole rollback: "committing" cannot be
