@@ -6,7 +6,10 @@ few of its files, starts a migration from the node that owns it, and after a ran
 the destination or both, reset the migration's TCP connection, hold the registry lock of
 the source or the destination for 1-16 s (its writes fail after 5 s, as on a failing disk;
 past 10 s the rollback's writes fail too; in half of those rounds that node is then killed),
-or nothing (the control).
+start or stop the container by hand on the source with the LXC tools (the agent must act on
+what runs: no commit of a copy that runs, a copy started after the commit kept), or nothing
+(the control). After a round by hand the container may run or not; the registry must say
+which.
 The killed agents are restarted on the same state (in a random order when both died), and
 then, once both have settled (start-up recovery, the source's asking after a lost commit
 reply), the round checks what users need: the container is whole on exactly one node
@@ -51,7 +54,8 @@ pytestmark = [
 ]
 
 VEID = 101
-ACTIONS = ["kill_src", "kill_dst", "kill_both", "reset_link", "lock_src", "lock_dst", "none"]
+ACTIONS = ["kill_src", "kill_dst", "kill_both", "reset_link", "lock_src", "lock_dst", "none",
+           "start_by_hand", "stop_by_hand"]
 SETTLE_S = 120  # a destination down past the source's asks: its backoff reaches 60 s
 
 
@@ -125,17 +129,29 @@ def _lock_registry(ct, hold, kill):
 
 def _view_settled(a, b, eid, want_running, veid=VEID):
     """(owner, other) once the container is whole on exactly one node and nothing is left
-    in flight on either, else None. Both agents must be up."""
+    in flight on either, else None. Both agents must be up. want_running None (someone
+    started or stopped it by hand): either, as long as the registry says what LXC runs."""
     va, vb = M.node_view(a, eid, veid), M.node_view(b, eid, veid)
     for own, oth, vo, vx in ((a, b, va, vb), (b, a, vb, va)):
         if vo["info"] is None or vx["info"] is not None:
             continue
         if vo["info"][1] != 0 or vo["staging"] or vx["staging"]:
             return None
-        if (vo["lxc_state"] == "RUNNING") != want_running:
+        runs = vo["lxc_state"] == "RUNNING"
+        if want_running is not None and runs != want_running:
+            return None
+        if want_running is None and (vo["info"][0] == F.ST_RUNNING) != runs:
             return None
         return own, oth
     return None
+
+
+def _by_hand(ct, what):
+    """lxc-start or lxc-stop -k of the chaos container on ct, behind its agent's back (it
+    may fail: not defined there any more, already in that state)."""
+    argv = ["lxc-start"] if what == "start" else ["lxc-stop", "-k"]
+    rc, _ = F.run(argv + ["-P", ct.lxcpath, "-n", ct.lxc_name(VEID)], timeout=60)
+    return rc == 0
 
 
 def _set_running(owner, eid, running):
@@ -189,6 +205,10 @@ def _round(p, rng, rnd, owner, other, eid, log, pace):
         killed.append(other)
     if action == "reset_link":
         action = "reset_link (%d connections)" % _reset_connections(other)
+    by_hand = action in ("start_by_hand", "stop_by_hand")
+    if by_hand:
+        done = _by_hand(owner, action.split("_")[0])
+        action += "" if done else " (refused)"
     if action in ("lock_src", "lock_dst"):
         ct = owner if action == "lock_src" else other
         # (past 10 s a rollback's writes fail too, after the commit's: the in-doubt job
@@ -207,7 +227,8 @@ def _round(p, rng, rnd, owner, other, eid, log, pace):
     rng.shuffle(killed)
     for ct in killed:
         M.restart(ct)
-    settled = H.wait_for(lambda: _view_settled(owner, other, eid, was_running), SETTLE_S, 0.3)
+    want = None if by_hand else was_running
+    settled = H.wait_for(lambda: _view_settled(owner, other, eid, want), SETTLE_S, 0.3)
     outcome = "timeout"
     if settled:
         new_owner, new_other = settled
@@ -220,6 +241,8 @@ def _round(p, rng, rnd, owner, other, eid, log, pace):
     log.append("%s → %s" % (what, outcome))
     assert settled, "%s: not settled in %d s\n%s\n%s" % (
         what, SETTLE_S, owner.log_excerpt(40), other.log_excerpt(40))
+    if by_hand:  # (whatever the hand did, as long as the registry agrees with LXC)
+        was_running = M.node_view(new_owner, eid, VEID)["lxc_state"] == "RUNNING"
     M.assert_owner(new_owner, new_other, eid, VEID, running=was_running, what=what,
                    other_uses_veid=False)
     diff = M.manifest_diff(before, M.manifest(_data_dir(new_owner)))
