@@ -237,6 +237,16 @@ int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, 
         return 0;
 }
 
+/* The transitions of an operation that holds the container's lock from before it records
+ * one until after it clears it: found in a row whose lock the caller holds, one was left
+ * by a registry write that failed (creating, destroying and migrating are settled by
+ * start-up and the migration journal instead). */
+static bool lock_held_transition(int tr)
+{
+        return tr == CTA_TR_STARTING || tr == CTA_TR_STOPPING || tr == CTA_TR_RESTARTING ||
+               tr == CTA_TR_SETTING;
+}
+
 int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err)
 {
         struct cta_ct_row fresh = { 0 };
@@ -246,9 +256,9 @@ int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct ct
                 return r;
         cta_ct_row_done(row);
         *row = fresh;
-        /* (a transition under way or left by a failure is the journal's or start-up's to
-         * settle; a container only configured has nothing to run) */
-        if (row->transition != CTA_TR_NONE ||
+        /* (a container only configured has nothing to run) */
+        bool stale = lock_held_transition(row->transition);
+        if ((row->transition != CTA_TR_NONE && !stale) ||
             (row->state != CTA_CT_RUNNING && row->state != CTA_CT_DOWN &&
              row->state != CTA_CT_MOUNTED))
                 return 0;
@@ -256,12 +266,18 @@ int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct ct
         if (r < 0)
                 return r;
         bool runs = now == CTA_CT_RUNNING || now == CTA_CT_SUSPENDED;
-        if (runs == (row->state == CTA_CT_RUNNING))
+        if (runs == (row->state == CTA_CT_RUNNING) && !stale)
                 return 0;
-        int want = runs ? CTA_CT_RUNNING : CTA_CT_DOWN;
-        log_notice("container %s (veid %" PRIu64 ") is %s, the registry said %s (changed "
-                   "outside the agent); fixed",
-                   row->eid, row->veid, cta_ct_state_name(want), cta_ct_state_name(row->state));
+        int want = runs ? CTA_CT_RUNNING : row->state == CTA_CT_RUNNING ? CTA_CT_DOWN : row->state;
+        if (want != row->state)
+                log_notice("container %s (veid %" PRIu64 ") is %s, the registry said %s "
+                           "(changed outside the agent); fixed",
+                           row->eid, row->veid, cta_ct_state_name(want),
+                           cta_ct_state_name(row->state));
+        if (stale)
+                log_notice("container %s (veid %" PRIu64 "): cleared the transition %d a failed "
+                           "registry write left",
+                           row->eid, row->veid, row->transition);
         return cta_envm_set_state(d, row, want, CTA_TR_NONE, err);
 }
 
@@ -971,8 +987,9 @@ static void watch_work(void *arg)
         for (size_t i = 0; i < n && !atomic_load(&d->stopping); i++) {
                 struct cta_ct_row *row = &rows[i];
                 bool runs = veid_in(row->veid, running, nrun);
-                if (row->transition != CTA_TR_NONE || runs == (row->state == CTA_CT_RUNNING) ||
-                    row->state == CTA_CT_CONFIG)
+                bool stale = lock_held_transition(row->transition);
+                if ((row->transition != CTA_TR_NONE && !stale) || row->state == CTA_CT_CONFIG ||
+                    (runs == (row->state == CTA_CT_RUNNING) && !stale))
                         continue;
                 if (cta_envm_lock(d, row->eid, NULL) < 0)
                         continue; /* (an operation holds it: it refreshes the row itself) */

@@ -28,7 +28,9 @@ int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, 
 /* Caller holds row's lock: read row again (it may have been read before the lock) and
  * make its state agree with what LXC runs: a container that stopped from inside, or was
  * started or stopped by hand behind the agent's back (the registry is fixed, the change
- * announced). A row in a transition is left as it is. */
+ * announced). A start, stop, restart or set transition still in the row was left by a
+ * failed registry write (its operation would hold the lock) and is cleared; a row
+ * creating, destroying or migrating is left as it is. */
 int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);
 /* Start / stop a registered container (caller holds its lock). */
 int cta_envm_start_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);

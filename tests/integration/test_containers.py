@@ -363,6 +363,28 @@ def test_state_changed_behind_the_agent(ct_nodes):
     assert "(changed outside the agent); fixed" in log, ct.log_excerpt()
 
 
+def test_transition_left_by_a_failed_write_is_cleared(ct_nodes):
+    """A registry write that failed can leave a row in a start or stop transition: the
+    write that would have cleared it is the one that failed, and no operation holds the
+    container's lock any more, so nothing cleared it and get_info said "starting" until
+    the agent restarted. The agent's watch must clear it and take the state LXC reports.
+    The leftover is made by writing the row as such a failure leaves it: started under
+    LXC, the registry still down and starting."""
+    ct = ct_nodes.start(host="127.0.0.11")
+    db = os.path.join(ct.state_dir, "ctagent.db")
+    with ct.client() as c:
+        _, env = create(c, name="stale", hostname="stale", veid=101, ip=ct.ip(24))
+        eid = env["eid"]
+        lifecycle(c, "start", eid)
+        F.run(["sqlite3", db, "update containers set state = %d, transition = 2 "
+               "where eid = '%s'" % (F.ST_DOWN, eid.lower())], check=True)
+        assert status(c, eid) == (F.ST_DOWN, 2)
+        assert wait_status(c, eid, (F.ST_RUNNING, 0), 30) is True, ct.log_excerpt()
+        running_init(ct, 101, "after the watch cleared the transition")
+        lifecycle(c, "stop", eid)
+    assert "cleared the transition 2 a failed registry write left" in ct.node.log()
+
+
 def fork_servers(ct):
     """Live children of the agent named ctagentd-lxc: its liblxc fork server."""
     found = []
