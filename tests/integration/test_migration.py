@@ -777,6 +777,34 @@ def test_kill_destination_at_commit(ct_nodes, ct_admin, point):
             assert os.path.isdir(migrated_path(p.src, 101)), os.listdir(p.src.private_root)
 
 
+def runs_whole_on(p, owner, other, eid, before, what, timeout=90):
+    """Container 101 comes to run on owner by itself within timeout (no call, no restart),
+    whole there and nowhere on other, its data.bin hashing to before."""
+    ok = H.wait_for(lambda: M.node_view(owner, eid, 101)["info"] == (F.ST_RUNNING, 0),
+                    timeout, 0.5)
+    assert ok, "%s: the container does not run on %s%s" % (what, owner.node.name, logs(p))
+    M.assert_owner(owner, other, eid, 101, running=True, what=what)
+    assert M.content_hash(os.path.join(owner.private_root, "101", "data.bin")) == before
+
+
+def migration_paused_at(p, node, point, pause_ms, *, running=True, options="<type>0</type>"):
+    """Container 101 (4 MiB in data.bin; stopped first unless running) migrating from p.src
+    to p.dst while `node`, restarted with the fault armed, pauses pause_ms at its fault
+    `point`, reached when this returns. Returns (the source's client, for the caller to
+    close; the eid; the hash of data.bin; the Migration)."""
+    M.arm_fault(node, point, pause_ms=pause_ms)
+    node.kill9()
+    M.restart(node)
+    ca = p.src.client()
+    eid = new_ct(p, ca, 101, data_mb=4)
+    if not running:
+        lifecycle(ca, "stop", eid)
+    before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
+    mig = M.Migration(ca, M.mig_packet(p.dst, eid, p.admin, options=options))
+    M.wait_fault(node, point)
+    return ca, eid, before, mig
+
+
 @pytest.mark.parametrize("side", ["source", "destination"])
 def test_commit_never_goes_unjournaled(ct_nodes, ct_admin, side):
     """The registry of one node cannot be written when the commit comes (another writer
@@ -788,16 +816,9 @@ def test_commit_never_goes_unjournaled(ct_nodes, ct_admin, side):
     ran (two owners); the destination moved the private area into place unjournaled, and
     its recovery left it there, unregistered."""
     p = M.Pair(ct_nodes, ct_admin)
-    M.arm_fault(p.src, "src_before_commit", pause_ms=1500)
-    p.src.kill9()
-    M.restart(p.src)
     node = p.src if side == "source" else p.dst
-    ca = p.src.client()
+    ca, eid, before, mig = migration_paused_at(p, p.src, "src_before_commit", 1500)
     try:
-        eid = new_ct(p, ca, 101, data_mb=4)
-        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
-        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
-        M.wait_fault(p.src, "src_before_commit")
         # the source writes "committing" 1.5 s from here, the destination a little later;
         # both wait 5 s for the lock and fail; the kill comes in the rollback after that
         lock = M.RegistryLock(node, 9.5).start()
@@ -811,11 +832,7 @@ def test_commit_never_goes_unjournaled(ct_nodes, ct_admin, side):
         ca.close()
     M.disarm(node)
     M.restart(node)
-    ok = H.wait_for(lambda: M.node_view(p.src, eid, 101)["info"] == (F.ST_RUNNING, 0), 60,
-                    0.2)
-    assert ok, "the container does not run on the source again%s" % logs(p)
-    M.assert_owner(p.src, p.dst, eid, 101, running=True, what="journal unwritable (%s)" % side)
-    assert M.content_hash(os.path.join(p.src.private_root, "101", "data.bin")) == before
+    runs_whole_on(p, p.src, p.dst, eid, before, "journal unwritable (%s)" % side, timeout=60)
     assert "cannot journal the migration's step 'committing'" in node.node.log(), \
         node.log_excerpt()
     with p.src.client() as ca:
@@ -850,16 +867,9 @@ def test_container_started_by_hand_during_the_migration_stays(ct_nodes, ct_admin
     destination has nothing. Before the fix it committed anyway: the destination started
     its copy while the source's went on running (two running copies)."""
     p = M.Pair(ct_nodes, ct_admin)
-    M.arm_fault(p.src, "src_before_commit", pause_ms=3000)
-    p.src.kill9()
-    M.restart(p.src)
-    ca = p.src.client()
+    ca, eid, before, mig = migration_paused_at(p, p.src, "src_before_commit", 3000,
+                                               running=False)
     try:
-        eid = new_ct(p, ca, 101, data_mb=4)
-        lifecycle(ca, "stop", eid)
-        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
-        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
-        M.wait_fault(p.src, "src_before_commit")
         F.run(["lxc-start", "-P", p.src.lxcpath, "-n", p.src.lxc_name(101)], check=True,
               timeout=60)
         r = mig.finish(90)
@@ -879,16 +889,9 @@ def test_copy_started_by_hand_after_the_commit_is_kept(ct_nodes, ct_admin):
     stop it and keep its private area even though the request said remove. Before the fix
     the retire deleted it."""
     p = M.Pair(ct_nodes, ct_admin)
-    M.arm_fault(p.src, "src_after_commit", pause_ms=3000)
-    p.src.kill9()
-    M.restart(p.src)
-    ca = p.src.client()
+    ca, eid, _, mig = migration_paused_at(p, p.src, "src_after_commit", 3000, running=False,
+                                          options="<remove>true</remove><type>0</type>")
     try:
-        eid = new_ct(p, ca, 101, data_mb=4)
-        lifecycle(ca, "stop", eid)
-        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin,
-                                           options="<remove>true</remove><type>0</type>"))
-        M.wait_fault(p.src, "src_after_commit")
         F.run(["lxc-start", "-P", p.src.lxcpath, "-n", p.src.lxc_name(101)], check=True,
               timeout=60)
         mig.finish(90)
@@ -912,15 +915,8 @@ def test_rollback_waits_for_the_registry(ct_nodes, ct_admin):
     migrated. Before the fix it stayed stopped and marked migrating until the agent was
     restarted (the failed writes were only logged)."""
     p = M.Pair(ct_nodes, ct_admin)
-    M.arm_fault(p.src, "src_before_commit", pause_ms=1500)
-    p.src.kill9()
-    M.restart(p.src)
-    ca = p.src.client()
+    ca, eid, before, mig = migration_paused_at(p, p.src, "src_before_commit", 1500)
     try:
-        eid = new_ct(p, ca, 101, data_mb=4)
-        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
-        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
-        M.wait_fault(p.src, "src_before_commit")
         # "committing" waits 5 s for the lock from 1.5 s on and fails; every write of
         # the rollback after it waits 5 s and fails as well until the lock goes at 24 s
         lock = M.RegistryLock(p.src, 24.0).start()
@@ -931,11 +927,8 @@ def test_rollback_waits_for_the_registry(ct_nodes, ct_admin):
     finally:
         ca.close()
     M.disarm(p.src)
-    ok = H.wait_for(lambda: M.node_view(p.src, eid, 101)["info"] == (F.ST_RUNNING, 0), 90,
-                    0.5)
-    assert ok, "the rollback was not finished once the registry could be written%s" % logs(p)
-    M.assert_owner(p.src, p.dst, eid, 101, running=True, what="registry locked in rollback")
-    assert M.content_hash(os.path.join(p.src.private_root, "101", "data.bin")) == before
+    runs_whole_on(p, p.src, p.dst, eid, before, "the rollback, once the registry could be "
+                  "written")
     assert "cannot finish the rollback" in p.src.node.log(), p.src.log_excerpt()
     with p.src.client() as ca:
         retry_succeeds(p, ca, eid, 101, "a rollback that waited for the registry")
@@ -947,15 +940,8 @@ def test_start_after_commit_waits_for_the_registry(ct_nodes, ct_admin):
     once the registry can be written the destination must start it by itself, with no
     restart and no call. Before the fix it stayed down there (the journal said done)."""
     p = M.Pair(ct_nodes, ct_admin)
-    M.arm_fault(p.dst, "dst_after_commit", pause_ms=1000)
-    p.dst.kill9()
-    M.restart(p.dst)
-    ca = p.src.client()
+    ca, eid, before, mig = migration_paused_at(p, p.dst, "dst_after_commit", 1000)
     try:
-        eid = new_ct(p, ca, 101, data_mb=4)
-        before = M.content_hash(os.path.join(p.src.private_root, "101", "data.bin"))
-        mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
-        M.wait_fault(p.dst, "dst_after_commit")
         lock = M.RegistryLock(p.dst, 12.0).start()
         r = mig.finish(90)
         assert r.error is not None and "did not start" in (r.error[1] or ""), \
@@ -965,11 +951,8 @@ def test_start_after_commit_waits_for_the_registry(ct_nodes, ct_admin):
     finally:
         ca.close()
     M.disarm(p.dst)
-    ok = H.wait_for(lambda: M.node_view(p.dst, eid, 101)["info"] == (F.ST_RUNNING, 0), 90,
-                    0.5)
-    assert ok, "not started once the registry could be written%s" % logs(p)
-    M.assert_owner(p.dst, p.src, eid, 101, running=True, what="start after the registry")
-    assert M.content_hash(os.path.join(p.dst.private_root, "101", "data.bin")) == before
+    runs_whole_on(p, p.dst, p.src, eid, before, "the start, once the registry could be "
+                  "written")
     assert "once the registry could be written" in p.dst.node.log(), p.dst.log_excerpt()
 
 

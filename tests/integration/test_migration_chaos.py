@@ -127,6 +127,40 @@ def _lock_registry(ct, hold, kill):
     lock.join()
 
 
+def _strike(action, rng, nodes, reset):
+    """Does action ("kill_<name>", "kill_both", "lock_<name>", "reset_link(s)"; anything
+    else is not done here) to nodes, a dict of name: node; reset: the nodes to whose TLS
+    port the connections are reset. Returns (the action as logged, the nodes killed)."""
+    verb, _, who = action.partition("_")
+    killed = []
+    if verb == "kill":
+        for name, node in nodes.items():
+            if who in (name, "both"):
+                node.kill9()
+                killed.append(node)
+    elif verb == "reset":
+        action = "%s (%d connections)" % (action, sum(_reset_connections(n) for n in reset))
+    elif verb == "lock":
+        # (past 10 s a rollback's writes fail too, after the commit's: the in-doubt job
+        # must finish it once the lock goes)
+        node = nodes[who]
+        hold, kill = rng.uniform(1.0, 16.0), rng.random() < 0.5
+        action = "%s (%.1f s%s)" % (action, hold, ", then kill -9 it" if kill else "")
+        _lock_registry(node, hold, kill)
+        if kill:
+            killed.append(node)
+    return action, killed
+
+
+def _finish(mig):
+    """The migration's final reply, or the exception that took it (the reply is lost with
+    its agent or its link)."""
+    try:
+        return mig.finish(SETTLE_S)
+    except Exception as e:  # noqa: BLE001
+        return e
+
+
 def _view_settled(a, b, eid, want_running, veid=VEID):
     """(owner, other) once the container is whole on exactly one node and nothing is left
     in flight on either, else None. Both agents must be up. want_running None (someone
@@ -196,33 +230,13 @@ def _round(p, rng, rnd, owner, other, eid, log, pace):
     done_before = reply is not None
     if done_before and reply.error is None and not at_commit:
         pace[0] = 0.7 * pace[0] + 0.3 * (time.monotonic() - t0)
-    killed = []
-    if action in ("kill_src", "kill_both"):
-        owner.kill9()
-        killed.append(owner)
-    if action in ("kill_dst", "kill_both"):
-        other.kill9()
-        killed.append(other)
-    if action == "reset_link":
-        action = "reset_link (%d connections)" % _reset_connections(other)
+    action, killed = _strike(action, rng, {"src": owner, "dst": other}, [other])
     by_hand = action in ("start_by_hand", "stop_by_hand")
     if by_hand:
         done = _by_hand(owner, action.split("_")[0])
         action += "" if done else " (refused)"
-    if action in ("lock_src", "lock_dst"):
-        ct = owner if action == "lock_src" else other
-        # (past 10 s a rollback's writes fail too, after the commit's: the in-doubt job
-        # must finish it once the lock goes)
-        hold, kill = rng.uniform(1.0, 16.0), rng.random() < 0.5
-        action = "%s (%.1f s%s)" % (action, hold, ", then kill -9 it" if kill else "")
-        _lock_registry(ct, hold, kill)
-        if kill:
-            killed.append(ct)
     if owner not in killed and reply is None:
-        try:
-            reply = mig.finish(SETTLE_S)
-        except Exception as e:  # noqa: BLE001 (the reply is lost with its agent)
-            reply = e
+        reply = _finish(mig)
     c.close()
     rng.shuffle(killed)
     for ct in killed:
@@ -300,34 +314,11 @@ def _round_two(p, rng, rnd, cts, log, pace):
         c = owner.client()
         migs.append((c, M.Migration(c, M.mig_packet(other, eid, p.admin, options=opts))))
     time.sleep(delay)
-    a, b = p.src, p.dst
-    killed = []
-    if action in ("kill_a", "kill_both"):
-        a.kill9()
-        killed.append(a)
-    if action in ("kill_b", "kill_both"):
-        b.kill9()
-        killed.append(b)
-    if action == "reset_links":
-        action = "reset_links (%d connections)" % (_reset_connections(a) +
-                                                   _reset_connections(b))
-    if action in ("lock_a", "lock_b"):
-        node = a if action == "lock_a" else b
-        hold, kill = rng.uniform(1.0, 16.0), rng.random() < 0.5
-        action = "%s (%.1f s%s)" % (action, hold, ", then kill -9 it" if kill else "")
-        _lock_registry(node, hold, kill)
-        if kill:
-            killed.append(node)
+    action, killed = _strike(action, rng, {"a": p.src, "b": p.dst}, [p.src, p.dst])
     replies = []
     for (c, mig), (eid, veid, owner, other) in zip(migs, cts):
-        reply = None
-        if owner not in killed:
-            try:
-                reply = mig.finish(SETTLE_S)
-            except Exception as e:  # noqa: BLE001 (lost with its agent or its link)
-                reply = e
+        replies.append(_finish(mig) if owner not in killed else None)
         c.close()
-        replies.append(reply)
     if action == "none" and all(isinstance(r, H.Reply) and r.error is None for r in replies):
         pace[0] = 0.7 * pace[0] + 0.3 * (time.monotonic() - t0)
     rng.shuffle(killed)
