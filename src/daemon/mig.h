@@ -17,6 +17,7 @@ struct cta_call;
 struct cta_conn;
 struct cta_daemon;
 struct cta_error;
+struct cta_ct_row;
 struct cta_mig_row;
 struct cta_session;
 
@@ -182,12 +183,27 @@ int cta_mig_recover(struct cta_daemon *d, struct cta_error **err);
 /* A source's journal entry jr: finish it (retire the copy when the destination committed,
  * restore the container when it did not, asking the destination's status for one left in
  * "committing"). False while the destination cannot tell (the container then stays
- * stopped and marked migrating). mig_src.c.
+ * stopped and marked migrating), or the registry cannot take the retire or restore yet.
+ * mig_settle.c.
  * verdict: CTA_MIG_ASK, or the operator's word (relocator/settle) for when the
  * destination does not answer: the destination's answer, when it gives one, still wins
  * (then *err says so, error 511, and it is settled); a copy declared moved is retired but
  * never deleted. With a verdict, *err says why it is not settled. */
 enum cta_mig_verdict { CTA_MIG_ASK, CTA_MIG_STAYS, CTA_MIG_MOVED };
+/* (mig_settle.c) After the commit: the destination owns the container; retire the copy
+ * here (undefine; rename the private area to .migrated, or remove it; delete the row).
+ * The caller holds the container's lock. */
+int cta_mig_retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, const char *mid,
+                   struct cta_error **err);
+/* (mig_settle.c) Not committed: make the container as it was (not migrating; running if it
+ * ran). < 0 only while the registry cannot take it: the caller keeps the container locked
+ * and the in-doubt job tries again. The caller holds the container's lock. */
+int cta_mig_restore(struct cta_daemon *d, const char *eid, bool was_running,
+                    struct cta_error **err);
+/* (mig_src.c) Ask the destination whether migration id committed: 2 yes and the container
+ * runs there, 1 yes, 0 no; -1 no answer, -2 it is committing (both: ask again). */
+int cta_mig_ask_status(struct cta_daemon *d, const char *host, uint16_t port, bool tls,
+                       const char *id, const char *token);
 bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr,
                         enum cta_mig_verdict verdict, struct cta_error **err);
 /*
