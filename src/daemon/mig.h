@@ -178,7 +178,7 @@ void *cta_mig_dst_binary_span(struct cta_session *s, size_t min, size_t *len);
 void cta_mig_dst_binary_commit(struct cta_session *s, size_t n, bool frame_end);
 /* The session went away: abort what it left half done. Loop thread. */
 void cta_mig_dst_session_closed(struct cta_session *s);
-/* Start-up: finish or undo what a crash interrupted, both roles. */
+/* Start-up: finish or undo what a crash interrupted, both roles (mig_settle.c). */
 int cta_mig_recover(struct cta_daemon *d, struct cta_error **err);
 /* A source's journal entry jr: finish it (retire the copy when the destination committed,
  * restore the container when it did not, asking the destination's status for one left in
@@ -200,6 +200,11 @@ int cta_mig_retire(struct cta_daemon *d, struct cta_ct_row *row, bool remove, co
  * and the in-doubt job tries again. The caller holds the container's lock. */
 int cta_mig_restore(struct cta_daemon *d, const char *eid, bool was_running,
                     struct cta_error **err);
+/* (mig_dst.c) The staging area of a migration that did not commit: a reused earlier copy
+ * (base_from) goes back where it came from, a kept one stays for a retry when keep,
+ * otherwise it is removed. */
+void cta_mig_drop_staging(struct cta_daemon *d, const char *eid, const char *parent,
+                          const char *name, const char *base_from, bool keep);
 /* (mig_src.c) Ask the destination whether migration id committed: 2 yes and the container
  * runs there, 1 yes, 0 no; -1 no answer, -2 it is committing (both: ask again). */
 int cta_mig_ask_status(struct cta_daemon *d, const char *host, uint16_t port, bool tls,

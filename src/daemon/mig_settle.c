@@ -1,9 +1,9 @@
 /*
- * The source's side of a migration after its call: retiring the copy a commit left here,
- * restoring the container when the migration did not commit, and settling a migration
- * whose end the journal shows unfinished (crash recovery, a commit in doubt, a rollback the
- * registry could not take; mig_doubt.c schedules the tries). The call itself is in
- * mig_src.c.
+ * What a migration leaves to settle after its calls. Source: retiring the copy a commit
+ * left here, restoring the container when the migration did not commit, and settling a
+ * journal entry left unfinished (crash recovery, a commit in doubt, a rollback the
+ * registry could not take; mig_doubt.c schedules the tries). Destination: crash recovery
+ * of its journal entries. The calls themselves are in mig_src.c and mig_dst.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,9 +13,11 @@
 #include <time.h>
 
 #include "ct/ct.h"
+#include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/envm.h"
 #include "daemon/mig.h"
+#include "migrate/stream.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -280,4 +282,130 @@ bool cta_mig_settle_src(struct cta_daemon *d, const struct cta_mig_row *jr,
         }
         cta_ct_row_done(&row);
         return settled;
+}
+
+/* ---- recovery after a crash (destination role) --------------------------- */
+
+/* A commit that recovery finished: start the container if the source asked for it (it ran
+ * there) and it is not running. Returns 1 started, 0 not, -1 the registry could not take
+ * the start: the in-doubt job tries again (the journal row is left "committed"). */
+static int recover_start(struct cta_daemon *d, const struct cta_mig_row *row)
+{
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        _cleanup_free_ char *start = cta_kv_get(row->detail, "start");
+        if (!start || !streq(start, "1"))
+                return 0;
+        int r = cta_mig_dst_start(d, row->ct_eid, &err);
+        if (r < 0)
+                log_error("recover: migration %s: start %s: %s", row->id, row->ct_eid,
+                          cta_error_msg(err));
+        if (r == -CTA_E_STORE) {
+                cta_mig_start_later(d, row->id, row->ct_eid);
+                return -1;
+        }
+        return r > 0;
+}
+
+static void recover_dst(struct cta_daemon *d, const struct cta_mig_row *row)
+{
+        _cleanup_free_ char *parent = cta_kv_get(row->detail, "parent");
+        _cleanup_free_ char *staging = cta_kv_get(row->detail, "staging");
+        _cleanup_free_ char *priv = cta_kv_get(row->detail, "private");
+        _cleanup_(cta_error_freep) struct cta_error *err = NULL;
+        struct cta_ct_row ct = { 0 };
+        struct stat st;
+
+        /* (a registry that cannot be read says nothing: a committed container taken for
+         * unregistered would have its journal row closed as failed) */
+        int have_row = cta_store_ct_get(d->store, row->ct_eid, &ct, &err);
+        if (have_row < 0 && have_row != -CTA_E_ENV_NOT_FOUND) {
+                log_error("recover: migration %s: %s; left for the next start", row->id,
+                          cta_error_msg(err));
+                return;
+        }
+        cta_error_free(err);
+        err = NULL;
+        cta_ct_row_done(&ct); /* (and zeroed: the adoption below fills it) */
+        if (streq(row->state, "committing") && priv && lstat(priv, &st) == 0 && have_row < 0) {
+                /* Moved into place but not registered yet: finish the commit. */
+                _cleanup_free_ char *veid_s = cta_kv_get(row->detail, "veid");
+                _cleanup_free_ char *name = cta_kv_get(row->detail, "name");
+                _cleanup_free_ char *host = cta_kv_get(row->detail, "hostname");
+                _cleanup_free_ char *desc = cta_kv_get(row->detail, "description");
+                _cleanup_free_ char *tpl = cta_kv_get(row->detail, "template");
+                _cleanup_free_ char *mem_s = cta_kv_get(row->detail, "memory");
+                _cleanup_free_ char *cpu_s = cta_kv_get(row->detail, "cpu");
+                _cleanup_free_ char *boot = cta_kv_get(row->detail, "on_boot");
+                uint64_t veid = 0, mem = 0, cpu = 0;
+                (void)cta_parse_u64(veid_s ? veid_s : "", INT32_MAX, &veid);
+                (void)cta_parse_u64(mem_s ? mem_s : "0", UINT64_MAX, &mem);
+                (void)cta_parse_u64(cpu_s ? cpu_s : "0", 102400, &cpu);
+                snprintf(ct.eid, sizeof(ct.eid), "%s", row->ct_eid);
+                ct.veid = veid;
+                ct.name = name && *name ? name : NULL;
+                ct.hostname = host;
+                ct.description = desc;
+                ct.private_path = priv;
+                ct.os_template = tpl;
+                ct.on_boot = boot && streq(boot, "1");
+                _cleanup_free_ char *iplist = cta_kv_get(row->detail, "ips");
+                const char *ips[8];
+                size_t n_ips = 0;
+                char *save = NULL;
+                for (char *t = iplist ? strtok_r(iplist, ",", &save) : NULL; t && n_ips < 8;
+                     t = strtok_r(NULL, ",", &save))
+                        ips[n_ips++] = t;
+                if (cta_envm_adopt(d, &ct, ips, n_ips, mem, (unsigned)cpu, &err) == 0) {
+                        free(ct.config_json);
+                        int started = recover_start(d, row);
+                        if (started >= 0)
+                                (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST,
+                                                        row->ct_eid, NULL, "done", row->detail,
+                                                        NULL);
+                        log_warning("recover: migration %s: finished committing container %s%s",
+                                    row->id, row->ct_eid, started > 0 ? " and started it" : "");
+                        return;
+                }
+                free(ct.config_json);
+                log_error("recover: migration %s: %s", row->id, cta_error_msg(err));
+                return;
+        }
+        if ((streq(row->state, "committed") || streq(row->state, "committing")) &&
+            have_row == 0) {
+                /* Registered: committed, but we died before starting it as asked. */
+                int started = recover_start(d, row);
+                if (started >= 0)
+                        (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST,
+                                                row->ct_eid, NULL, "done", row->detail, NULL);
+                log_warning("recover: migration %s: container %s is committed here%s", row->id,
+                            row->ct_eid, started > 0 ? " and was started" : "");
+                return;
+        }
+        _cleanup_free_ char *base_from = cta_kv_get(row->detail, "base_from");
+        cta_mig_drop_staging(d, row->ct_eid, parent, staging, base_from, d->cfg->keep_staging);
+        (void)cta_store_mig_put(d->store, row->id, CTA_MIG_ROLE_DST, row->ct_eid, NULL,
+                                "failed", row->detail, NULL);
+        log_warning("recover: incoming migration %s of %s was interrupted (%s); staging "
+                    "removed",
+                    row->id, row->ct_eid, row->state);
+}
+
+int cta_mig_recover(struct cta_daemon *d, struct cta_error **err)
+{
+        struct cta_mig_row *rows = NULL;
+        size_t n = 0;
+        _cleanup_free_ char *bmdir = cta_mig_blockmap_dir(d);
+        /* Block maps are a cache for later migrations; a month old is stale. */
+        (void)cta_mig_blockmap_prune(bmdir, 30 * 86400, NULL);
+        int r = cta_store_mig_list_unfinished(d->store, &rows, &n, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (streq(rows[i].role, CTA_MIG_ROLE_DST))
+                        recover_dst(d, &rows[i]);
+                else if (!cta_mig_settle_src(d, &rows[i], CTA_MIG_ASK, NULL))
+                        cta_mig_doubt_add(d, rows[i].id, rows[i].ct_eid, true);
+        }
+        cta_mig_rows_free(rows, n);
+        return 0;
 }
