@@ -16,7 +16,6 @@
 #include <strings.h>
 #include <poll.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ct/ct.h"
