@@ -172,6 +172,30 @@ def test_return_repairs_a_hand_change_to_the_retired_copy(ct_nodes, ct_admin):
     assert diff == [], "\n".join(diff[:40])
 
 
+def files_in_staging(ct, sub):
+    """Names in sub of the node's staging areas."""
+    out = []
+    for s in M.staging_left(ct):
+        try:
+            out += os.listdir(os.path.join(s, sub))
+        except OSError:
+            pass
+    return out
+
+
+def settled_count(count_of, quiet=0.6, timeout=30.0):
+    """Wait until len(count_of()) has not changed for quiet seconds."""
+    last, since, end = None, time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < end:
+        n = len(count_of())
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return n
+        time.sleep(0.05)
+    raise AssertionError("still changing after %.0f s: %s" % (timeout, last))
+
+
 def test_retry_into_a_kept_staging_area(ct_nodes, ct_admin):
     """keep_staging = yes: a migration cut mid-stream leaves the files that arrived. Meanwhile
     one of them is rewritten on the source with its size and mtime as they were. The retry
@@ -194,6 +218,9 @@ def test_retry_into_a_kept_staging_area(ct_nodes, ct_admin):
         time.sleep(1.2)
         mig = M.Migration(ca, M.mig_packet(p.dst, eid, ct_admin, options="<type>0</type>"))
         M.wait_fault(p.dst, "dst_mid_receive")
+        # The receiver pauses there, but its file-creating thread still works through what
+        # was queued (slowly under ASan): cut when the staged files stop growing.
+        settled_count(lambda: files_in_staging(p.dst, "a-data"))
         p.dst.kill9()
         r = mig.finish(60)
         assert r.error is not None, r.text
