@@ -250,6 +250,74 @@ def _remove_stale_users():
 
 
 PAM_FILE = "/etc/pam.d/ctagent"
+# What this fixture installed, with the pid of the pytest that did: a run killed before its
+# clean-up leaves the group and the PAM file behind, and without the marker the next run
+# would take them for the machine's own and keep them for good.
+INSTALLED_MARKER = "/var/tmp/ctagent-tests-installed"
+
+
+def _read_marker():
+    """{what: pid} of the marker ("group" and "pam"), {} if there is none."""
+    out = {}
+    try:
+        with open(INSTALLED_MARKER) as f:
+            for line in f:
+                m = re.match(r"^(group|pam) (\d+)$", line.strip())
+                if m:
+                    out[m.group(1)] = int(m.group(2))
+    except OSError:
+        pass
+    return out
+
+
+def _write_marker(marks):
+    if not marks:
+        try:
+            os.unlink(INSTALLED_MARKER)
+        except OSError:
+            pass
+        return
+    with open(INSTALLED_MARKER + ".tmp", "w") as f:
+        f.write("".join("%s %d\n" % kv for kv in sorted(marks.items())))
+    os.replace(INSTALLED_MARKER + ".tmp", INSTALLED_MARKER)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _remove_stale_installs():
+    """The group and PAM file a killed earlier run installed: gone, so that this run
+    installs (and removes) its own. A live run's are left to it."""
+    marks = _read_marker()
+    for what, pid in list(marks.items()):
+        if _pid_alive(pid):
+            continue
+        if what == "group":
+            subprocess.run(["groupdel", "ctagent"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        else:
+            try:
+                os.unlink(PAM_FILE)
+            except OSError:
+                pass
+        del marks[what]
+    _write_marker(marks)
+
+
+def _mark(what, on):
+    marks = _read_marker()
+    if on:
+        marks[what] = os.getpid()
+    elif marks.get(what) == os.getpid():
+        del marks[what]
+    _write_marker(marks)
 
 
 @pytest.fixture(scope="session")
@@ -260,6 +328,7 @@ def users():
         if shutil.which(tool) is None:
             pytest.skip("%s is not installed" % tool)
     _remove_stale_users()
+    _remove_stale_installs()
     group = "ctagent"
     created_group = False
     installed_pam = False
@@ -275,6 +344,7 @@ def users():
         except KeyError:
             _run(["groupadd", "--system", group])
             created_group = True
+            _mark("group", True)
         if not os.path.exists(PAM_FILE):
             src = os.path.join(H.PROJECT_ROOT, "dist", "pam.d", "ctagent")
             if os.path.exists(src):
@@ -284,8 +354,9 @@ def users():
                 with open(PAM_FILE, "w") as f:
                     f.write("# installed by tests/integration (dist/pam.d/ctagent missing)\n"
                             "@include common-auth\n@include common-account\n")
-            os.chmod(PAM_FILE, 0o644)
             installed_pam = True
+            _mark("pam", True)
+            os.chmod(PAM_FILE, 0o644)
         for name in (admin, plain):
             if _user_exists(name):
                 _run(["userdel", name])
@@ -302,8 +373,10 @@ def users():
         if created_group:
             subprocess.run(["groupdel", group], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+            _mark("group", False)
         if installed_pam:
             try:
                 os.unlink(PAM_FILE)
             except OSError:
                 pass
+            _mark("pam", False)
