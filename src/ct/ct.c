@@ -9,9 +9,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "ct/ct_internal.h"
 #include "util/buf.h"
@@ -506,6 +509,38 @@ int cta_ct_init_pid(struct cta_ct_backend *b, uint64_t veid, pid_t *ret, struct 
 {
         CHECK_VEID(veid);
         return b->ops->init_pid(b, veid, ret, err);
+}
+
+int cta_ct_exit_fd(struct cta_ct_backend *b, uint64_t veid, int *ret_fd, struct cta_error **err)
+{
+        CHECK_VEID(veid);
+        if (streq(b->ops->kind, "fake"))
+                return cta_error_set(err, CTA_E_NOT_IMPLEMENTED, 0,
+                                     "the fake backend runs no processes to watch");
+        pid_t pid;
+        int r = b->ops->init_pid(b, veid, &pid, err);
+        if (r < 0)
+                return r;
+        /* (pidfds are close-on-exec) */
+        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (fd < 0) {
+                if (errno == ESRCH)
+                        return cta_error_set(err, CTA_E_BAD_STATE, 0,
+                                             "container %" PRIu64 ": its init %d has exited",
+                                             veid, (int)pid);
+                return cta_error_errno(err, CTA_E_IO, "pidfd_open(%d)", (int)pid);
+        }
+        /* An init that exited but is not reaped yet (LXC is tearing the container down)
+         * still opens: its descriptor is readable at once. */
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 0) != 0) {
+                close(fd);
+                return cta_error_set(err, CTA_E_BAD_STATE, 0,
+                                     "container %" PRIu64 ": its init %d has exited", veid,
+                                     (int)pid);
+        }
+        *ret_fd = fd;
+        return 0;
 }
 
 int cta_ct_undefine(struct cta_ct_backend *b, uint64_t veid, struct cta_error **err)

@@ -145,6 +145,13 @@ int cta_ct_state(struct cta_ct_backend *b, uint64_t veid, enum cta_ct_state *ret
                  struct cta_error **err);
 /* The pid (in our pid namespace) of the container's init; CTA_E_BAD_STATE if not running. */
 int cta_ct_init_pid(struct cta_ct_backend *b, uint64_t veid, pid_t *ret, struct cta_error **err);
+/* A descriptor that polls readable once the container's init has exited (a pidfd; the
+ * caller owns it), so that the daemon notices at once a container halted from inside or
+ * stopped by hand. CTA_E_BAD_STATE if it does not run or its init has exited already (it
+ * is stopping); CTA_E_NOT_IMPLEMENTED for the fake backend, which runs no processes. A pid
+ * reused between the lookup and the open gives another process's descriptor: its exit is
+ * then only a wake-up with nothing changed. */
+int cta_ct_exit_fd(struct cta_ct_backend *b, uint64_t veid, int *ret_fd, struct cta_error **err);
 /* Remove the config dir (config + log). CTA_E_BAD_STATE while running; 0 if not defined. */
 int cta_ct_undefine(struct cta_ct_backend *b, uint64_t veid, struct cta_error **err);
 /* Live update of the memory and CPU limits of a running container (0 = remove the

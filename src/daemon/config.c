@@ -57,6 +57,7 @@ static const struct key_def keys[] = {
           CTA_COMPRESS_LEVEL_MAX },
         U64(migrate_compress_auto_mbs, 1, 1000000),
         U64(migrate_probe_reuse_s, 0, 86400),
+        U64(ct_watch_interval_s, 1, 3600),
 };
 
 /* Accept the names the contract documents without the _s suffix too. */
@@ -67,6 +68,7 @@ static const struct {
         { "idle_timeout_prelogin", "idle_timeout_prelogin_s" },
         { "idle_timeout", "idle_timeout_s" },
         { "handshake_timeout", "handshake_timeout_s" },
+        { "ct_watch_interval", "ct_watch_interval_s" },
 };
 
 void cta_config_defaults(struct cta_config *c)
@@ -85,6 +87,7 @@ void cta_config_defaults(struct cta_config *c)
         /* a link's rate is taken as it was measured for ten minutes: long enough for an
          * evacuation's next container or a retry, short against a link's changes */
         c->migrate_probe_reuse_s = 600;
+        c->ct_watch_interval_s = 10;
         c->one_time_pass_ttl_s = 600;
         c->max_connections = 1024;
         c->idle_timeout_prelogin_s = 30;

@@ -42,6 +42,7 @@ struct cta_config {
         /* a later migration to the same destination within this many seconds of a link
          * probe takes its rate instead of probing again (0: always probe) */
         uint64_t migrate_probe_reuse_s;
+        uint64_t ct_watch_interval_s; /* the watch's poll (envm_watch.c) */
 };
 
 /* Fill c with the built-in defaults. */

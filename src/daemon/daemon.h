@@ -29,6 +29,7 @@ struct cta_ratelimit;
 struct cta_call;
 struct cta_session;
 struct cta_envm;
+struct cta_envm_watch;
 struct cta_chanq;
 struct cta_mig_linkrates;
 
@@ -41,6 +42,7 @@ struct cta_daemon {
         struct cta_ratelimit *rl;
         struct cta_mig_linkrates *linkrates; /* the link probe's results, per destination */
         struct cta_envm *envm;  /* containers (vzaenvm), NULL if unavailable */
+        struct cta_envm_watch *watch; /* registry vs LXC (envm_watch.c), loop thread */
         char node_eid[37];
         char tls_fingerprint[128];
         uint64_t client_counter;

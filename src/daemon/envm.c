@@ -232,6 +232,8 @@ int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, 
         if (r < 0)
                 return r;
         cta_envm_emit(d, row->eid, state, tr, row->state, row->transition);
+        if (state == CTA_CT_RUNNING && tr == CTA_TR_NONE && row->state != CTA_CT_RUNNING)
+                cta_envm_watch_kick(d); /* (to watch its new init) */
         row->state = state;
         row->transition = tr;
         return 0;
@@ -241,7 +243,7 @@ int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, 
  * one until after it clears it: found in a row whose lock the caller holds, one was left
  * by a registry write that failed (creating, destroying and migrating are settled by
  * start-up and the migration journal instead). */
-static bool lock_held_transition(int tr)
+bool cta_envm_lock_held_transition(int tr)
 {
         return tr == CTA_TR_STARTING || tr == CTA_TR_STOPPING || tr == CTA_TR_RESTARTING ||
                tr == CTA_TR_SETTING;
@@ -257,7 +259,7 @@ int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct ct
         cta_ct_row_done(row);
         *row = fresh;
         /* (a container only configured has nothing to run) */
-        bool stale = lock_held_transition(row->transition);
+        bool stale = cta_envm_lock_held_transition(row->transition);
         if ((row->transition != CTA_TR_NONE && !stale) ||
             (row->state != CTA_CT_RUNNING && row->state != CTA_CT_DOWN &&
              row->state != CTA_CT_MOUNTED))
@@ -963,71 +965,9 @@ static void boot_work(void *p)
         cta_ct_rows_free(rows, n);
 }
 
-/* ---- the watch: what changed behind the agent's back ---------------------- */
-
-/* Every CTA_ENVM_WATCH_MS a job compares the registry with what LXC runs and fixes the
- * rows of containers that stopped from inside (their init halted them) or were started or
- * stopped by hand, so that get_info says what runs and subscribers get the event. A row
- * in a transition or locked by an operation is left to that operation (each one refreshes
- * its row under the lock, cta_envm_refresh_row). */
-#define CTA_ENVM_WATCH_MS 10000u
-
-static void watch_work(void *arg)
-{
-        struct cta_daemon *d = arg;
-        struct cta_ct_row *rows = NULL;
-        uint64_t *running = NULL;
-        size_t n = 0, nrun = 0;
-        if (cta_store_ct_list(d->store, &rows, &n, NULL) < 0)
-                return;
-        if (cta_ct_list_running(d->envm->ct, &running, &nrun, NULL) < 0) {
-                cta_ct_rows_free(rows, n);
-                return;
-        }
-        for (size_t i = 0; i < n && !atomic_load(&d->stopping); i++) {
-                struct cta_ct_row *row = &rows[i];
-                bool runs = veid_in(row->veid, running, nrun);
-                bool stale = lock_held_transition(row->transition);
-                if ((row->transition != CTA_TR_NONE && !stale) || row->state == CTA_CT_CONFIG ||
-                    (runs == (row->state == CTA_CT_RUNNING) && !stale))
-                        continue;
-                if (cta_envm_lock(d, row->eid, NULL) < 0)
-                        continue; /* (an operation holds it: it refreshes the row itself) */
-                _cleanup_(cta_error_freep) struct cta_error *err = NULL;
-                if (cta_envm_refresh_row(d, row, &err) < 0)
-                        log_warning("watch: container %s: %s", row->eid, cta_error_msg(err));
-                cta_envm_unlock(d, row->eid);
-        }
-        free(running);
-        cta_ct_rows_free(rows, n);
-}
-
-static void watch_schedule(struct cta_daemon *d);
-
-static void watch_done(void *arg)
-{
-        watch_schedule(arg);
-}
-
-static void watch_on_timer(struct cta_loop *l, void *arg)
-{
-        struct cta_daemon *d = arg;
-        (void)l;
-        if (atomic_load(&d->stopping))
-                return;
-        if (cta_job_spawn(d, watch_work, watch_done, d) < 0)
-                watch_schedule(d); /* (all job slots busy: the next tick) */
-}
-
-static void watch_schedule(struct cta_daemon *d)
-{
-        if (!atomic_load(&d->stopping))
-                (void)cta_loop_timer_add(d->loop, CTA_ENVM_WATCH_MS, watch_on_timer, d);
-}
-
 void cta_envm_started(struct cta_daemon *d)
 {
-        watch_schedule(d);
+        cta_envm_watch_start(d);
         struct boot_ctx *b = cta_xcalloc(1, sizeof(*b));
         b->d = d;
         if (cta_job_spawn(d, boot_work, free, b) < 0) {
@@ -1041,6 +981,7 @@ void cta_envm_free(struct cta_daemon *d)
         struct cta_envm *e = d->envm;
         if (!e)
                 return;
+        cta_envm_watch_free(d);
         /* Job threads may still use the backend while the process exits;
          * the OS reclaims it. Only an idle envm is freed. */
         if (atomic_load(&d->jobs) == 0) {

@@ -14,6 +14,12 @@ int cta_envm_init(struct cta_daemon *d, struct cta_error **err);
 void cta_envm_started(struct cta_daemon *d);
 void cta_envm_free(struct cta_daemon *d);
 
+/* The watch (envm_watch.c): registry vs LXC, each interval and at once when a running
+ * container's init exits. Loop thread, but kick: any thread (a row turned running). */
+void cta_envm_watch_start(struct cta_daemon *d);
+void cta_envm_watch_kick(struct cta_daemon *d);
+void cta_envm_watch_free(struct cta_daemon *d);
+
 /* Per-container operation lock: CTA_E_BUSY if another operation holds it. */
 int cta_envm_lock(struct cta_daemon *d, const char *eid, struct cta_error **err);
 void cta_envm_unlock(struct cta_daemon *d, const char *eid);
@@ -32,6 +38,9 @@ int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, 
  * failed registry write (its operation would hold the lock) and is cleared; a row
  * creating, destroying or migrating is left as it is. */
 int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);
+/* A start, stop, restart or set transition: held only under the container's lock, so
+ * found in a row whose lock is free it was left by a registry write that failed. */
+bool cta_envm_lock_held_transition(int tr);
 /* Start / stop a registered container (caller holds its lock). */
 int cta_envm_start_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);
 int cta_envm_stop_row(struct cta_daemon *d, struct cta_ct_row *row, bool force,

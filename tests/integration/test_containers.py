@@ -363,6 +363,52 @@ def test_state_changed_behind_the_agent(ct_nodes):
     assert "(changed outside the agent); fixed" in log, ct.log_excerpt()
 
 
+def test_halt_is_seen_at_once(ct_nodes):
+    """A container whose init exits (killed, halted from inside, or stopped with lxc-stop)
+    must show as down at once, with its event, not at the watch's next poll: the agent
+    watches each running init's exit. The poll is set to an hour here, so only that can
+    see it. It must also follow a container started again (a new init), and one started
+    by the destination of a migration is covered by the same path (a row turned running).
+    Before: up to the poll interval (10 s) with get_info saying running."""
+    ct = ct_nodes.start(host="127.0.0.11", config={"ct_watch_interval_s": "3600"})
+    with ct.client() as sub, ct.client() as c:
+        H.expect_ok(sub.sys("<subscribe><name>env_status_subscription</name></subscribe>"),
+                    "subscribe")
+        _, env = create(c, name="halts", hostname="halts", veid=101, ip=ct.ip(25))
+        eid = env["eid"].lower()
+        for how in ("lxc-stop", "kill"):
+            lifecycle(c, "start", eid)
+            pid = running_init(ct, 101, "before the %s" % how)
+            # (the container's own start events)
+            drain_events(sub, eid, ((F.ST_DOWN, F.TR_STARTING), (F.ST_RUNNING, 0)))
+            t0 = time.monotonic()
+            if how == "kill":
+                os.kill(pid, signal.SIGKILL)
+            else:
+                F.run(["lxc-stop", "-k", "-P", ct.lxcpath, "-n", ct.lxc_name(101)],
+                      check=True, timeout=60)
+            assert H.wait_for(lambda: not F.pid_alive(pid), 30)
+            assert wait_status(c, eid, (F.ST_DOWN, 0), 8) is True, \
+                "%s: not seen down within 8 s\n%s" % (how, ct.log_excerpt())
+            drain_events(sub, eid, ((F.ST_DOWN, 0),), 8)
+            print("%s: seen down after %.2f s" % (how, time.monotonic() - t0))
+    assert "(changed outside the agent); fixed" in ct.node.log(), ct.log_excerpt()
+
+
+def drain_events(sub, eid, want, timeout=15):
+    """Read env_status events of eid until the new states want came, in order."""
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < len(want) and time.monotonic() < deadline:
+        try:
+            p = sub.recv(max(0.1, deadline - time.monotonic()))
+        except (OSError, TimeoutError):
+            break
+        ev_eid, _, _, new = _event(p)
+        if ev_eid == eid and new == want[len(got)]:
+            got.append(new)
+    assert len(got) == len(want), "events %s of %s, wanted %s" % (got, eid, want)
+
+
 def test_transition_left_by_a_failed_write_is_cleared(ct_nodes):
     """A registry write that failed can leave a row in a start or stop transition: the
     write that would have cleared it is the one that failed, and no operation holds the

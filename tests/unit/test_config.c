@@ -34,6 +34,7 @@ TEST(config__defaults_validate)
         ASSERT_INT_EQ(c.migrate_compress, CTA_COMPRESS_AUTO);
         ASSERT_INT_EQ(c.migrate_compress_auto_mbs, 250);
         ASSERT_INT_EQ(c.migrate_probe_reuse_s, 600); /* a link's rate, ten minutes */
+        ASSERT_INT_EQ(c.ct_watch_interval_s, 10);
         cta_config_done(&c);
         return 0;
 }
@@ -57,13 +58,21 @@ TEST(config__file)
         cta_config_done(&c);
         unlink(p);
         _cleanup_free_ char *p2 = write_tmp("migrate_compress = 0\nmigrate_compress = auto\n"
-                                            "migrate_compress_auto_mbs = 40\n");
+                                            "migrate_compress_auto_mbs = 40\n"
+                                            "ct_watch_interval = 60\n");
         cta_config_defaults(&c);
         ASSERT_OK(cta_config_load(&c, p2, true, NULL));
         ASSERT_INT_EQ(c.migrate_compress, CTA_COMPRESS_AUTO);
         ASSERT_INT_EQ(c.migrate_compress_auto_mbs, 40);
+        ASSERT_INT_EQ(c.ct_watch_interval_s, 60);
         cta_config_done(&c);
         unlink(p2);
+        /* a poll of 0 would spin: refused */
+        _cleanup_free_ char *p3 = write_tmp("ct_watch_interval_s = 0\n");
+        cta_config_defaults(&c);
+        ASSERT_TRUE(cta_config_load(&c, p3, true, NULL) < 0);
+        cta_config_done(&c);
+        unlink(p3);
         return 0;
 }
 
