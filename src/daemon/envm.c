@@ -41,43 +41,79 @@ struct cta_envm {
         char *private_root; /* <state_dir>/private */
         char *lxc_root;
         pthread_mutex_t mu;
-        char (*locked)[37];
+        pthread_cond_t unlocked; /* (CLOCK_MONOTONIC) */
+        struct held {
+                char eid[37];
+                bool brief; /* the watch's: a refresh, released in moments */
+        } *locked;
         size_t nlocked;
         atomic_long event_count;
 };
 
 /* ---- per-container locks ------------------------------------------------ */
 
-int cta_envm_lock(struct cta_daemon *d, const char *eid, struct cta_error **err)
+/* How long an operation waits for a lock the watch holds (one LXC query and one registry
+ * write) before it answers busy. */
+#define CTA_ENVM_BRIEF_WAIT_MS 30000u
+
+static struct held *held_find(struct cta_envm *e, const char *eid)
+{
+        for (size_t i = 0; i < e->nlocked; i++)
+                if (strcasecmp(e->locked[i].eid, eid) == 0)
+                        return &e->locked[i];
+        return NULL;
+}
+
+static int lock_as(struct cta_daemon *d, const char *eid, bool brief, struct cta_error **err)
 {
         struct cta_envm *e = d->envm;
+        struct held *h;
+        struct timespec until;
         int r = 0;
 
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += CTA_ENVM_BRIEF_WAIT_MS / 1000;
         pthread_mutex_lock(&e->mu);
-        for (size_t i = 0; i < e->nlocked; i++)
-                if (strcasecmp(e->locked[i], eid) == 0) {
-                        r = cta_error_set(err, CTA_E_BUSY, 0,
-                                          "container %s is busy with another operation", eid);
-                        goto out;
-                }
+        /* An operation never fails because the watch was fixing the same row (a busy
+         * answer the client could not explain); the loop thread never waits. */
+        while ((h = held_find(e, eid)) && h->brief && !brief &&
+               !cta_loop_in_loop_thread(d->loop))
+                if (pthread_cond_timedwait(&e->unlocked, &e->mu, &until) == ETIMEDOUT)
+                        break;
+        if ((h = held_find(e, eid))) {
+                r = cta_error_set(err, CTA_E_BUSY, 0,
+                                  "container %s is busy with another operation", eid);
+                goto out;
+        }
         e->locked = cta_xrealloc(e->locked, (e->nlocked + 1) * sizeof(*e->locked));
-        snprintf(e->locked[e->nlocked++], 37, "%s", eid);
+        h = &e->locked[e->nlocked++];
+        snprintf(h->eid, sizeof(h->eid), "%s", eid);
+        h->brief = brief;
 out:
         pthread_mutex_unlock(&e->mu);
         return r;
+}
+
+int cta_envm_lock(struct cta_daemon *d, const char *eid, struct cta_error **err)
+{
+        return lock_as(d, eid, false, err);
+}
+
+int cta_envm_lock_brief(struct cta_daemon *d, const char *eid)
+{
+        return lock_as(d, eid, true, NULL);
 }
 
 void cta_envm_unlock(struct cta_daemon *d, const char *eid)
 {
         struct cta_envm *e = d->envm;
         pthread_mutex_lock(&e->mu);
-        for (size_t i = 0; i < e->nlocked; i++)
-                if (strcasecmp(e->locked[i], eid) == 0) {
-                        memmove(&e->locked[i], &e->locked[i + 1],
-                                (e->nlocked - i - 1) * sizeof(*e->locked));
-                        e->nlocked--;
-                        break;
-                }
+        struct held *h = held_find(e, eid);
+        if (h) {
+                if (h->brief)
+                        pthread_cond_broadcast(&e->unlocked);
+                *h = e->locked[--e->nlocked];
+        }
         pthread_mutex_unlock(&e->mu);
 }
 
@@ -910,6 +946,11 @@ int cta_envm_init(struct cta_daemon *d, struct cta_error **err)
         int r;
 
         pthread_mutex_init(&e->mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&e->unlocked, &ca);
+        pthread_condattr_destroy(&ca);
         d->envm = e;
         cta_ct_node_id_from_eid(d->node_eid, e->node_id);
         e->private_root = cta_xasprintf("%s/private", cfg->state_dir);
@@ -989,6 +1030,7 @@ void cta_envm_free(struct cta_daemon *d)
                 free(e->locked);
                 free(e->private_root);
                 pthread_mutex_destroy(&e->mu);
+                pthread_cond_destroy(&e->unlocked);
                 free(e);
                 d->envm = NULL;
         }

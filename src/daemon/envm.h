@@ -23,6 +23,9 @@ void cta_envm_watch_free(struct cta_daemon *d);
 /* Per-container operation lock: CTA_E_BUSY if another operation holds it. */
 int cta_envm_lock(struct cta_daemon *d, const char *eid, struct cta_error **err);
 void cta_envm_unlock(struct cta_daemon *d, const char *eid);
+/* The watch's lock for a refresh: never waits; an operation that wants it meanwhile
+ * waits for it (up to 30 s) instead of answering busy. */
+int cta_envm_lock_brief(struct cta_daemon *d, const char *eid);
 /* Announce a status change to env_status_subscription subscribers (thread-safe). */
 void cta_envm_emit(struct cta_daemon *d, const char *eid, int new_state, int new_tr,
                    int old_state, int old_tr);

@@ -29,6 +29,7 @@
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/envm.h"
+#include "daemon/mig.h"
 #include "net/loop.h"
 #include "store/store.h"
 #include "util/error.h"
@@ -99,8 +100,9 @@ static void fix_rows(struct pass *p)
                 if ((row->transition != CTA_TR_NONE && !stale) || row->state == CTA_CT_CONFIG ||
                     (runs == (row->state == CTA_CT_RUNNING) && !stale))
                         continue;
-                if (cta_envm_lock(d, row->eid, NULL) < 0)
+                if (cta_envm_lock_brief(d, row->eid) < 0)
                         continue; /* (an operation holds it: it refreshes the row itself) */
+                cta_fault_point("watch_refresh");
                 _cleanup_(cta_error_freep) struct cta_error *err = NULL;
                 if (cta_envm_refresh_row(d, row, &err) < 0)
                         log_warning("watch: container %s: %s", row->eid, cta_error_msg(err));

@@ -245,7 +245,8 @@ int cta_mig_settle_run(struct cta_call *call, struct cta_error **err);
  * src_before_commit, src_after_commit, dst_mid_receive, dst_mid_patch (the first write
  * into a file patched in place), dst_stream_tail (all of a stream received, before its
  * flush), dst_before_rename, dst_after_rename (in place, not registered yet),
- * dst_after_commit. With CTA_FAULT_PAUSE_MS the thread
+ * dst_after_commit; watch_refresh (the watch holds a container's lock to fix its row,
+ * envm_watch.c). With CTA_FAULT_PAUSE_MS the thread
  * sleeps that long there and goes on instead (a test then acts on the other side
  * meanwhile). Without CTA_FAULT this is a no-op.
  */

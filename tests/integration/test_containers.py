@@ -321,13 +321,14 @@ def test_agent_crash_keeps_containers(ct_nodes):
 
 
 def test_state_changed_behind_the_agent(ct_nodes):
-    """While the agent runs, a container is stopped behind its back (as when its own init
-    halts it) and another started by hand: the next operation on each must act on what
-    really runs, and the registry must say so, without an operation too (get_info, within
-    the agent's watch interval). Before the fix `start` answered "already running" for the
-    stopped one, `stop` of the one started by hand left it running (the registry said
-    down), and get_info said running until the agent restarted."""
-    ct = ct_nodes.start(host="127.0.0.11")
+    """While the agent runs, a container is started by hand and another stopped behind its
+    back (as when its own init halts it): the next operation on each must act on what
+    really runs, and the registry must say so, without an operation too. The watch's poll
+    is set to an hour, so the operation itself must ask LXC. Before the fix `stop` of the
+    one started by hand left it running (the registry said down), `start` answered
+    "already running" for the stopped one, and get_info said running until the agent
+    restarted."""
+    ct = ct_nodes.start(host="127.0.0.11", config={"ct_watch_interval_s": "3600"})
     with ct.client() as c:
         _, env = create(c, name="halted", hostname="halted", veid=101, ip=ct.ip(22))
         eid = env["eid"]
@@ -336,25 +337,22 @@ def test_state_changed_behind_the_agent(ct_nodes):
         eid2 = env2["eid"]
         lifecycle(c, "start", eid2)
         lifecycle(c, "stop", eid2)
-        pid = running_init(ct, 101, "before the stop behind the agent's back")
-        F.run(["lxc-stop", "-k", "-P", ct.lxcpath, "-n", ct.lxc_name(101)], check=True,
-              timeout=60)
-        assert not F.pid_alive(pid)
+        # (the passes that stop started end once LXC says it is stopped)
+        time.sleep(1.0)
         F.run(["lxc-start", "-P", ct.lxcpath, "-n", ct.lxc_name(102)], check=True, timeout=60)
         pid2 = running_init(ct, 102, "started by hand")
-
-        lifecycle(c, "start", eid)
-        running_init(ct, 101, "start after a stop behind the agent's back")
-        assert status(c, eid) == (F.ST_RUNNING, 0), ct.log_excerpt()
+        assert status(c, eid2) == (F.ST_DOWN, 0), "seen before the stop: nothing to show"
         lifecycle(c, "stop", eid2)
         assert H.wait_for(lambda: not F.pid_alive(pid2), 30), \
             "the container started by hand still runs after stop\n" + ct.log_excerpt()
         assert ct.lxc_state(102) == "STOPPED"
         assert status(c, eid2) == (F.ST_DOWN, 0), ct.log_excerpt()
-        # with no operation at all: the agent's watch sees it and get_info says so
-        pid = running_init(ct, 101, "before the second stop behind the agent's back")
+
+        pid = running_init(ct, 101, "before the stop behind the agent's back")
         F.run(["lxc-stop", "-k", "-P", ct.lxcpath, "-n", ct.lxc_name(101)], check=True,
               timeout=60)
+        assert not F.pid_alive(pid)
+        # with no operation at all: the agent's watch sees it and get_info says so
         assert wait_status(c, eid, (F.ST_DOWN, 0), 30) is True, ct.log_excerpt()
         lifecycle(c, "start", eid)
         running_init(ct, 101, "start after the watch saw it down")
@@ -395,6 +393,31 @@ def test_halt_is_seen_at_once(ct_nodes):
     assert "(changed outside the agent); fixed" in ct.node.log(), ct.log_excerpt()
 
 
+def test_operation_waits_for_the_watch(ct_nodes):
+    """The watch fixes a row under the container's lock. An operation on that container
+    meanwhile must wait for it, not answer 110 "busy with another operation": nothing the
+    client did explains that. The watch is made to hold the lock 3 s (a fault point);
+    before, the start right after the halt failed with 110."""
+    import migfixtures as M
+    ct = ct_nodes.new(host="127.0.0.11", config={"ct_watch_interval_s": "3600"})
+    M.arm_fault(ct, "watch_refresh", pause_ms=3000)
+    ct.start()
+    with ct.client() as c:
+        _, env = create(c, name="waits", hostname="waits", veid=101, ip=ct.ip(26))
+        eid = env["eid"]
+        lifecycle(c, "start", eid)
+        pid = running_init(ct, 101, "before the halt")
+        os.kill(pid, signal.SIGKILL)
+        M.wait_fault(ct, "watch_refresh", 30)
+        t0 = time.monotonic()
+        lifecycle(c, "start", eid)
+        waited = time.monotonic() - t0
+        running_init(ct, 101, "started while the watch held its lock")
+        assert status(c, eid) == (F.ST_RUNNING, 0), ct.log_excerpt()
+        print("the start waited %.2f s for the watch" % waited)
+        lifecycle(c, "stop", eid)
+
+
 def drain_events(sub, eid, want, timeout=15):
     """Read env_status events of eid until the new states want came, in order."""
     got, deadline = [], time.monotonic() + timeout
@@ -424,7 +447,10 @@ def test_transition_left_by_a_failed_write_is_cleared(ct_nodes):
         lifecycle(c, "start", eid)
         F.run(["sqlite3", db, "update containers set state = %d, transition = 2 "
                "where eid = '%s'" % (F.ST_DOWN, eid.lower())], check=True)
-        assert status(c, eid) == (F.ST_DOWN, 2)
+        # (read back from the file: a watch pass the start posted may clear it at once)
+        rc, out = F.run(["sqlite3", db, "select state, transition from containers "
+                         "where eid = '%s'" % eid.lower()])
+        assert rc == 0 and out.strip() in ("%d|2" % F.ST_DOWN, "%d|0" % F.ST_RUNNING), out
         assert wait_status(c, eid, (F.ST_RUNNING, 0), 30) is True, ct.log_excerpt()
         running_init(ct, 101, "after the watch cleared the transition")
         lifecycle(c, "stop", eid)
