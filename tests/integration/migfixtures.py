@@ -190,11 +190,13 @@ def restart(ct):
 class RegistryLock:
     """Holds the write lock of ct's registry (its SQLite database) for `hold` seconds from
     start(), in a thread, as another writer would: the daemon's writes meanwhile wait for its
-    busy timeout (5 s) and then fail. join() waits for the release."""
+    busy timeout (5 s) and then fail. release() ends the hold early; join() waits for the
+    release."""
 
     def __init__(self, ct, hold):
         self.path, self.hold = os.path.join(ct.state_dir, "ctagent.db"), hold
         self.locked = threading.Event()
+        self.released = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -202,7 +204,7 @@ class RegistryLock:
         try:
             con.execute("BEGIN EXCLUSIVE")
             self.locked.set()
-            time.sleep(self.hold)
+            self.released.wait(self.hold)
             con.execute("COMMIT")
         finally:
             con.close()
@@ -211,6 +213,9 @@ class RegistryLock:
         self.thread.start()
         assert self.locked.wait(10), "could not lock " + self.path
         return self
+
+    def release(self):
+        self.released.set()
 
     def join(self):
         self.thread.join(self.hold + 20)

@@ -573,8 +573,9 @@ def test_source_gone_while_the_last_stream_is_flushed(ct_nodes, ct_admin):
     h.c.send_raw(binframe(valid_stream()))
     M.wait_fault(d.ct, "dst_stream_tail")  # (every frame is in; the flush is to come)
     h.close()
+    # (the log line comes after the journal's "failed" and the unlock)
     ok = H.wait_for(lambda: not M.staging_left(d.ct) and dict(_journal(d.ct)).get(h.id) ==
-                    "failed", 15, 0.05)
+                    "failed" and "the source went away" in d.ct.node.log(), 15, 0.05)
     assert ok, "source gone during the flush: staging %r, journal %r\n%s" % (
         M.staging_left(d.ct), _journal(d.ct), d.ct.log_excerpt(20))
     os.unlink(M.fault_file(d.ct))  # (the hook's own file is not the migration's doing)

@@ -183,7 +183,7 @@ def files_in_staging(ct, sub):
     return out
 
 
-def settled_count(count_of, quiet=0.6, timeout=30.0):
+def settled_count(count_of, quiet=1.5, timeout=30.0):
     """Wait until len(count_of()) has not changed for quiet seconds."""
     last, since, end = None, time.monotonic(), time.monotonic() + timeout
     while time.monotonic() < end:
