@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ct/ct.h"
@@ -38,6 +39,9 @@
 
 #define CTA_WATCH_QUICK_MS 250u
 #define CTA_WATCH_QUICK_MAX 40u /* 10 s of quick passes after an exit */
+/* pidfds held: at most a quarter of the descriptor limit (connections need the rest), and
+ * never more than this; containers past it are seen by the poll only. */
+#define CTA_WATCH_PIDFDS_MAX 8192u
 
 struct armed {
         uint64_t veid;
@@ -54,6 +58,7 @@ struct cta_envm_watch {
         bool busy;       /* a pass runs */
         bool again;      /* run another pass as soon as it ends */
         bool no_pidfds;  /* the backend has no processes (fake): poll only */
+        size_t max_armed; /* pidfds it may hold */
         unsigned quick;  /* quick passes left */
 };
 
@@ -61,6 +66,7 @@ struct pass {
         struct cta_daemon *d;
         uint64_t *armed; /* veids armed when it started (sorted) */
         size_t narmed;
+        size_t room; /* pidfds it may open */
         bool no_pidfds;
         /* results */
         bool listed;
@@ -115,7 +121,7 @@ static void fix_rows(struct pass *p)
 static void arm_running(struct pass *p)
 {
         struct cta_ct_backend *ct = cta_envm_backend(p->d);
-        for (size_t i = 0; i < p->nrun && !p->no_pidfds; i++) {
+        for (size_t i = 0; i < p->nrun && !p->no_pidfds && p->nfresh < p->room; i++) {
                 uint64_t veid = p->running[i];
                 if (in_sorted(veid, p->armed, p->narmed))
                         continue;
@@ -274,6 +280,7 @@ static void pass_start(struct cta_loop *l, void *arg)
         for (size_t i = 0; i < w->narmed; i++)
                 p->armed[i] = w->armed[i].veid;
         p->narmed = w->narmed;
+        p->room = w->max_armed > w->narmed ? w->max_armed - w->narmed : 0;
         qsort(p->armed, p->narmed, sizeof(uint64_t), cmp_u64);
         w->busy = true;
         if (cta_job_spawn(w->d, pass_work, pass_done, p) < 0) {
@@ -289,6 +296,9 @@ void cta_envm_watch_start(struct cta_daemon *d)
 {
         struct cta_envm_watch *w = cta_xcalloc(1, sizeof(*w));
         w->d = d;
+        struct rlimit rl;
+        rlim_t lim = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+        w->max_armed = lim / 4 < CTA_WATCH_PIDFDS_MAX ? (size_t)(lim / 4) : CTA_WATCH_PIDFDS_MAX;
         d->watch = w;
         /* the first pass at once: it arms the pidfds of what runs already */
         schedule(w, 0);
