@@ -256,7 +256,7 @@ def start_with_writer(ca, eid, priv, script, marker):
         f.write(script)
     os.chmod(rc, 0o755)
     lifecycle(ca, "start", eid)
-    deadline = time.time() + 10
+    deadline = time.time() + 30  # (a container's boot under ASan on a loaded machine)
     while not os.path.exists(os.path.join(priv, marker)):
         assert time.time() < deadline, "the writer inside the container did not start"
         time.sleep(0.05)

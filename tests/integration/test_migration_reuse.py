@@ -451,7 +451,7 @@ def database_to_b(ct_nodes, ct_admin, name, veid):
         assert r.error is None, r.text
     priv_b = os.path.join(b.private_root, str(veid))
     started = os.path.join(priv_b, "db-started")
-    deadline = time.time() + 10
+    deadline = time.time() + 30  # (a container's boot under ASan on a loaded machine)
     while not os.path.exists(started) or os.path.getmtime(started) < time.time() - 0.5:
         assert time.time() < deadline, "the writer did not run on B"
         time.sleep(0.05)
