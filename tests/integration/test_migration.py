@@ -771,8 +771,14 @@ def test_kill_destination_at_commit(ct_nodes, ct_admin, point):
         else:
             # committed: the destination owns it; it died before the start, so its
             # recovery starts it, and the source (which lost the reply) learns that from
-            # status and reports success.
-            assert r.error is None, "%r%s" % (r.error, logs(p))
+            # status and reports success. (A destination slower to come back than the
+            # source's five asks, as under ASan on a loaded machine, leaves the answer to the
+            # source's background asks: it must settle the same way.)
+            if r.error is not None and "outcome unknown" in str(r.error):
+                assert H.wait_for(lambda: "settled; container" in p.src.node.log(), 90, 0.5), \
+                    logs(p)
+            else:
+                assert r.error is None, "%r%s" % (r.error, logs(p))
             M.assert_owner(p.dst, p.src, eid, 101, running=True, what="kill at %s" % point)
             assert os.path.isdir(migrated_path(p.src, 101)), os.listdir(p.src.private_root)
 
