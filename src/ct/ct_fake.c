@@ -161,12 +161,6 @@ static int fake_apply_limits(struct cta_ct_backend *b, const struct cta_ct_spec 
         return r;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-        return x < y ? -1 : x > y;
-}
-
 static int fake_list_running(struct cta_ct_backend *b, uint64_t **ret_veids, size_t *ret_n,
                              struct cta_error **err)
 {
@@ -194,7 +188,7 @@ static int fake_list_running(struct cta_ct_backend *b, uint64_t **ret_veids, siz
                 closedir(d);
         pthread_mutex_unlock(&b->lock);
         if (n)
-                qsort(v, n, sizeof(*v), cmp_u64);
+                qsort(v, n, sizeof(*v), cta_u64_cmp);
         *ret_veids = v;
         *ret_n = n;
         return 0;

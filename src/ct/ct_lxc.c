@@ -635,12 +635,6 @@ static int op_limits(struct cta_ct_backend *b, struct lxc_container *c, const vo
         return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-        return x < y ? -1 : x > y;
-}
-
 /* Our containers are exactly the config dirs "cta-<node>-<veid>" in our lxcpath
  * (undefine refuses while running), so ask each whether it runs. This does not
  * depend on how LXC names its command sockets (list_active_containers() parses
@@ -674,7 +668,7 @@ static int op_list(struct cta_ct_backend *b, struct lxc_container *unused, const
                 }
                 v[n++] = veid;
         }
-        qsort(v, n, sizeof(*v), cmp_u64);
+        qsort(v, n, sizeof(*v), cta_u64_cmp);
         out->extra = v;
         out->m.extra_len = (uint32_t)(n * sizeof(*v));
         out->m.val = (int64_t)n;

@@ -863,14 +863,6 @@ const struct cta_handler cta_envm_handlers[] = {
 
 /* ---- start-up: reconcile and on_boot ------------------------------------- */
 
-static bool veid_in(uint64_t v, const uint64_t *set, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                if (set[i] == v)
-                        return true;
-        return false;
-}
-
 /* Make the registry agree with the disk and with what LXC runs after a crash
  * or a reboot. Never deletes user data: an orphan private area is reported. */
 static int reconcile(struct cta_daemon *d, struct cta_error **err)
@@ -892,7 +884,7 @@ static int reconcile(struct cta_daemon *d, struct cta_error **err)
         for (size_t i = 0; i < n; i++) {
                 struct cta_ct_row *row = &rows[i];
                 struct stat st;
-                bool runs = veid_in(row->veid, running, nrun);
+                bool runs = cta_u64_in_sorted(row->veid, running, nrun);
                 bool has_private = stat(row->private_path, &st) == 0 && S_ISDIR(st.st_mode);
 
                 if (row->transition == CTA_TR_CREATING) {

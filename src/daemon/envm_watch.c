@@ -79,17 +79,6 @@ struct pass {
         bool unsupported;
 };
 
-static int cmp_u64(const void *a, const void *b)
-{
-        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-        return x < y ? -1 : x > y;
-}
-
-static bool in_sorted(uint64_t v, const uint64_t *set, size_t n)
-{
-        return n && bsearch(&v, set, n, sizeof(*set), cmp_u64);
-}
-
 /* ---- the pass (a job thread) --------------------------------------------- */
 
 static void fix_rows(struct pass *p)
@@ -101,7 +90,7 @@ static void fix_rows(struct pass *p)
                 return;
         for (size_t i = 0; i < n && !atomic_load(&d->stopping); i++) {
                 struct cta_ct_row *row = &rows[i];
-                bool runs = in_sorted(row->veid, p->running, p->nrun);
+                bool runs = cta_u64_in_sorted(row->veid, p->running, p->nrun);
                 bool stale = cta_envm_lock_held_transition(row->transition);
                 if ((row->transition != CTA_TR_NONE && !stale) || row->state == CTA_CT_CONFIG ||
                     (runs == (row->state == CTA_CT_RUNNING) && !stale))
@@ -123,7 +112,7 @@ static void arm_running(struct pass *p)
         struct cta_ct_backend *ct = cta_envm_backend(p->d);
         for (size_t i = 0; i < p->nrun && !p->no_pidfds && p->nfresh < p->room; i++) {
                 uint64_t veid = p->running[i];
-                if (in_sorted(veid, p->armed, p->narmed))
+                if (cta_u64_in_sorted(veid, p->armed, p->narmed))
                         continue;
                 _cleanup_(cta_error_freep) struct cta_error *err = NULL;
                 int fd = -1;
@@ -186,11 +175,11 @@ static void disarm(struct cta_envm_watch *w, size_t i)
 /* veid's init exited: passes follow quickly until LXC no longer runs it. */
 static void add_exited(struct cta_envm_watch *w, uint64_t veid)
 {
-        if (in_sorted(veid, w->exited, w->nexited))
+        if (cta_u64_in_sorted(veid, w->exited, w->nexited))
                 return; /* (its quick passes are under way: bounded, not restarted) */
         w->exited = cta_xrealloc(w->exited, (w->nexited + 1) * sizeof(uint64_t));
         w->exited[w->nexited++] = veid;
-        qsort(w->exited, w->nexited, sizeof(uint64_t), cmp_u64);
+        qsort(w->exited, w->nexited, sizeof(uint64_t), cta_u64_cmp);
         w->quick = CTA_WATCH_QUICK_MAX;
 }
 
@@ -235,11 +224,11 @@ static void pass_merge(struct cta_envm_watch *w, struct pass *p)
         if (!p->listed)
                 return;
         for (size_t i = w->narmed; i-- > 0;)
-                if (!in_sorted(w->armed[i].veid, p->running, p->nrun))
+                if (!cta_u64_in_sorted(w->armed[i].veid, p->running, p->nrun))
                         disarm(w, i);
         size_t k = 0;
         for (size_t i = 0; i < w->nexited; i++)
-                if (in_sorted(w->exited[i], p->running, p->nrun))
+                if (cta_u64_in_sorted(w->exited[i], p->running, p->nrun))
                         w->exited[k++] = w->exited[i];
         w->nexited = k;
 }
@@ -281,7 +270,7 @@ static void pass_start(struct cta_loop *l, void *arg)
                 p->armed[i] = w->armed[i].veid;
         p->narmed = w->narmed;
         p->room = w->max_armed > w->narmed ? w->max_armed - w->narmed : 0;
-        qsort(p->armed, p->narmed, sizeof(uint64_t), cmp_u64);
+        qsort(p->armed, p->narmed, sizeof(uint64_t), cta_u64_cmp);
         w->busy = true;
         if (cta_job_spawn(w->d, pass_work, pass_done, p) < 0) {
                 /* (all job slots busy: the next tick) */

@@ -207,6 +207,17 @@ void cta_time_fmt(time_t t, char out[32])
         strftime(out, 32, "%Y-%m-%dT%H:%M:%S+0000", &tm);
 }
 
+int cta_u64_cmp(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+bool cta_u64_in_sorted(uint64_t v, const uint64_t *set, size_t n)
+{
+        return n && bsearch(&v, set, n, sizeof(*set), cta_u64_cmp);
+}
+
 uint64_t cta_now_ms(void)
 {
         struct timespec ts;

@@ -63,6 +63,9 @@ int cta_parse_bool(const char *s, bool dflt, bool *ret);
 void cta_time_fmt(time_t t, char out[32]);
 /* Monotonic milliseconds. */
 uint64_t cta_now_ms(void);
+/* qsort/bsearch order of uint64_t, and membership in an array sorted by it. */
+int cta_u64_cmp(const void *a, const void *b);
+bool cta_u64_in_sorted(uint64_t v, const uint64_t *set, size_t n);
 /* t += ns (ns may be negative, |ns| under a second), normalized. */
 void cta_ts_add_ns(struct timespec *t, long ns);
 

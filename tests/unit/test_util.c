@@ -206,6 +206,22 @@ TEST(ts__add_ns)
         return 0;
 }
 
+TEST(u64__sorted_membership)
+{
+        /* (values past INT64_MAX and either side of every element: the order is unsigned) */
+        uint64_t v[] = { UINT64_MAX, 7, 1ull << 63, 3, 100 };
+        qsort(v, 5, sizeof(v[0]), cta_u64_cmp);
+        ASSERT_TRUE(v[0] == 3 && v[1] == 7 && v[2] == 100 && v[3] == 1ull << 63 &&
+                    v[4] == UINT64_MAX);
+        for (size_t i = 0; i < 5; i++) {
+                ASSERT_TRUE(cta_u64_in_sorted(v[i], v, 5));
+                ASSERT_TRUE(!cta_u64_in_sorted(v[i] - 1, v, 5));
+        }
+        ASSERT_TRUE(!cta_u64_in_sorted(0, v, 5));
+        ASSERT_TRUE(!cta_u64_in_sorted(3, NULL, 0));
+        return 0;
+}
+
 /* Whether the kernel would back the mapping holding p with transparent huge pages
  * (smaps: 1 or 0; -1 if it cannot tell). */
 static int thp_eligible(const void *p)
@@ -258,5 +274,6 @@ int main(void)
                              T(base64__garbage), T(buf__cap), T(error__wrap_keeps_code),
                              T(error__set_may_quote_the_error_it_replaces), T(parse__numbers), T(uuid__fresh_and_valid), T(hostport__split),
                              T(file__atomic_write_and_read), T(sanitize__controls),
-                             T(ts__add_ns), T(xmalloc_io__aligned_and_huge_where_allowed)));
+                             T(ts__add_ns), T(u64__sorted_membership),
+                             T(xmalloc_io__aligned_and_huge_where_allowed)));
 }
