@@ -6,6 +6,7 @@ Environment: CTAGENTD, CTAGENT (daemon and CLI, default build/ctagentd and build
 XSD_ALL (default ../shared/xsd/all.xsd), CTA_IT_KEEP=1 keeps the temporary directories.
 """
 
+import glob
 import grp
 import os
 import pwd
@@ -96,10 +97,35 @@ def xsd():
     return path
 
 
+def _mounts_under(path):
+    prefix = path.rstrip("/") + "/"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return [ln.split()[4] for ln in f if ln.split()[4].startswith(prefix)]
+    except OSError:
+        return ["?"]
+
+
+def _remove_stale_tmp_roots():
+    """The directories of runs that were killed before their clean-up (each holds the pid
+    of its pytest in owner.pid), unless something is still mounted under one."""
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), "cta-it-*")):
+        try:
+            with open(os.path.join(d, "owner.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(pid) and not _mounts_under(d):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tmp_root():
+    _remove_stale_tmp_roots()
     d = tempfile.mkdtemp(prefix="cta-it-")
     os.chmod(d, 0o755)
+    with open(os.path.join(d, "owner.pid"), "w") as f:
+        f.write("%d\n" % os.getpid())
     yield d
     if not os.environ.get("CTA_IT_KEEP"):
         shutil.rmtree(d, ignore_errors=True)
