@@ -982,13 +982,17 @@ def test_kept_copy_is_not_taken_unjournaled(ct_nodes, ct_admin):
         expect_ok(m, p, "the first migration")
     kept = migrated_path(p.src, 101)
     before = M.content_hash(os.path.join(kept, "data.bin"))
-    lock = M.RegistryLock(p.src, 7.0).start()
+    lock = M.RegistryLock(p.src, 60).start()
     cb = p.dst.client()
     try:
         mig = M.Migration(cb, M.mig_packet(p.src, eid, ct_admin, options="<type>0</type>"))
-        time.sleep(6.5)
+        # (the kill comes once the write that would record the taking has failed, while
+        # the lock is still held)
+        failed = H.wait_for(lambda: "journal 'checked'" in p.src.node.log(), 40, 0.1)
         p.src.kill9()
+        lock.release()
         lock.join()
+        assert failed, "no failed journal write before the kill\n" + p.src.log_excerpt()
         r = mig.finish(90)
         assert r.error is not None, "moved while the destination could not journal?\n" + \
             r.text + logs(p)
