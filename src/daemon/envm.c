@@ -279,10 +279,26 @@ int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, 
  * one until after it clears it: found in a row whose lock the caller holds, one was left
  * by a registry write that failed (creating, destroying and migrating are settled by
  * start-up and the migration journal instead). */
-bool cta_envm_lock_held_transition(int tr)
+static bool lock_held_transition(int tr)
 {
         return tr == CTA_TR_STARTING || tr == CTA_TR_STOPPING || tr == CTA_TR_RESTARTING ||
                tr == CTA_TR_SETTING;
+}
+
+/* A row a refresh may fix: not in a transition other than such a leftover, and in a state
+ * LXC can contradict (a container only configured has nothing to run). */
+static bool row_refreshable(const struct cta_ct_row *row)
+{
+        if (row->transition != CTA_TR_NONE && !lock_held_transition(row->transition))
+                return false;
+        return row->state == CTA_CT_RUNNING || row->state == CTA_CT_DOWN ||
+               row->state == CTA_CT_MOUNTED;
+}
+
+bool cta_envm_row_disagrees(const struct cta_ct_row *row, bool runs)
+{
+        return row_refreshable(row) && (lock_held_transition(row->transition) ||
+                                        runs != (row->state == CTA_CT_RUNNING));
 }
 
 int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err)
@@ -294,18 +310,15 @@ int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct ct
                 return r;
         cta_ct_row_done(row);
         *row = fresh;
-        /* (a container only configured has nothing to run) */
-        bool stale = cta_envm_lock_held_transition(row->transition);
-        if ((row->transition != CTA_TR_NONE && !stale) ||
-            (row->state != CTA_CT_RUNNING && row->state != CTA_CT_DOWN &&
-             row->state != CTA_CT_MOUNTED))
-                return 0;
+        if (!row_refreshable(row))
+                return 0; /* (without asking LXC) */
         r = cta_ct_state(d->envm->ct, row->veid, &now, err);
         if (r < 0)
                 return r;
         bool runs = now == CTA_CT_RUNNING || now == CTA_CT_SUSPENDED;
-        if (runs == (row->state == CTA_CT_RUNNING) && !stale)
+        if (!cta_envm_row_disagrees(row, runs))
                 return 0;
+        bool stale = lock_held_transition(row->transition);
         int want = runs ? CTA_CT_RUNNING : row->state == CTA_CT_RUNNING ? CTA_CT_DOWN : row->state;
         if (want != row->state)
                 log_notice("container %s (veid %" PRIu64 ") is %s, the registry said %s "

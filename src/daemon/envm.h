@@ -41,9 +41,11 @@ int cta_envm_set_state(struct cta_daemon *d, struct cta_ct_row *row, int state, 
  * failed registry write (its operation would hold the lock) and is cleared; a row
  * creating, destroying or migrating is left as it is. */
 int cta_envm_refresh_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);
-/* A start, stop, restart or set transition: held only under the container's lock, so
- * found in a row whose lock is free it was left by a registry write that failed. */
-bool cta_envm_lock_held_transition(int tr);
+/* Whether cta_envm_refresh_row would fix row, LXC running it or not (runs): its state
+ * says otherwise, or it holds a start, stop, restart or set transition, which only an
+ * operation holding the lock has, so found outside one it was left by a failed registry
+ * write. A row creating, destroying or migrating, or only configured, never. */
+bool cta_envm_row_disagrees(const struct cta_ct_row *row, bool runs);
 /* Start / stop a registered container (caller holds its lock). */
 int cta_envm_start_row(struct cta_daemon *d, struct cta_ct_row *row, struct cta_error **err);
 int cta_envm_stop_row(struct cta_daemon *d, struct cta_ct_row *row, bool force,

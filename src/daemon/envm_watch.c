@@ -90,10 +90,8 @@ static void fix_rows(struct pass *p)
                 return;
         for (size_t i = 0; i < n && !atomic_load(&d->stopping); i++) {
                 struct cta_ct_row *row = &rows[i];
-                bool runs = cta_u64_in_sorted(row->veid, p->running, p->nrun);
-                bool stale = cta_envm_lock_held_transition(row->transition);
-                if ((row->transition != CTA_TR_NONE && !stale) || row->state == CTA_CT_CONFIG ||
-                    (runs == (row->state == CTA_CT_RUNNING) && !stale))
+                if (!cta_envm_row_disagrees(row, cta_u64_in_sorted(row->veid, p->running,
+                                                                   p->nrun)))
                         continue;
                 if (cta_envm_lock_brief(d, row->eid) < 0)
                         continue; /* (an operation holds it: it refreshes the row itself) */
